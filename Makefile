@@ -1,0 +1,48 @@
+# Personalization warehouse: the commands README.md starts with.
+#   make run    whole pipeline (generates sample data when $PZ_DATA_DIR/raw is empty)
+#   make test   the whole test suite
+#   make ui     the Dagster web UI on 127.0.0.1:3000
+SHELL := /bin/bash
+export PZ_DATA_DIR ?= data
+export DAGSTER_HOME ?= $(abspath $(PZ_DATA_DIR))/dagster_home
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup run test ui lint manifest sample clean
+
+$(UV):
+	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	touch $@
+
+setup: $(VENV)/.synced
+
+manifest: setup  ## dbt manifest for the Dagster code location (dbt parse)
+	@mkdir -p $(DAGSTER_HOME)
+	$(PY) -m dagster_project.cli prepare
+
+run: setup  ## the whole pipeline; sample data first if $(PZ_DATA_DIR)/raw is empty
+	@mkdir -p $(DAGSTER_HOME)
+	$(PY) -m dagster_project.cli run
+
+test: setup
+	@mkdir -p $(DAGSTER_HOME)
+	$(PY) -m dagster_project.cli prepare
+	$(VENV)/bin/pytest -q
+
+ui: manifest
+	$(VENV)/bin/dagster dev -m dagster_project.definitions -h 127.0.0.1 -p 3000
+
+lint: setup
+	$(VENV)/bin/ruff check dagster_project models_ml tests
+	$(VENV)/bin/ruff format --check dagster_project models_ml tests
+
+sample: setup  ## only generate sample data into $(PZ_DATA_DIR)
+	$(PY) -m dagster_project.sample_data --out $(PZ_DATA_DIR)
+
+clean:
+	rm -rf $(PZ_DATA_DIR)/warehouse $(PZ_DATA_DIR)/published dbt_project/target

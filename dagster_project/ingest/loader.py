@@ -1,0 +1,589 @@
+"""Load landing files into `raw.<source>` tables: manifest, validation, quarantine, PII tokens.
+
+For every file of a source:
+1. its sha256 is compared with `audit.load_manifest`: unchanged files are skipped, identical
+   content under another name is recorded as a duplicate delivery and not loaded again, and a
+   changed file under a known name replaces the rows of its previous version;
+2. it is read with DuckDB into a frame of varchar columns (`_line` numbers its rows);
+3. rows breaking the contract go to `audit.quarantine` with file, line and reason, the rest go
+   to `raw.<source>` with PII replaced by keyed tokens and timestamps parsed to UTC;
+4. rows read = rows loaded + rows quarantined, recorded in the manifest.
+Each file is one transaction: a crash never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from dagster_project.ingest.sources import (
+    METADATA_COLUMNS,
+    SOURCES,
+    SUPPORTED_SUFFIXES,
+    SourceSpec,
+)
+from dagster_project.ingest.sql import quote_identifier, quote_literal
+
+log = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 64 * 1024 * 1024  # a "very long field" is data, not an error
+FRAME = "_pz_frame"  # temp table: one file's rows, normalized to the contract
+
+
+@dataclass
+class FileResult:
+    file: str
+    source: str
+    sha256: str
+    size_bytes: int
+    status: str  # loaded | replaced | unchanged | duplicate_content | quarantined
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    message: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+def raw_table_ddl(spec: SourceSpec) -> str:
+    columns = [f"{quote_identifier(c)} varchar" for c in spec.raw_columns]
+    columns += [f"_{ts.name} timestamp" for ts in spec.timestamps]
+    columns += [f"{name} {sql_type}" for name, sql_type in METADATA_COLUMNS.items()]
+    return f"create table if not exists raw.{spec.name} ({', '.join(columns)})"
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection, pii_schema: str = "pii") -> None:
+    """Create every raw, audit and PII-zone table (empty) so downstream always finds them."""
+    con.execute("create schema if not exists raw; create schema if not exists audit;")
+    for spec in SOURCES.values():
+        con.execute(raw_table_ddl(spec))
+    con.execute(
+        """
+        create table if not exists audit.load_manifest (
+            file varchar, source varchar, sha256 varchar, size_bytes bigint, status varchar,
+            rows_read bigint, rows_loaded bigint, rows_quarantined bigint,
+            loaded_at timestamp, message varchar, is_current boolean
+        );
+        create table if not exists audit.quarantine (
+            source varchar, file varchar, line bigint, reason varchar, raw_record varchar,
+            quarantined_at timestamp
+        );
+        """
+    )
+    profiles = SOURCES["profiles"]
+    pii_cols = ", ".join(f"{c} varchar" for c in profiles.pii_zone_columns)
+    con.execute(
+        f"""
+        create schema if not exists {pii_schema}.main;
+        create table if not exists {pii_schema}.main.profiles (
+            record_id varchar, source_system varchar, {pii_cols},
+            _file varchar, _line bigint, _loaded_at timestamp
+        );
+        create table if not exists {pii_schema}.main.quarantine (
+            source varchar, file varchar, line bigint, raw_record varchar,
+            quarantined_at timestamp
+        );
+        """
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reading one file into the frame
+# --------------------------------------------------------------------------------------------
+
+
+def file_format(path: Path) -> str | None:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".gzip", ".zst"):
+        suffixes = suffixes[:-1]
+    return SUPPORTED_SUFFIXES.get(suffixes[-1]) if suffixes else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _normalize_name(name: str) -> str:
+    return "_".join(name.strip().lower().replace("-", " ").split())
+
+
+def _frame_from_columns(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str) -> set[str]:
+    """Build FRAME from a table of varchar columns; return the contract columns present."""
+    columns = [row[0] for row in con.execute(f"describe {table}").fetchall()]
+    columns = [c for c in columns if c != "_line"]
+    by_contract: dict[str, str] = {}
+    extras: list[str] = []
+    for column in columns:
+        normalized = _normalize_name(column)
+        if normalized in spec.columns and normalized not in by_contract:
+            by_contract[normalized] = column
+        else:
+            extras.append(column)
+    selects = [
+        f"nullif(trim({quote_identifier(by_contract[c])}), '') as {quote_identifier(c)}"
+        if c in by_contract
+        else f"null::varchar as {quote_identifier(c)}"
+        for c in spec.columns
+    ]
+    if extras:
+        pairs = ", ".join(f"{quote_literal(c)}, {quote_identifier(c)}" for c in extras)
+        selects.append(f"json_object({pairs})::varchar as extra")
+    else:
+        selects.append("null::varchar as extra")
+    raw_record = "json_object(" + ", ".join(
+        f"{quote_literal(c)}, {quote_identifier(c)}" for c in columns
+    ) + ")::varchar"
+    con.execute(
+        f"""
+        create or replace temp table {FRAME} as
+        select _line, {', '.join(selects)}, {raw_record} as _raw, null::varchar as _read_error
+        from {table} as r
+        """
+    )
+    return set(by_contract)
+
+
+def _drop_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB keeps reject tables between scans; start every file from empty ones."""
+    con.execute("drop table if exists _pz_rejects; drop table if exists _pz_scans")
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> set[str]:
+    _drop_rejects(con)
+    con.execute(
+        """
+        create or replace temp table _pz_csv as
+        select row_number() over () as _line, *
+        from read_csv($path, all_varchar = true, header = true, store_rejects = true,
+                      rejects_table = '_pz_rejects', rejects_scan = '_pz_scans',
+                      max_line_size = $max_line, filename = false)
+        """,
+        {"path": str(path), "max_line": MAX_LINE_BYTES},
+    )
+    present = _frame_from_columns(con, spec, "_pz_csv")
+    # Rows DuckDB's CSV reader rejected (wrong field count, bad encoding, ...): one per line.
+    con.execute(
+        f"""
+        insert into {FRAME} (_line, _raw, _read_error)
+        select line, any_value(csv_line), string_agg(distinct error_type || ': ' || error_message, '; ')
+        from _pz_rejects
+        where scan_id = (select max(scan_id) from _pz_scans)
+        group by line
+        """
+    )
+    con.execute("drop table if exists _pz_csv")
+    return present
+
+
+def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> set[str]:
+    _drop_rejects(con)
+    con.execute(
+        """
+        create or replace temp table _pz_lines as
+        select row_number() over () as _line, raw
+        from read_csv($path, columns = {'raw': 'VARCHAR'}, header = false, delim = '\x1f',
+                      quote = '', escape = '', store_rejects = true,
+                      rejects_table = '_pz_rejects', rejects_scan = '_pz_scans',
+                      max_line_size = $max_line, strict_mode = false)
+        """,
+        {"path": str(path), "max_line": MAX_LINE_BYTES},
+    )
+    con.execute(
+        """
+        create or replace temp table _pz_objects as
+        select _line, raw,
+               case when json_valid(raw) and json_type(raw) = 'OBJECT'
+                    then json_transform(raw, '"MAP(VARCHAR, JSON)"') end as m,
+               case
+                   when not json_valid(raw) then 'malformed JSON'
+                   when json_type(raw) <> 'OBJECT' then 'JSON value is not an object'
+               end as problem
+        from (select _line, raw, case when json_valid(raw) then true else false end as ok
+              from _pz_lines where nullif(trim(raw), '') is not null)
+        """
+    )
+    keys = [
+        row[0]
+        for row in con.execute(
+            "select distinct unnest(map_keys(m)) from _pz_objects where m is not null order by 1"
+        ).fetchall()
+    ]
+    known = [k for k in keys if k in spec.columns]
+    selects = [
+        f"nullif(trim(json_extract_string(m[{quote_literal(c)}], '$')), '') as {quote_identifier(c)}"
+        if c in known
+        else f"null::varchar as {quote_identifier(c)}"
+        for c in spec.columns
+    ]
+    contract = ", ".join(quote_literal(c) for c in spec.columns)
+    con.execute(
+        f"""
+        create or replace temp table {FRAME} as
+        select _line, {', '.join(selects)},
+               nullif(to_json(map_from_entries(list_filter(
+                   map_entries(m), lambda e: e.key not in ({contract})
+               )))::varchar, '{{}}') as extra,
+               raw as _raw,
+               coalesce(problem, case when m is null then 'JSON object has duplicate keys' end)
+                   as _read_error
+        from _pz_objects
+        """
+    )
+    con.execute(
+        f"""
+        insert into {FRAME} (_line, _raw, _read_error)
+        select line, any_value(csv_line), string_agg(distinct error_type || ': ' || error_message, '; ')
+        from _pz_rejects
+        where scan_id = (select max(scan_id) from _pz_scans)
+        group by line
+        """
+    )
+    con.execute("drop table if exists _pz_lines; drop table if exists _pz_objects")
+    return set(known)
+
+
+def _read_parquet(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> set[str]:
+    con.execute(
+        "create or replace temp table _pz_parquet_typed as "
+        "select row_number() over () as _line, * from read_parquet($path)",
+        {"path": str(path)},
+    )
+    described = con.execute("describe _pz_parquet_typed").fetchall()
+    casts = []
+    for name, sql_type, *_ in described:
+        if name == "_line":
+            continue
+        nested = any(t in sql_type for t in ("STRUCT", "[]", "MAP", "UNION", "JSON"))
+        expr = (
+            f"to_json({quote_identifier(name)})::varchar" if nested
+            else f"{quote_identifier(name)}::varchar"
+        )
+        casts.append(f"{expr} as {quote_identifier(name)}")
+    con.execute(
+        f"create or replace temp table _pz_parquet as select _line, {', '.join(casts)} "
+        "from _pz_parquet_typed"
+    )
+    present = _frame_from_columns(con, spec, "_pz_parquet")
+    con.execute("drop table if exists _pz_parquet; drop table if exists _pz_parquet_typed")
+    return present
+
+
+READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
+
+
+# --------------------------------------------------------------------------------------------
+# Validating and writing the frame
+# --------------------------------------------------------------------------------------------
+
+
+def _missing_columns_reason(spec: SourceSpec, present: set[str]) -> str | None:
+    missing = [c for c in spec.required_columns if c not in present]
+    missing += [
+        " or ".join(group) for group in spec.required_any_of if not present.intersection(group)
+    ]
+    if missing:
+        return "file lacks required column(s): " + ", ".join(missing)
+    return None
+
+
+def _reason_expression(spec: SourceSpec, file_reason: str | None) -> str:
+    checks = []
+    for reason, predicate in spec.row_rules:
+        checks.append(f"case when {predicate} then {quote_literal(reason)} end")
+    for ts in spec.timestamps:
+        if not ts.required:
+            continue
+        column = quote_identifier(_timestamp_source_column(ts))
+        unknown_tz = (
+            f"when not pz_is_known_timezone({ts.timezone_column}) "
+            f"then 'unknown timezone: ' || left({ts.timezone_column}, 64) "
+            if ts.timezone_column
+            else ""
+        )
+        checks.append(
+            f"case when {column} is null then 'missing {ts.name}' "
+            f"when _{ts.name} is not null then null {unknown_tz}"
+            f"else 'unparseable timestamp: ' || left({column}, 64) end"
+        )
+    # A row the reader could not parse, or a file without a required column, has one reason;
+    # otherwise every broken rule is listed. '' means the row is good.
+    first = ["_read_error"] + ([quote_literal(file_reason)] if file_reason else [])
+    return f"coalesce({', '.join(first)}, nullif(concat_ws('; ', {', '.join(checks)}), ''), '')"
+
+
+def _timestamp_source_column(ts) -> str:
+    return ts.source_column or ts.name
+
+
+def _typed_timestamp_columns(spec: SourceSpec) -> list[str]:
+    out = []
+    for ts in spec.timestamps:
+        column = quote_identifier(_timestamp_source_column(ts))
+        tz = ts.timezone_column or "null"
+        out.append(f"pz_parse_ts({column}, {tz}) as _{ts.name}")
+    return out
+
+
+def _check_frame(con: duckdb.DuckDBPyConnection, spec: SourceSpec, file_reason: str | None) -> None:
+    """Turn FRAME into `_pz_checked`: typed timestamps and a `_reason` ('' = good row)."""
+    typed = _typed_timestamp_columns(spec)
+    con.execute(
+        f"""
+        create or replace temp table _pz_checked as
+        with typed as (
+            select *{', ' + ', '.join(typed) if typed else ''}
+            from {FRAME}
+        )
+        select *, {_reason_expression(spec, file_reason)} as _reason from typed
+        """
+    )
+    con.execute(f"drop table if exists {FRAME}")
+
+
+def _write_pii_zone(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, relative: str, at, has_rows: bool
+) -> None:
+    """Replace this file's rows in the PII zone (its own transaction: DuckDB writes one
+    database per transaction). Runs before the warehouse commit, so a crash in between makes
+    the next run load the file again and rewrite the same rows."""
+    if not spec.holds_pii:
+        return
+    params = {"file": relative, "at": at, "source": spec.name}
+    con.execute("begin transaction")
+    try:
+        con.execute("delete from pii.main.quarantine where file = $file", {"file": relative})
+        if spec.pii_zone_columns:
+            con.execute("delete from pii.main.profiles where _file = $file", {"file": relative})
+        if not has_rows:
+            con.execute("commit")
+            return
+        con.execute(
+            """
+            insert into pii.main.quarantine
+            select $source, $file, _line, _raw, $at from _pz_checked where _reason <> ''
+            """,
+            params,
+        )
+        if spec.pii_zone_columns:
+            plain = ", ".join(quote_identifier(c) for c in spec.pii_zone_columns)
+            con.execute(
+                f"""
+                insert into pii.main.profiles
+                select record_id, source_system, {plain}, $file, _line, $at
+                from _pz_checked where _reason = ''
+                """,
+                {"file": relative, "at": at},
+            )
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+
+
+def _write_warehouse(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, relative: str, sha: str, at
+) -> tuple[int, int]:
+    values = [
+        f"pz_token({quote_literal(spec.pii_columns[c])}, {quote_identifier(c)})"
+        if c in spec.pii_columns
+        else quote_identifier(c)
+        for c in spec.columns
+    ]
+    values += [f"_{ts.name}" for ts in spec.timestamps]
+    con.execute(
+        f"""
+        insert into raw.{spec.name}
+        select {', '.join(values)}, extra, $file, _line, $sha, $at
+        from _pz_checked where _reason = '' order by _line
+        """,
+        {"file": relative, "sha": sha, "at": at},
+    )
+    # A PII-bearing source keeps the raw record in the PII zone only.
+    public_raw = "null" if spec.holds_pii else "_raw"
+    con.execute(
+        f"""
+        insert into audit.quarantine
+        select $source, $file, _line, _reason, {public_raw}, $at
+        from _pz_checked where _reason <> '' order by _line
+        """,
+        {"file": relative, "at": at, "source": spec.name},
+    )
+    loaded, quarantined = con.execute(
+        "select count(*) filter (where _reason = ''), count(*) filter (where _reason <> '') "
+        "from _pz_checked"
+    ).fetchall()[0]
+    return loaded, quarantined
+
+
+# --------------------------------------------------------------------------------------------
+# One file, one source
+# --------------------------------------------------------------------------------------------
+
+
+def _forget_file(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, relative: str, old_sha: str
+) -> None:
+    """Remove every warehouse row a previous version of this file contributed.
+
+    Files skipped earlier as copies of that version are forgotten too, so they load again.
+    """
+    params = {"file": relative}
+    con.execute(
+        "update audit.load_manifest set is_current = false "
+        "where status = 'duplicate_content' and sha256 = $sha",
+        {"sha": old_sha},
+    )
+    con.execute(f"delete from raw.{spec.name} where _file = $file", params)
+    con.execute("delete from audit.quarantine where file = $file", params)
+    con.execute("update audit.load_manifest set is_current = false where file = $file", params)
+
+
+def _record(con: duckdb.DuckDBPyConnection, result: FileResult, loaded_at: datetime) -> None:
+    row = asdict(result)
+    con.execute(
+        """
+        insert into audit.load_manifest values (
+            $file, $source, $sha256, $size_bytes, $status, $rows_read, $rows_loaded,
+            $rows_quarantined, $loaded_at, $message, true
+        )
+        """,
+        {**row, "loaded_at": loaded_at},
+    )
+
+
+def _read_and_check(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path, result: FileResult
+) -> bool:
+    """Read the file into `_pz_checked`; False when the file is rejected whole (or empty)."""
+    fmt = file_format(path)
+    if fmt is None:
+        result.status = "quarantined"
+        result.message = f"unsupported file type {''.join(path.suffixes) or '(no extension)'}"
+        return False
+    if path.stat().st_size == 0:
+        result.message = "empty file: no rows"
+        return False
+    try:
+        present = READERS[fmt](con, spec, path)
+    except duckdb.Error as error:
+        result.status = "quarantined"
+        result.message = f"unreadable {fmt} file: {str(error).strip().splitlines()[0][:500]}"
+        return False
+    file_reason = _missing_columns_reason(spec, present)
+    _check_frame(con, spec, file_reason)
+    if file_reason:
+        result.status = "quarantined"
+        result.message = file_reason
+    return True
+
+
+def ingest_file(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    path: Path,
+    raw_dir: Path,
+    loaded_at: datetime,
+) -> FileResult:
+    relative = path.relative_to(raw_dir).as_posix()
+    sha = sha256_of(path)
+    result = FileResult(relative, spec.name, sha, path.stat().st_size, status="loaded")
+
+    previous = con.execute(
+        "select sha256 from audit.load_manifest where file = $file and is_current",
+        {"file": relative},
+    ).fetchall()
+    previous = previous[0] if previous else None
+    if previous and previous[0] == sha:
+        result.status = "unchanged"
+        return result
+    twin = con.execute(
+        """
+        select file from audit.load_manifest
+        where sha256 = $sha and is_current and file <> $file and status in ('loaded', 'replaced')
+        order by file limit 1
+        """,
+        {"sha": sha, "file": relative},
+    ).fetchall()
+    twin = twin[0] if twin else None
+
+    has_rows = False
+    if twin:
+        result.status = "duplicate_content"
+        result.message = f"same content as {twin[0]}, already loaded; not loaded again"
+    else:
+        has_rows = _read_and_check(con, spec, path, result)
+        if previous and result.status == "loaded":
+            result.status = "replaced"
+        if has_rows or previous:
+            _write_pii_zone(con, spec, relative, loaded_at, has_rows)
+
+    con.execute("begin transaction")
+    try:
+        if previous:
+            _forget_file(con, spec, relative, previous[0])
+        if has_rows:
+            result.rows_loaded, result.rows_quarantined = _write_warehouse(
+                con, spec, relative, sha, loaded_at
+            )
+            result.rows_read = result.rows_loaded + result.rows_quarantined
+            if result.rows_read == 0 and not result.message:
+                result.message = "no data rows"
+        elif result.status == "quarantined":
+            con.execute(
+                "insert into audit.quarantine values ($source, $file, null, $reason, null, $at)",
+                {"source": spec.name, "file": relative, "reason": result.message, "at": loaded_at},
+            )
+        _record(con, result, loaded_at)
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.execute("drop table if exists _pz_checked")
+    return result
+
+
+def landing_files(raw_dir: Path, source: str) -> list[Path]:
+    folder = raw_dir / source
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def ingest_source(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    raw_dir: Path,
+    loaded_at: datetime,
+    progress: Callable[[str], None] = log.info,
+) -> list[FileResult]:
+    """Load every new or changed file of one source; return one result per file seen."""
+    spec = SOURCES[source]
+    results = []
+    files = landing_files(raw_dir, source)
+    progress(f"{source}: {len(files)} file(s) in {raw_dir / source}")
+    for path in files:
+        result = ingest_file(con, spec, path, raw_dir, loaded_at)
+        progress(
+            f"{source}: {result.file} -> {result.status}: read {result.rows_read}, "
+            f"loaded {result.rows_loaded}, quarantined {result.rows_quarantined}"
+            + (f" ({result.message})" if result.message else "")
+        )
+        results.append(result)
+    return results

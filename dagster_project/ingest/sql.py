@@ -1,0 +1,85 @@
+"""SQL building blocks for ingest: quoting, temporary macros (HMAC, timestamp parsing).
+
+Everything row-level runs inside DuckDB. The HMAC key is baked into TEMP macros only, so it
+lives in the connection's memory and never in the warehouse file's catalog.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a column or table name taken from a file, so it is data and never SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def hmac_pads(key: bytes) -> tuple[str, str]:
+    """The inner and outer HMAC-SHA256 pads of `key`, as hex (RFC 2104)."""
+    import hashlib
+
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    inner = bytes(b ^ 0x36 for b in key).hex()
+    outer = bytes(b ^ 0x5C for b in key).hex()
+    return inner, outer
+
+
+def install_macros(con: duckdb.DuckDBPyConnection, pii_key: bytes) -> None:
+    """Create the TEMP macros ingest uses on this connection.
+
+    `pz_token(kind, value)` normalizes a PII value by kind and returns its keyed HMAC-SHA256
+    (lowercase hex, identical to Python's `hmac.new(key, value, sha256).hexdigest()`), or null
+    for a blank value. `pz_parse_ts(text, tz)` turns any accepted timestamp form into a UTC
+    `timestamp`, or null when it cannot.
+    """
+    inner, outer = hmac_pads(pii_key)
+    con.execute(
+        f"""
+        create or replace temp macro pz_hmac(m) as
+            sha256(unhex('{outer}') || unhex(sha256(unhex('{inner}') || encode(m))));
+
+        create or replace temp macro pz_normalize_pii(kind, v) as (
+            case kind
+                when 'email' then nullif(lower(trim(v)), '')
+                when 'phone' then nullif(right(regexp_replace(v, '[^0-9]', '', 'g'), 10), '')
+                when 'name' then nullif(lower(trim(regexp_replace(v, '\\s+', ' ', 'g'))), '')
+                else nullif(trim(v), '')
+            end
+        );
+
+        create or replace temp macro pz_token(kind, v) as pz_hmac(pz_normalize_pii(kind, v));
+
+        create or replace temp table pz_timezones as
+            select name from pg_timezone_names();
+
+        create or replace temp macro pz_has_offset(ts) as
+            regexp_matches(
+                trim(ts), '\\d{{2}}:\\d{{2}}(:\\d{{2}}(\\.\\d+)?)?\\s*(Z|z|UTC|[+-]\\d{{2}}(:?\\d{{2}})?)$'
+            );
+
+        create or replace temp macro pz_is_known_timezone(tz) as
+            tz is null or trim(tz) in (select name from pz_timezones);
+
+        create or replace temp macro pz_parse_ts(ts, tz) as (
+            case
+                when nullif(trim(ts), '') is null then null
+                when regexp_full_match(trim(ts), '-?\\d{{13}}')
+                    then make_timestamp(trim(ts)::bigint * 1000)
+                when regexp_full_match(trim(ts), '-?\\d{{9,10}}(\\.\\d+)?')
+                    then make_timestamp((trim(ts)::double * 1000000)::bigint)
+                when pz_has_offset(ts)
+                    then timezone('UTC', try_cast(trim(ts) as timestamptz))
+                when nullif(trim(tz), '') is null
+                    then try_cast(trim(ts) as timestamp)
+                when trim(tz) in (select name from pz_timezones)
+                    then timezone('UTC', timezone(trim(tz), try_cast(trim(ts) as timestamp)))
+            end
+        );
+        """
+    )

@@ -1,0 +1,48 @@
+"""Dagster resources: the DuckDB warehouse (with its PII zone) and the dbt CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+from dagster import ConfigurableResource
+
+from dagster_project.ingest.sql import install_macros
+from dagster_project.settings import Settings
+
+
+def open_warehouse(
+    settings: Settings, *, with_pii_zone: bool = False, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """Open the working warehouse in UTC; optionally attach the PII zone as `pii`."""
+    settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(settings.warehouse_path), read_only=read_only)
+    con.execute("set TimeZone = 'UTC'")
+    if with_pii_zone:
+        mode = " (read_only)" if read_only else ""
+        con.execute(f"attach '{settings.pii_zone_path}' as pii{mode}")
+        install_macros(con, settings.pii_key())
+    return con
+
+
+class WarehouseResource(ConfigurableResource):
+    """The pipeline's DuckDB files under `data_dir` (default: `$PZ_DATA_DIR`, else `data`).
+
+    Only the pipeline opens the working warehouse and the PII zone; SQL readers use the
+    published snapshot, so they never hold a lock the nightly run needs.
+    """
+
+    data_dir: str = ""
+    as_of: str = ""  # ISO-8601 UTC; empty = newest event in the data
+
+    def settings(self) -> Settings:
+        return Settings.from_env(data_dir=self.data_dir, as_of=self.as_of)
+
+    @contextmanager
+    def connect(self, *, with_pii_zone: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = open_warehouse(self.settings(), with_pii_zone=with_pii_zone)
+        try:
+            yield con
+        finally:
+            con.close()

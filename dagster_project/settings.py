@@ -1,0 +1,96 @@
+"""Where things live and which secrets the run has: read from the environment, in one place.
+
+| variable | default | meaning |
+|---|---|---|
+| `PZ_DATA_DIR` | `data` | root of raw/, warehouse/, published/, reports/, truth/ |
+| `PZ_PII_KEY` | (none) | HMAC key for PII tokens; required unless `PZ_DEMO_MODE=1` |
+| `PZ_DEMO_MODE` | `0` | `1` makes (and keeps) a local key under warehouse/ and says so |
+| `PZ_AS_OF` | newest event | the run's as-of time (ISO-8601, UTC) for windows and recency |
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a runnable pipeline."""
+
+
+def parse_as_of(text: str | None) -> datetime | None:
+    """An ISO-8601 as-of time as naive UTC (a value without offset is taken as UTC)."""
+    if not text:
+        return None
+    try:
+        as_of = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise SettingsError(f"PZ_AS_OF={text!r} is not an ISO-8601 time") from error
+    if as_of.tzinfo is not None:
+        as_of = as_of.astimezone(UTC).replace(tzinfo=None)
+    return as_of
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    as_of: datetime | None = None
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.data_dir / "warehouse"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.warehouse_dir / "warehouse.duckdb"
+
+    @property
+    def pii_zone_path(self) -> Path:
+        return self.warehouse_dir / "pii.duckdb"
+
+    @property
+    def published_dir(self) -> Path:
+        return self.data_dir / "published"
+
+    @property
+    def published_path(self) -> Path:
+        return self.published_dir / "personalization.duckdb"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @classmethod
+    def from_env(cls, data_dir: str | None = None, as_of: str | None = None) -> Settings:
+        """Settings from the environment; non-empty arguments take precedence."""
+        path = Path(data_dir or os.environ.get("PZ_DATA_DIR") or "data")
+        return cls(data_dir=path.resolve(), as_of=parse_as_of(as_of or os.environ.get("PZ_AS_OF")))
+
+    def pii_key(self) -> bytes:
+        """The PII tokenization key: from `PZ_PII_KEY`, or a local demo key in demo mode."""
+        key = os.environ.get("PZ_PII_KEY")
+        if key:
+            return key.encode()
+        if os.environ.get("PZ_DEMO_MODE") == "1":
+            path = self.warehouse_dir / ".demo_pii_key"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(secrets.token_hex(32))
+                path.chmod(0o600)
+            return path.read_text().strip().encode()
+        raise SettingsError(
+            "PZ_PII_KEY is not set. PII (emails, phones, names, addresses, IPs) is tokenized "
+            "with a keyed HMAC on entry and the key must come from the environment: "
+            "`export PZ_PII_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')` "
+            "and keep it safe (changing it changes every token). For a local demo, set "
+            "PZ_DEMO_MODE=1 to make a local key."
+        )

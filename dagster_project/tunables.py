@@ -1,0 +1,164 @@
+"""The versioned YAML tunables in `dagster_project/config/`: loaded and validated in one place.
+
+Python assets receive these objects; dbt sees them as `config.*` tables written at the start of
+every run, so SQL and Python share one mapping of event types, categories and weights.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "config"
+
+
+class TunablesError(ValueError):
+    """A tunables file is missing, malformed or inconsistent."""
+
+
+def raw_key(value: str) -> str:
+    """The matching key of a raw spelling: lowercase letters and digits only (as in SQL)."""
+    return re.sub(r"[^a-z0-9]", "", str(value).lower())
+
+
+@dataclass(frozen=True)
+class Tunables:
+    event_types: dict[str, list[str]]
+    categorical: dict[str, dict[str, list[str]]]
+    interaction_weights: dict[str, float]
+    rating_weight: float
+    pipeline: dict[str, Any]
+
+    @property
+    def canonical_event_types(self) -> list[str]:
+        return list(self.event_types)
+
+    @property
+    def session_gap_minutes(self) -> int:
+        return int(self.pipeline["sessions"]["inactivity_gap_minutes"])
+
+    @property
+    def identity_junk_values(self) -> list[str]:
+        return [str(v) for v in self.pipeline["identity"]["junk_values"]]
+
+    @property
+    def clustering(self) -> dict[str, Any]:
+        return dict(self.pipeline["segments"]["clustering"])
+
+    @property
+    def recommendations(self) -> dict[str, Any]:
+        return dict(self.pipeline["recommendations"])
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise TunablesError(f"tunables file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise TunablesError(f"{path.name} is not valid YAML: {error}") from error
+    if not isinstance(data, dict) or data.get("version") != 1:
+        raise TunablesError(f"{path.name}: expected a mapping with `version: 1`")
+    return data
+
+
+def _check_aliases(name: str, mapping: Any) -> dict[str, list[str]]:
+    if not isinstance(mapping, dict) or not mapping:
+        raise TunablesError(f"{name}: expected a non-empty mapping of canonical value -> spellings")
+    seen: dict[str, str] = {}
+    for canonical, spellings in mapping.items():
+        if not isinstance(spellings, list):
+            raise TunablesError(f"{name}.{canonical}: expected a list of spellings")
+        for spelling in [canonical, *spellings]:
+            key = raw_key(spelling)
+            if key in seen and seen[key] != canonical:
+                raise TunablesError(
+                    f"{name}: spelling {spelling!r} maps to both {seen[key]!r} and {canonical!r}"
+                )
+            seen[key] = canonical
+    return {str(k): [str(s) for s in v] for k, v in mapping.items()}
+
+
+def load_tunables(config_dir: Path = CONFIG_DIR) -> Tunables:
+    events = _read_yaml(config_dir / "event_types.yaml")
+    categorical = _read_yaml(config_dir / "categorical_values.yaml")
+    weights = _read_yaml(config_dir / "interaction_weights.yaml")
+    pipeline = _read_yaml(config_dir / "pipeline.yaml")
+
+    event_types = _check_aliases("event_types", events.get("event_types"))
+    fields = {
+        field: _check_aliases(f"categorical_values.{field}", categorical.get(field))
+        for field in ("device_type", "os", "category")
+    }
+    raw_weights = weights.get("weights") or {}
+    unknown = sorted(set(raw_weights) - set(event_types))
+    if unknown:
+        raise TunablesError(f"interaction_weights: unknown event types {unknown}")
+    for section in ("sessions", "identity", "segments", "recommendations"):
+        if section not in pipeline:
+            raise TunablesError(f"pipeline.yaml: missing section `{section}`")
+    return Tunables(
+        event_types=event_types,
+        categorical=fields,
+        interaction_weights={k: float(v) for k, v in raw_weights.items()},
+        rating_weight=float(weights.get("rating_weight", 1.0)),
+        pipeline=pipeline,
+    )
+
+
+def config_frames(tunables: Tunables, as_of: datetime | None) -> dict[str, pd.DataFrame]:
+    """The `config.*` tables dbt reads, as DataFrames."""
+    event_rows = [
+        (raw_key(spelling), canonical)
+        for canonical, spellings in tunables.event_types.items()
+        for spelling in [canonical, *spellings]
+    ]
+    categorical_rows = [
+        (field, raw_key(spelling), canonical)
+        for field, mapping in tunables.categorical.items()
+        for canonical, spellings in mapping.items()
+        for spelling in [canonical, *spellings]
+    ]
+    weights = dict(tunables.interaction_weights)
+    weights["rate"] = tunables.rating_weight
+    return {
+        "event_type_map": pd.DataFrame(event_rows, columns=["raw_key", "event_type"])
+        .drop_duplicates()
+        .reset_index(drop=True),
+        "categorical_map": pd.DataFrame(categorical_rows, columns=["field", "raw_key", "value"])
+        .drop_duplicates()
+        .reset_index(drop=True),
+        "interaction_weights": pd.DataFrame(
+            sorted(weights.items()), columns=["event_type", "weight"]
+        ),
+        "run_settings": pd.DataFrame(
+            {
+                "as_of": pd.Series([as_of], dtype="datetime64[us]"),
+                "session_gap_minutes": [tunables.session_gap_minutes],
+            }
+        ),
+        "identity_junk_values": pd.DataFrame(
+            {"value": sorted({v.strip().lower() for v in tunables.identity_junk_values})}
+        ),
+    }
+
+
+def write_config_tables(
+    con: duckdb.DuckDBPyConnection, tunables: Tunables, as_of: datetime | None
+) -> dict[str, int]:
+    """Replace every `config.*` table; return their row counts."""
+    con.execute("create schema if not exists config")
+    counts = {}
+    for name, frame in config_frames(tunables, as_of).items():
+        con.register("_pz_config_frame", frame)
+        con.execute(f"create or replace table config.{name} as select * from _pz_config_frame")
+        con.unregister("_pz_config_frame")
+        counts[name] = len(frame)
+    return counts

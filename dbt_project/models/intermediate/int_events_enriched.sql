@@ -1,0 +1,87 @@
+{{ config(materialized='table') }}
+
+with
+
+events as (
+    select * from {{ ref('int_events_sessionized') }}
+),
+
+contexts as (
+    select * from {{ ref('stg_context__contexts') }}
+),
+
+ranked_contexts as (
+    select
+        contexts.*,
+        row_number() over (
+            partition by contexts.event_id
+            order by contexts._loaded_at desc, contexts._file desc, contexts._line desc
+        ) as event_recency_rank,
+        row_number() over (
+            partition by contexts.session_id
+            order by contexts._loaded_at desc, contexts._file desc, contexts._line desc
+        ) as session_recency_rank
+    from contexts
+),
+
+event_contexts as (
+    -- the newest context delivered for an event
+    select *
+    from ranked_contexts
+    where event_id is not null
+        and event_recency_rank = 1
+),
+
+session_contexts as (
+    -- the newest context delivered for a session (rows that name only a session)
+    select *
+    from ranked_contexts
+    where session_id is not null
+        and event_id is null
+        and session_recency_rank = 1
+),
+
+joined as (
+    -- field by field: the event's own context first, then its session's
+    select
+        events.*,
+        event_contexts.event_id is not null or session_contexts.session_id is not null
+            as has_context,
+        coalesce(event_contexts.device_type, session_contexts.device_type) as device_type,
+        coalesce(event_contexts.os, session_contexts.os) as os,
+        coalesce(event_contexts.browser, session_contexts.browser) as browser,
+        coalesce(event_contexts.geo_country, session_contexts.geo_country) as geo_country,
+        coalesce(event_contexts.geo_city, session_contexts.geo_city) as geo_city,
+        coalesce(event_contexts.timezone, session_contexts.timezone) as context_timezone
+    from events
+    left join event_contexts
+        on events.event_id = event_contexts.event_id
+    left join session_contexts
+        on events.session_id = session_contexts.session_id
+),
+
+localized as (
+    select
+        joined.*,
+        -- a valid context time zone, else the event's own, else UTC
+        coalesce(joined.context_timezone, joined.timezone, 'UTC') as local_timezone
+    from joined
+),
+
+with_local_time as (
+    select
+        localized.*,
+        {{ utc_to_local('localized.occurred_at', 'localized.local_timezone') }}
+            as local_occurred_at
+    from localized
+),
+
+with_daypart as (
+    select
+        with_local_time.*,
+        extract(hour from with_local_time.local_occurred_at) as local_hour,
+        {{ daypart('extract(hour from with_local_time.local_occurred_at)') }} as daypart
+    from with_local_time
+)
+
+select * from with_daypart

@@ -1,0 +1,115 @@
+with
+
+events as (
+    select * from {{ ref('int_events_deduplicated') }}
+),
+
+run_settings as (
+    select * from {{ ref('stg_config__run_settings') }}
+),
+
+keyed as (
+    select
+        events.*,
+        -- the actor whose inactivity splits derived sessions: user, else device
+        case
+            when events.user_id is not null then 'user_id:' || events.user_id
+            else 'anonymous_id:' || events.anonymous_id
+        end as actor_key
+    from events
+),
+
+without_given_session as (
+    select
+        keyed.*,
+        lag(keyed.occurred_at) over (
+            partition by keyed.actor_key
+            order by keyed.occurred_at, keyed.event_id
+        ) as previous_occurred_at
+    from keyed
+    where keyed.session_id is null
+),
+
+flagged_session_starts as (
+    select
+        without_given_session.*,
+        case
+            when without_given_session.previous_occurred_at is null then 1
+            when without_given_session.occurred_at > {{ dbt.dateadd(
+                'minute',
+                'run_settings.session_gap_minutes',
+                'without_given_session.previous_occurred_at'
+            ) }} then 1
+            else 0
+        end as is_session_start
+    from without_given_session
+    cross join run_settings
+),
+
+numbered_sessions as (
+    select
+        flagged_session_starts.*,
+        sum(flagged_session_starts.is_session_start) over (
+            partition by flagged_session_starts.actor_key
+            order by flagged_session_starts.occurred_at, flagged_session_starts.event_id
+            rows between unbounded preceding and current row
+        ) as actor_session_number
+    from flagged_session_starts
+),
+
+derived_sessions as (
+    select
+        numbered_sessions.*,
+        min(numbered_sessions.occurred_at) over (
+            partition by numbered_sessions.actor_key, numbered_sessions.actor_session_number
+        ) as session_started_at
+    from numbered_sessions
+),
+
+sessionized as (
+    select
+        event_id,
+        session_id,
+        false as is_session_derived
+    from keyed
+    where session_id is not null
+
+    union all
+
+    -- deterministic: the same actor and first event time always give the same id
+    select
+        event_id,
+        md5(actor_key || '|' || cast(session_started_at as varchar)) as session_id,
+        true as is_session_derived
+    from derived_sessions
+),
+
+joined as (
+    select
+        keyed.event_id,
+        keyed.event_type,
+        keyed.event_type_raw,
+        keyed.occurred_at,
+        keyed.timezone,
+        keyed.user_id,
+        keyed.anonymous_id,
+        keyed.actor_key,
+        sessionized.session_id,
+        sessionized.is_session_derived,
+        keyed.item_id,
+        keyed.value,
+        keyed.quantity,
+        keyed.page_url,
+        keyed.referrer,
+        keyed.properties,
+        keyed.extra,
+        keyed.n_deliveries,
+        keyed._file,
+        keyed._line,
+        keyed._loaded_at
+    from keyed
+    inner join sessionized
+        on keyed.event_id = sessionized.event_id
+)
+
+select * from joined

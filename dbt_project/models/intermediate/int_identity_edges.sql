@@ -1,0 +1,77 @@
+{{ config(materialized='table') }}
+
+with
+
+profiles as (
+    select * from {{ ref('int_profiles_deduplicated') }}
+),
+
+events as (
+    select * from {{ ref('int_events_deduplicated') }}
+),
+
+junk_values as (
+    select * from {{ ref('stg_config__identity_junk_values') }}
+),
+
+candidate_links as (
+    select
+        'record_id' as type_a,
+        profiles.source_system as source_system_a,
+        profiles.record_id as identifier_a,
+        'user_id' as type_b,
+        profiles.user_id as identifier_b,
+        'profile_user_id' as method
+    from profiles
+    where profiles.user_id is not null
+
+    union all
+
+    select
+        'record_id' as type_a,
+        profiles.source_system as source_system_a,
+        profiles.record_id as identifier_a,
+        'email_token' as type_b,
+        profiles.email_token as identifier_b,
+        'email' as method
+    from profiles
+    where profiles.email_token is not null
+
+    union all
+
+    -- an event carrying both a device and a user id: the device logged in as that user
+    select distinct
+        'anonymous_id' as type_a,
+        null as source_system_a,
+        events.anonymous_id as identifier_a,
+        'user_id' as type_b,
+        events.user_id as identifier_b,
+        'login_stitch' as method
+    from events
+    where events.anonymous_id is not null
+        and events.user_id is not null
+),
+
+without_junk as (
+    -- a junk value on either side never makes an edge
+    select candidate_links.*
+    from candidate_links
+    left join junk_values as junk_a
+        on candidate_links.type_a <> 'record_id'
+        and lower(candidate_links.identifier_a) = junk_a.junk_value
+    left join junk_values as junk_b
+        on lower(candidate_links.identifier_b) = junk_b.junk_value
+    where junk_a.junk_value is null
+        and junk_b.junk_value is null
+),
+
+keyed as (
+    select distinct
+        {{ identity_node_key('type_a', 'source_system_a', 'identifier_a') }} as node_key_a,
+        {{ identity_node_key('type_b', 'null', 'identifier_b') }} as node_key_b,
+        method,
+        cast(1.0 as double) as match_probability
+    from without_junk
+)
+
+select * from keyed

@@ -1,0 +1,98 @@
+{{ config(materialized='table') }}
+
+with
+
+profiles as (
+    select * from {{ ref('int_profiles_deduplicated') }}
+),
+
+events as (
+    select * from {{ ref('int_events_deduplicated') }}
+),
+
+consents as (
+    select * from {{ ref('int_consent_current') }}
+),
+
+junk_values as (
+    select * from {{ ref('stg_config__identity_junk_values') }}
+),
+
+seen_identifiers as (
+    select
+        'record_id' as identifier_type,
+        record_id as identifier,
+        source_system
+    from profiles
+
+    union all
+
+    select
+        'user_id' as identifier_type,
+        user_id as identifier,
+        null as source_system
+    from profiles
+    where user_id is not null
+
+    union all
+
+    -- linker-only: an email token joins records, it is not a person's identifier
+    select
+        'email_token' as identifier_type,
+        email_token as identifier,
+        null as source_system
+    from profiles
+    where email_token is not null
+
+    union all
+
+    select
+        'user_id' as identifier_type,
+        user_id as identifier,
+        null as source_system
+    from events
+    where user_id is not null
+
+    union all
+
+    select
+        'anonymous_id' as identifier_type,
+        anonymous_id as identifier,
+        null as source_system
+    from events
+    where anonymous_id is not null
+
+    union all
+
+    select
+        'user_id' as identifier_type,
+        subject_id as identifier,
+        null as source_system
+    from consents
+    where subject_type = 'user_id'
+),
+
+distinct_identifiers as (
+    select distinct
+        identifier_type,
+        identifier,
+        source_system
+    from seen_identifiers
+),
+
+keyed as (
+    select
+        {{ identity_node_key('distinct_identifiers.identifier_type', 'distinct_identifiers.source_system', 'distinct_identifiers.identifier') }}
+            as node_key,
+        distinct_identifiers.identifier_type,
+        distinct_identifiers.identifier,
+        distinct_identifiers.source_system,
+        -- junk record ids are still records; junk user / device / email values link nothing
+        distinct_identifiers.identifier_type <> 'record_id'
+            and junk_values.junk_value is not null as is_junk
+    from distinct_identifiers
+    left join junk_values
+        on lower(distinct_identifiers.identifier) = junk_values.junk_value
+)
+
+select * from keyed

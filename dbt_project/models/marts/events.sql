@@ -1,0 +1,37 @@
+with
+
+events as (
+    select * from {{ ref('int_events_identified') }}
+),
+
+final as (
+    select
+        event_id,
+        event_type,
+        event_type_raw,
+        occurred_at,
+        person_id,
+        user_id,
+        anonymous_id,
+        session_id,
+        is_session_derived,
+        item_id,
+        value,
+        quantity,
+        page_url,
+        referrer,
+        properties,
+        device_type,
+        os,
+        browser,
+        geo_country,
+        geo_city,
+        local_timezone,
+        local_occurred_at,
+        daypart,
+        n_deliveries,
+        extra
+    from events
+)
+
+select * from final

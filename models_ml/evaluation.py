@@ -1,0 +1,175 @@
+"""Ranking metrics for recommendations, with Microsoft Recommenders' definitions.
+
+`recommendations` holds (person_id, item_id, rank), `truth` the (person_id, item_id) pairs a
+person actually interacted with in the holdout. As in `recommenders.evaluation.python_evaluation`:
+
+- only people present in both frames count (n_users = their number);
+- a person's recommendations are ordered by rank and renumbered 1..n, then cut at k;
+- relevance is binary; duplicate truth pairs count once;
+- precision@k = hits / k (so fewer than k recommendations caps precision below 1);
+- recall@k = hits / |truth|;
+- nDCG@k = sum over hits of 1/log2(1 + rank), divided by the ideal sum over
+  min(|truth|, k) positions;
+- MAP@k = sum over hits of (hits so far / rank), divided by min(|truth|, k);
+- each is averaged over n_users, people without a hit adding 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models_ml.columns import ITEM_ID, PERSON_ID, RANK
+
+_HIT_PERSON, _HIT_RANK, _HIT_NUMBER = "person", "rank", "hit_number"
+
+
+def _hits(
+    truth: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    k: int,
+    col_person: str,
+    col_item: str,
+    col_rank: str,
+) -> tuple[pd.DataFrame, pd.Series, int]:
+    """(hits: person, rank, hit_number; |truth| per common person; n_users)."""
+    truth = truth[[col_person, col_item]].drop_duplicates()
+    common = pd.Index(truth[col_person].unique()).intersection(
+        pd.Index(recommendations[col_person].unique())
+    )
+    truth = truth[truth[col_person].isin(common)]
+    recs = recommendations[recommendations[col_person].isin(common)]
+    recs = recs.sort_values([col_person, col_rank], kind="stable")[[col_person, col_item]]
+    recs = recs.assign(**{col_rank: recs.groupby(col_person, sort=False).cumcount() + 1})
+    recs = recs[recs[col_rank] <= k]
+    hits = recs.merge(truth, on=[col_person, col_item], how="inner")
+    hits = hits.sort_values([col_person, col_rank], kind="stable")
+    hits = pd.DataFrame(
+        {
+            _HIT_PERSON: hits[col_person].to_numpy(),
+            _HIT_RANK: hits[col_rank].to_numpy(dtype=float),
+            _HIT_NUMBER: (hits.groupby(col_person, sort=False).cumcount() + 1).to_numpy(),
+        }
+    )
+    actual = truth.groupby(col_person).size().rename_axis(_HIT_PERSON)
+    return hits, actual, len(common)
+
+
+def precision_at_k(
+    truth: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    k: int = 10,
+    *,
+    col_person: str = PERSON_ID,
+    col_item: str = ITEM_ID,
+    col_rank: str = RANK,
+) -> float:
+    return _precision(*_hits(truth, recommendations, k, col_person, col_item, col_rank), k)
+
+
+def recall_at_k(
+    truth: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    k: int = 10,
+    *,
+    col_person: str = PERSON_ID,
+    col_item: str = ITEM_ID,
+    col_rank: str = RANK,
+) -> float:
+    return _recall(*_hits(truth, recommendations, k, col_person, col_item, col_rank), k)
+
+
+def ndcg_at_k(
+    truth: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    k: int = 10,
+    *,
+    col_person: str = PERSON_ID,
+    col_item: str = ITEM_ID,
+    col_rank: str = RANK,
+) -> float:
+    return _ndcg(*_hits(truth, recommendations, k, col_person, col_item, col_rank), k)
+
+
+def map_at_k(
+    truth: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    k: int = 10,
+    *,
+    col_person: str = PERSON_ID,
+    col_item: str = ITEM_ID,
+    col_rank: str = RANK,
+) -> float:
+    return _map(*_hits(truth, recommendations, k, col_person, col_item, col_rank), k)
+
+
+def _precision(hits: pd.DataFrame, actual: pd.Series, n_users: int, k: int) -> float:
+    return float(len(hits) / (k * n_users)) if n_users else 0.0
+
+
+def _recall(hits: pd.DataFrame, actual: pd.Series, n_users: int, k: int) -> float:
+    if not n_users:
+        return 0.0
+    per_person = hits.groupby(_HIT_PERSON).size() / actual
+    return float(per_person.sum() / n_users)
+
+
+def _ndcg(hits: pd.DataFrame, actual: pd.Series, n_users: int, k: int) -> float:
+    if not n_users:
+        return 0.0
+    dcg = (1.0 / np.log2(1.0 + hits[_HIT_RANK])).groupby(hits[_HIT_PERSON]).sum()
+    ideal_by_length = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(2.0 + np.arange(k)))])
+    ideal = pd.Series(ideal_by_length[np.minimum(actual.to_numpy(), k)], index=actual.index)
+    return float((dcg / ideal).sum() / n_users)
+
+
+def _map(hits: pd.DataFrame, actual: pd.Series, n_users: int, k: int) -> float:
+    if not n_users:
+        return 0.0
+    precision_at_hits = (hits[_HIT_NUMBER] / hits[_HIT_RANK]).groupby(hits[_HIT_PERSON]).sum()
+    return float((precision_at_hits / np.minimum(actual, k)).sum() / n_users)
+
+
+def catalog_coverage(
+    recommendations: pd.DataFrame,
+    catalog,
+    *,
+    col_item: str = ITEM_ID,
+) -> float:
+    """Share of the catalog's distinct items recommended to at least one person.
+
+    `catalog` is a DataFrame with an item column or any list-like of item ids.
+    """
+    catalog_items = pd.Index(
+        catalog[col_item] if isinstance(catalog, pd.DataFrame) else list(catalog)
+    ).unique()
+    if not len(catalog_items):
+        return 0.0
+    recommended = catalog_items.isin(recommendations[col_item].unique())
+    return float(recommended.sum() / len(catalog_items))
+
+
+def ranking_metrics(
+    truth: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    k: int = 10,
+    catalog=None,
+    *,
+    col_person: str = PERSON_ID,
+    col_item: str = ITEM_ID,
+    col_rank: str = RANK,
+) -> dict[str, float]:
+    """All metrics at once (one `recommendation_evaluation` row): precision_at_k, recall_at_k,
+    ndcg_at_k, map_at_k, catalog_coverage (when a catalog is given), k, n_users."""
+    hits = _hits(truth, recommendations, k, col_person, col_item, col_rank)
+    metrics = {
+        "k": k,
+        "n_users": hits[2],
+        "precision_at_k": _precision(*hits, k),
+        "recall_at_k": _recall(*hits, k),
+        "ndcg_at_k": _ndcg(*hits, k),
+        "map_at_k": _map(*hits, k),
+    }
+    if catalog is not None:
+        metrics["catalog_coverage"] = catalog_coverage(recommendations, catalog, col_item=col_item)
+    return metrics

@@ -11,36 +11,56 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from dagster_project.settings import Settings
 
 
-def prepare_dbt_manifest() -> None:
+def manifest_is_fresh(project_dir: Path, manifest: Path) -> bool:
+    """True when the manifest is newer than every dbt source file (models, macros, yml)."""
+    if not manifest.exists():
+        return False
+    built = manifest.stat().st_mtime
+    skip = {"target", "logs", "dbt_packages"}
+    return all(
+        p.stat().st_mtime <= built
+        for p in project_dir.rglob("*")
+        if p.is_file() and not skip.intersection(p.relative_to(project_dir).parts)
+    )
+
+
+def prepare_dbt_manifest(force: bool = False) -> None:
     """Build `dbt_project/target/manifest.json`, which the code location needs to load."""
     from dagster_project.project import dbt_project
 
+    if not force and manifest_is_fresh(dbt_project.project_dir, dbt_project.manifest_path):
+        print(f"dbt manifest up to date: {dbt_project.manifest_path}")
+        return
     started = time.monotonic()
     dbt_project.preparer.prepare(dbt_project)
     print(f"dbt manifest ready: {dbt_project.manifest_path} ({time.monotonic() - started:.1f} s)")
 
 
-def ensure_landing_data(settings: Settings) -> bool:
-    """Generate sample data into an empty landing folder; True when it did."""
-    raw = settings.raw_dir
-    if raw.is_dir() and any(p.is_file() for p in raw.rglob("*")):
-        return False
-    from dagster_project.sample_data import generate
+SAMPLE_MARKER = ".generated_sample_data"  # hidden: ingest ignores it
 
-    print(f"{raw} is empty: generating sample data there (and ground truth in "
-          f"{settings.data_dir / 'truth'})")
-    counts = generate(settings.data_dir)
-    print("sample data written: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    if not os.environ.get("PZ_PII_KEY") and os.environ.get("PZ_DEMO_MODE") != "1":
+
+def ensure_landing_data(settings: Settings) -> None:
+    """Generate sample data into an empty landing folder, and use demo mode on sample data."""
+    raw = settings.raw_dir
+    if not (raw.is_dir() and any(p.is_file() for p in raw.rglob("*"))):
+        from dagster_project.sample_data import generate
+
+        print(f"{raw} is empty: generating sample data there (ground truth in "
+              f"{settings.data_dir / 'truth'})")
+        counts = generate(settings.data_dir)
+        (raw / SAMPLE_MARKER).write_text("written by `make run`; the pipeline ignores this file\n")
+        print("sample data written: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    sample_only = (raw / SAMPLE_MARKER).exists()
+    if sample_only and not os.environ.get("PZ_PII_KEY") and os.environ.get("PZ_DEMO_MODE") != "1":
         os.environ["PZ_DEMO_MODE"] = "1"
-        print(f"demo mode: PZ_PII_KEY is not set, so the sample data is tokenized with a local "
-              f"key kept in {settings.warehouse_dir / '.demo_pii_key'}. Set PZ_PII_KEY for "
-              "real data.")
-    return True
+        print(f"demo mode: PZ_PII_KEY is not set and {raw} holds generated sample data, so PII "
+              f"is tokenized with a local key kept in {settings.warehouse_dir / '.demo_pii_key'}."
+              " Set PZ_PII_KEY for real data.")
 
 
 def materialize_all() -> bool:
@@ -48,8 +68,11 @@ def materialize_all() -> bool:
 
     from dagster_project.definitions import defs
 
-    job = defs.get_job_def("nightly_refresh")
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    job = defs.resolve_job_def("nightly_refresh")
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        Path(home).mkdir(parents=True, exist_ok=True)
+    instance = DagsterInstance.get() if home else DagsterInstance.ephemeral()
     result = job.execute_in_process(instance=instance, raise_on_error=False)
     return result.success
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 from dagster_dbt import DbtCliResource
 
-from dagster_project.assets.dbt import dbt_models
+from dagster_project.assets.dbt import dbt_phases
 from dagster_project.assets.identity import identity_assignments
 from dagster_project.assets.ingest import ingest_assets, pipeline_config
 from dagster_project.assets.publish import published_snapshot
@@ -19,7 +19,7 @@ defs = Definitions(
     assets=[
         pipeline_config,
         *ingest_assets,
-        dbt_models,
+        *dbt_phases,
         identity_assignments,
         cluster_segments_asset,
         recommendations,

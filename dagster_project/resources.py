@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import duckdb
 from dagster import ConfigurableResource
 
-from dagster_project.ingest.sql import install_macros
+from dagster_project.ingest.sql import install_macros, quote_literal
 from dagster_project.settings import Settings
 
 
@@ -16,13 +16,18 @@ def open_warehouse(
     settings: Settings, *, with_pii_zone: bool = False, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
     """Open the working warehouse in UTC; optionally attach the PII zone as `pii`."""
+    key = settings.pii_key() if with_pii_zone else None  # fail before opening anything
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(settings.warehouse_path), read_only=read_only)
-    con.execute("set TimeZone = 'UTC'")
-    if with_pii_zone:
-        mode = " (read_only)" if read_only else ""
-        con.execute(f"attach '{settings.pii_zone_path}' as pii{mode}")
-        install_macros(con, settings.pii_key())
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        if key is not None:
+            mode = " (read_only)" if read_only else ""
+            con.execute(f"attach {quote_literal(str(settings.pii_zone_path))} as pii{mode}")
+            install_macros(con, key)
+    except BaseException:
+        con.close()
+        raise
     return con
 
 

@@ -153,7 +153,11 @@ def config_frames(tunables: Tunables, as_of: datetime | None) -> dict[str, pd.Da
 def write_config_tables(
     con: duckdb.DuckDBPyConnection, tunables: Tunables, as_of: datetime | None
 ) -> dict[str, int]:
-    """Replace every `config.*` table; return their row counts."""
+    """Replace every `config.*` table; return their row counts.
+
+    Needs the ingest macros on `con` (`pz_token`): dbt only ever sees PII tokens, so the junk
+    list also holds each junk value's email, phone and name tokens.
+    """
     con.execute("create schema if not exists config")
     counts = {}
     for name, frame in config_frames(tunables, as_of).items():
@@ -161,4 +165,17 @@ def write_config_tables(
         con.execute(f"create or replace table config.{name} as select * from _pz_config_frame")
         con.unregister("_pz_config_frame")
         counts[name] = len(frame)
+    con.execute(
+        """
+        insert into config.identity_junk_values
+        select distinct token from (
+            select unnest([pz_token('email', value), pz_token('phone', value),
+                           pz_token('name', value)]) as token
+            from config.identity_junk_values
+        ) where token is not null
+        """
+    )
+    counts["identity_junk_values"] = con.execute(
+        "select count(*) from config.identity_junk_values"
+    ).fetchall()[0][0]
     return counts

@@ -7,7 +7,7 @@ import pandas as pd
 
 
 def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> pd.DataFrame:
-    return con.execute(sql, params or {}).fetch_arrow_table().to_pandas()
+    return con.execute(sql, params or {}).to_arrow_table().to_pandas()
 
 
 def write_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:

@@ -22,6 +22,11 @@ feature name                    above average       below average
 ``tenure_days``                 ``long-standing``   ``new``
 ``age``                         ``older``           ``younger``
 ``avg_order_value``             ``big-basket``      ``small-basket``
+``n_events``                    ``highly active``   ``low-activity``
+``n_sessions``                  ``returning``       ``one-visit``
+``n_product_views``             ``browsing``        ``non-browsing``
+``n_cart_adds``                 ``cart-adding``     ``non-cart-adding``
+``avg_session_events``          ``deep-session``    ``short-session``
 ``is_<x>`` / ``has_<x>``        ``<x>``             ``non-<x>``
 any other ``<name>``            ``high <name>``     ``low <name>``
 ==============================  ==================  =====================
@@ -54,7 +59,6 @@ from models_ml.columns import (
     ALGORITHM,
     DAVIES_BOULDIN,
     IS_CHOSEN,
-    K,
     N_PEOPLE,
     PERSON_ID,
     SCORE,
@@ -63,6 +67,7 @@ from models_ml.columns import (
     SEGMENT_TYPE,
     SILHOUETTE,
     USER_SEGMENT_COLUMNS,
+    K,
 )
 
 ALGORITHM_NAME = "kmeans"
@@ -80,6 +85,11 @@ _NUMERIC_WORDS = {
     "tenure_days": ("long-standing", "new"),
     "age": ("older", "younger"),
     "avg_order_value": ("big-basket", "small-basket"),
+    "n_events": ("highly active", "low-activity"),
+    "n_sessions": ("returning", "one-visit"),
+    "n_product_views": ("browsing", "non-browsing"),
+    "n_cart_adds": ("cart-adding", "non-cart-adding"),
+    "avg_session_events": ("deep-session", "short-session"),
 }
 # Word order in a name: qualifiers, then context (share_), then categories (affinity_).
 _QUALIFIER, _CONTEXT, _CATEGORY = 0, 1, 2
@@ -111,7 +121,7 @@ def feature_word(feature: str, effect: float) -> tuple[str | None, int]:
 
 def name_cluster(effects: pd.Series, n_words: int = NAME_MAX_WORDS, min_effect: float = 0.0) -> str:
     """Name from the `n_words` strongest effects (feature -> standardized mean difference)."""
-    ranked = effects[effects.abs() >= min_effect]
+    ranked = effects[(effects.abs() >= min_effect) & (effects != 0)]
     ranked = ranked.reindex(ranked.abs().sort_values(ascending=False, kind="stable").index)
     chosen: list[tuple[int, int, str]] = []
     for position, (feature, effect) in enumerate(ranked.items()):
@@ -128,11 +138,11 @@ def name_cluster(effects: pd.Series, n_words: int = NAME_MAX_WORDS, min_effect: 
 def name_clusters(effects: pd.DataFrame) -> dict[int, str]:
     """Distinct names for all clusters (rows of `effects`: cluster x feature effect)."""
     names = {c: name_cluster(effects.loc[c], min_effect=NAME_MIN_EFFECT) for c in effects.index}
-    n_words = NAME_MAX_WORDS
-    max_words = max(effects.shape[1], NAME_MAX_WORDS)
-    while n_words < max_words and len(set(names.values())) < len(names):
-        n_words += 1
+    # Clashing names drop the effect threshold and take more words until they differ.
+    for n_words in range(2, effects.shape[1] + 1):
         clashing = _clashing(names)
+        if not clashing:
+            break
         names.update({c: name_cluster(effects.loc[c], n_words=n_words) for c in clashing})
     for c in _clashing(names):
         names[c] = f"{names[c]} {c + 1}"
@@ -350,11 +360,10 @@ def _numeric_values(X: pd.DataFrame) -> np.ndarray:
 
 
 def _count_distinct_rows(values: np.ndarray, cap: int) -> int:
-    """Number of distinct rows, counting no further than `cap` (enough to bound k)."""
+    """Number of distinct rows, capped at `cap` (all that bounding k needs)."""
     if values.shape[1] == 0:
         return min(len(values), 1)
-    head = pd.DataFrame(values).drop_duplicates()
-    return min(len(head), cap)
+    return min(len(pd.DataFrame(values).drop_duplicates()), cap)
 
 
 def _quality_row(k: int, silhouette: float, davies_bouldin: float) -> dict:

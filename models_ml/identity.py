@@ -105,55 +105,56 @@ def resolve_identities(
         col_method,
         col_match_probability,
     ]
-    nodes = nodes.drop_duplicates(col_node_key)
+    nodes = nodes.dropna(subset=[col_node_key]).drop_duplicates(col_node_key)
     edges = edges.dropna(subset=[col_node_key_a, col_node_key_b])
-    keys = pd.Index(
+    # One sorted factorization of every key seen: code order is node_key order.
+    codes, keys = pd.factorize(
         pd.concat(
             [nodes[col_node_key], edges[col_node_key_a], edges[col_node_key_b]],
             ignore_index=True,
-        ).unique()
-    ).sort_values()
-    n = len(keys)
+        ),
+        sort=True,
+    )
+    n, n_nodes, n_edges = len(keys), len(nodes), len(edges)
     if n == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in out_columns}).astype(
             {col_match_probability: float}
         )
-
-    node_type = pd.Series(
-        nodes[col_identifier_type].to_numpy(), index=nodes[col_node_key].to_numpy()
-    ).reindex(keys)
-    a = keys.get_indexer(edges[col_node_key_a])
-    b = keys.get_indexer(edges[col_node_key_b])
+    node_code = codes[:n_nodes]
+    a, b = codes[n_nodes : n_nodes + n_edges], codes[n_nodes + n_edges :]
 
     graph = _symmetric_graph(a, b, n)
     _, component = csgraph.connected_components(graph, directed=False)
 
-    anchor_rank = node_type.map(_ANCHOR_PREFERENCE).fillna(_LINKER_RANK).to_numpy()
+    anchor_rank = np.full(n, _LINKER_RANK, dtype=np.int64)
+    anchor_rank[node_code] = (
+        nodes[col_identifier_type].map(_ANCHOR_PREFERENCE).fillna(_LINKER_RANK).to_numpy()
+    )
     order = np.lexsort((np.arange(n), anchor_rank, component))
     is_first = np.r_[True, component[order][1:] != component[order][:-1]]
-    anchor_of_component = np.empty(component.max() + 1, dtype=np.int64)
-    anchor_of_component[component[order][is_first]] = order[is_first]
-    anchors = anchor_of_component
-    person_of_component = stable_person_ids(keys.to_numpy()[anchors])
+    anchors = np.empty(component.max() + 1, dtype=np.int64)
+    anchors[component[order][is_first]] = order[is_first]
+    person_of_component = stable_person_ids(np.asarray(keys.take(anchors), dtype=object))
 
     predecessor = _bfs_predecessors(a, b, n, anchors)
     method, probability = _joining_edge_attributes(
         predecessor, a, b, n, edges[col_method], edges[col_match_probability]
     )
 
-    resolved = pd.DataFrame(
-        {
-            col_person: person_of_component[component],
-            col_method: method,
-            col_match_probability: probability,
-        },
-        index=keys,
-    )
-    assigned = nodes[nodes[col_identifier_type].isin(assigned_types)]
-    result = assigned[[col_node_key, col_identifier_type, col_identifier, col_source_system]].join(
-        resolved, on=col_node_key
-    )
-    return result.sort_values(col_node_key)[out_columns].reset_index(drop=True)
+    is_assigned = nodes[col_identifier_type].isin(assigned_types).to_numpy()
+    assigned_code = node_code[is_assigned]
+    in_key_order = np.argsort(assigned_code, kind="stable")
+    assigned_code = assigned_code[in_key_order]
+    assigned = nodes[[col_identifier_type, col_identifier, col_source_system]].iloc[
+        np.flatnonzero(is_assigned)[in_key_order]
+    ]
+    return assigned.assign(
+        **{
+            col_person: person_of_component[component[assigned_code]],
+            col_method: method[assigned_code],
+            col_match_probability: probability[assigned_code],
+        }
+    ).reset_index(drop=True)[out_columns]
 
 
 def identity_stats(
@@ -176,9 +177,14 @@ def identity_stats(
         "singleton_people": int((per_person == 1).sum()),
         "largest_person_identifiers": int(per_person.max()) if len(per_person) else 0,
         "people_with_multiple_user_ids": int(
-            len(people_with_multiple_user_ids(assignments, col_person=col_person,
-                                              col_identifier_type=col_identifier_type,
-                                              col_identifier=col_identifier))
+            len(
+                people_with_multiple_user_ids(
+                    assignments,
+                    col_person=col_person,
+                    col_identifier_type=col_identifier_type,
+                    col_identifier=col_identifier,
+                )
+            )
         ),
         "identifiers_by_method": {
             str(k): int(v) for k, v in assignments[col_method].value_counts().sort_index().items()
@@ -219,9 +225,7 @@ def _bfs_predecessors(a: np.ndarray, b: np.ndarray, n: int, anchors: np.ndarray)
     """
     root = np.full(len(anchors), n, dtype=np.int64)
     graph = _symmetric_graph(np.concatenate([a, root]), np.concatenate([b, anchors]), n + 1)
-    _, predecessor = csgraph.breadth_first_order(
-        graph, n, directed=True, return_predecessors=True
-    )
+    _, predecessor = csgraph.breadth_first_order(graph, n, directed=True, return_predecessors=True)
     predecessor = predecessor[:n].astype(np.int64)
     predecessor[predecessor == n] = -1
     return predecessor

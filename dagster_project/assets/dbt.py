@@ -1,12 +1,11 @@
 """All dbt models as Dagster assets (one asset per model; dbt tests become asset checks)."""
 
-from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext
+from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from dagster_project.project import dbt_project
@@ -16,7 +15,15 @@ LAYER_GROUPS = {"staging": "staging", "intermediate": "intermediate", "marts": "
 
 
 class WarehouseDbtTranslator(DagsterDbtTranslator):
-    """Groups by dbt folder (layer); sources keep their `<schema>/<table>` keys."""
+    """Asset keys are `<schema>/<table>` for sources and models alike (`raw/events`,
+    `ml/recommendations`, `marts/user_profiles`), so a dbt source is the very asset the
+    Python step upstream of it produces. Groups follow the dbt folder (layer)."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        if dbt_resource_props.get("resource_type") == "source":
+            table = dbt_resource_props.get("identifier") or dbt_resource_props["name"]
+            return AssetKey([dbt_resource_props["schema"], table])
+        return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
@@ -27,17 +34,40 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
 
 
 def dbt_build_args() -> list[str]:
-    """The dbt command every materialization runs; Dagster adds the `--select` of the subset."""
+    """The dbt command every materialization runs; Dagster adds the selection of the subset."""
     return ["build"]
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=WarehouseDbtTranslator(),
+def _build_dbt_phase(selector: str, description: str):
+    """One `@dbt_assets` per phase of `dbt_project/selectors.yml`.
+
+    The Python identity, segment and recommendation steps write `ml.*` tables that later dbt
+    models read, so dbt runs in three phases around them; each phase is one dbt invocation.
+    """
+
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        selector=selector,
+        name=f"dbt_{selector}",
+        dagster_dbt_translator=WarehouseDbtTranslator(),
+    )
+    def _phase(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+        # dbt-duckdb reads the warehouse path from the environment (dbt_project/profiles.yml).
+        os.environ["PZ_WAREHOUSE_PATH"] = str(warehouse.settings().warehouse_path)
+        yield from dbt.cli(dbt_build_args(), context=context).stream()
+
+    _phase.__doc__ = description
+    return _phase
+
+
+dbt_pre_identity = _build_dbt_phase(
+    "pre_identity", "dbt phase 1: staging, intermediate and the identity graph."
 )
-def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    """Staging, intermediate and marts models of `dbt_project/` on the working warehouse."""
-    # dbt-duckdb reads the warehouse path from the environment (see dbt_project/profiles.yml).
-    os.environ["PZ_WAREHOUSE_PATH"] = str(warehouse.settings().warehouse_path)
-    yield from dbt.cli(dbt_build_args(), context=context).stream()
+dbt_post_identity = _build_dbt_phase(
+    "post_identity", "dbt phase 2: marts keyed by person_id (after identity resolution)."
+)
+dbt_ml_marts = _build_dbt_phase(
+    "ml_marts", "dbt phase 3: user_segments, segment_quality and recommendations marts."
+)
+dbt_phases = [dbt_pre_identity, dbt_post_identity, dbt_ml_marts]

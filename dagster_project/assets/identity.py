@@ -1,6 +1,5 @@
 """Identity resolution: the identity graph from dbt -> one person_id per human."""
 
-from __future__ import annotations
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
@@ -13,7 +12,9 @@ from models_ml.identity import identity_stats, resolve_identities
 
 @asset(
     key=AssetKey(["ml", "identity_assignments"]),
-    deps=[AssetKey(["int_identity_nodes"]), AssetKey(["int_identity_edges"])],
+    deps=[AssetKey(["intermediate", "int_identity_nodes"]),
+        AssetKey(["intermediate", "int_identity_edges"]),
+    ],
     group_name="identity",
     kinds={"python", "scipy", "duckdb"},
     owners=["team:data-platform"],

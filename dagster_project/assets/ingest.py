@@ -1,6 +1,5 @@
 """Ingest assets: one per landing source, plus the run's tunables as `config.*` tables."""
 
-from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -40,7 +39,7 @@ def pipeline_config(context: AssetExecutionContext, warehouse: WarehouseResource
     """Validate the YAML tunables and write them as `config.*` tables for dbt."""
     tunables = load_tunables()
     settings = warehouse.settings()
-    with warehouse.connect() as con:
+    with warehouse.connect(with_pii_zone=True) as con:
         counts = write_config_tables(con, tunables, settings.as_of)
     context.log.info(f"config tables written: {counts}; as_of={settings.as_of or 'newest event'}")
     for name, rows in counts.items():

@@ -1,6 +1,5 @@
 """Publish the output tables as a read-only snapshot for SQL clients."""
 
-from __future__ import annotations
 
 from datetime import UTC, datetime
 
@@ -11,7 +10,7 @@ from dagster_project.publish import PUBLISHED_TABLES, publish_snapshot
 from dagster_project.resources import WarehouseResource
 
 # The dbt marts feed the snapshot; raw ingest assets feed the audit tables.
-_UPSTREAM = [AssetKey([rel.split(".")[1]]) for rel in PUBLISHED_TABLES.values()
+_UPSTREAM = [AssetKey(rel.split(".")) for rel in PUBLISHED_TABLES.values()
              if rel.startswith("marts.")]
 _UPSTREAM += [AssetKey(["raw", source]) for source in SOURCES]
 

@@ -1,6 +1,5 @@
 """Recommendations: item co-occurrence for people with history, popularity for the rest."""
 
-from __future__ import annotations
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
@@ -30,10 +29,10 @@ AS_OF_SQL = "select coalesce(max(as_of), (select max(occurred_at) from marts.eve
 @asset(
     key=AssetKey(["ml", "recommendations"]),
     deps=[
-        AssetKey(["int_interactions_weighted"]),
-        AssetKey(["user_profiles"]),
-        AssetKey(["events"]),
-        AssetKey(["items"]),
+        AssetKey(["intermediate", "int_interactions_weighted"]),
+        AssetKey(["marts", "user_profiles"]),
+        AssetKey(["marts", "events"]),
+        AssetKey(["marts", "items"]),
     ],
     group_name="recommendations",
     kinds={"python", "scipy"},

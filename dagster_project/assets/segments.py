@@ -1,6 +1,5 @@
 """Segments: k-means clusters over user_features (people with personalization consent)."""
 
-from __future__ import annotations
 
 from datetime import UTC, datetime
 
@@ -27,7 +26,7 @@ AFFINITY_SQL = """
     specs=[
         AssetSpec(
             AssetKey(["ml", "user_segments"]),
-            deps=[AssetKey(["user_features"]), AssetKey(["user_category_affinity"])],
+            deps=[AssetKey(["marts", "user_features"]), AssetKey(["marts", "user_category_affinity"])],
             description="Cluster segment per consenting person (segment_type = cluster).",
             group_name="segments",
             kinds={"python", "scikit-learn"},
@@ -35,7 +34,7 @@ AFFINITY_SQL = """
         ),
         AssetSpec(
             AssetKey(["ml", "segment_quality"]),
-            deps=[AssetKey(["user_features"])],
+            deps=[AssetKey(["marts", "user_features"])],
             description="Per run and k tried: silhouette, Davies-Bouldin, chosen k.",
             group_name="segments",
             kinds={"python", "scikit-learn"},

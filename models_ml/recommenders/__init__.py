@@ -1,7 +1,8 @@
 """Recommenders: one class per algorithm, `fit(interactions)` then `recommend_k_items(...)`.
 
 Every `recommend_k_items` returns the `ml.recommendations` shape: person_id, rank, item_id,
-score, algorithm, reason. `recommend_with_fallback` combines a primary and a fallback.
+score, algorithm, reason (the last two categorical). `recommend_with_fallback` combines a
+primary and a fallback.
 """
 
 from models_ml.recommenders.cooccurrence import ItemCooccurrenceRecommender

@@ -17,17 +17,18 @@ from models_ml.columns import (
     SCORE,
 )
 
-# Dense score blocks are cut so that one block holds about this many cells (float32 scores plus
-# int64 argpartition indices: ~100 MB), whatever the catalog size.
+# Dense score blocks are cut so that one block holds about this many cells (32 MB of float32
+# scores plus masks of the same shape), whatever the catalog size.
 BLOCK_CELLS = 8_000_000
 
 
 class InteractionRecommender(BaseEstimator):
     """Base for recommenders fitted on weighted (person, item, weight, occurred_at) interactions.
 
-    Subclasses set `algorithm` and `reason_text` and implement `_recommend_block`-style scoring;
-    this class turns interactions into the person x item `affinity_` and `seen_` matrices and
-    builds the output frame in the `ml.recommendations` shape.
+    Subclasses set `algorithm` and `reason_text` and implement `fit(interactions, as_of=None)`
+    and `recommend_k_items(person_ids, k, remove_seen, exclude_pairs, exclude_items)`; this
+    class turns interactions into the person x item `affinity_` and `seen_` matrices, builds
+    exclusions and the output frame in the `ml.recommendations` shape.
     """
 
     algorithm: ClassVar[str]
@@ -51,7 +52,7 @@ class InteractionRecommender(BaseEstimator):
         )
         self.as_of_ = None
         has_time = self.col_timestamp is not None and self.col_timestamp in df.columns
-        if has_time and len(df):
+        if has_time:
             occurred = pd.to_datetime(df[self.col_timestamp])
             self.as_of_ = pd.Timestamp(as_of) if as_of is not None else occurred.max()
             keep = (occurred <= self.as_of_).to_numpy()
@@ -67,12 +68,11 @@ class InteractionRecommender(BaseEstimator):
         self.person_index_ = pd.Index(self.person_index_)
         self.item_index_ = pd.Index(self.item_index_)
         shape = (len(self.person_index_), len(self.item_index_))
-        affinity = sparse.coo_array((weights, (person_codes, item_codes)), shape=shape).tocsr()
-        affinity.sum_duplicates()
-        # Pattern before zeros are dropped: a person who added then removed an item has seen it.
-        self.seen_ = sparse.csr_array(
-            (np.ones(affinity.nnz, dtype=bool), affinity.indices, affinity.indptr), shape=shape
-        )
+        cells = (person_codes, item_codes)
+        # Summing weights drops cells that net to zero; a person who added then removed an
+        # item has still seen it, so `seen_` is built from the interaction pattern itself.
+        self.seen_ = sparse.coo_array((np.ones(len(df), dtype=bool), cells), shape=shape).tocsr()
+        affinity = sparse.coo_array((weights, cells), shape=shape).tocsr()
         affinity.eliminate_zeros()
         self.affinity_ = affinity
 
@@ -88,7 +88,7 @@ class InteractionRecommender(BaseEstimator):
         exclude_pairs: pd.DataFrame | None,
         exclude_items: Iterable | None,
     ) -> tuple[sparse.csr_array, np.ndarray]:
-        """Per requested person excluded items (csr, requested x items) and globally excluded items."""
+        """Excluded cells (csr, requested person x item) and globally excluded items (mask)."""
         n_items = len(self.item_index_)
         rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         if remove_seen:
@@ -122,50 +122,120 @@ class InteractionRecommender(BaseEstimator):
         scores: np.ndarray,
         ranks: np.ndarray,
     ) -> pd.DataFrame:
-        """Output rows ordered by requested person, then rank."""
+        """Output rows ordered by requested person, then rank.
+
+        `algorithm` and `reason` are categoricals: one string per row would cost more memory
+        than all other columns together at millions of rows.
+        """
         order = np.lexsort((ranks, rows))
+        constant = np.zeros(len(order), dtype=np.int8)
         return pd.DataFrame(
             {
                 self.col_person: requested.take(rows[order]),
                 RANK: ranks[order].astype(np.int64),
                 self.col_item: self.item_index_.take(items[order]),
                 SCORE: scores[order].astype(float),
-                ALGORITHM: self.algorithm,
-                REASON: self.reason,
+                ALGORITHM: pd.Categorical.from_codes(constant, categories=[self.algorithm]),
+                REASON: pd.Categorical.from_codes(constant, categories=[self.reason]),
             }
         )
 
 
-def top_k_per_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Columns and values of the k largest entries of each row, best first.
+def concat_recommendations(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate recommendation frames keeping `algorithm` and `reason` categorical."""
+    frames = [frame.copy(deep=False) for frame in frames]
+    for column in (ALGORITHM, REASON):
+        categories = pd.Index(
+            pd.unique(np.concatenate([pd.Index(f[column].unique()).to_numpy() for f in frames]))
+        )
+        for frame in frames:
+            frame[column] = pd.Categorical(frame[column], categories=categories)
+    return pd.concat(frames, ignore_index=True)
 
-    Ties are broken by the lower column index, also at the cut-off (so the result does not
-    depend on argpartition's internals). Returns arrays of shape (n_rows, min(k, n_cols)).
+
+def top_k_cells(
+    scores: np.ndarray, k: int, min_score: float = -np.inf
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The k largest entries above `min_score` of each row, as flat (row, column, value, rank).
+
+    Rows come out in order, each best first with rank 1, 2, ...; ties go to the lower column,
+    also at the cut-off. A row with fewer than k entries above `min_score` returns fewer.
+
+    Only a few passes over `scores` are needed: the k-th largest of the maxima of interleaved
+    column groups is a lower bound of a row's k-th largest value, so only the cells at or
+    above it (typically k to 2k per row) are sorted.
     """
     n_rows, n_cols = scores.shape
+    if k <= 0 or n_rows == 0 or n_cols == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, scores.dtype), empty
+    # "> min_score" as ">= the next float up", so one comparison also applies the bound.
+    dtype = scores.dtype.type
+    threshold = np.full((n_rows, 1), np.nextafter(dtype(min_score), dtype(np.inf)))
+    n_groups = max(4 * k, 64)
+    if n_cols >= 2 * n_groups:
+        width = n_cols // n_groups
+        group_max = scores[:, : n_groups * width].reshape(n_rows, width, n_groups).max(axis=1)
+        bound = np.partition(group_max, n_groups - k, axis=1)[:, n_groups - k, None]
+        threshold = np.maximum(threshold, bound)
+    # 1-D flatnonzero is an order of magnitude faster than 2-D nonzero on a sparse mask.
+    rows, columns = np.divmod(np.flatnonzero(scores >= threshold), n_cols)
+    counts = np.bincount(rows, minlength=n_rows)
+
+    top_columns = np.zeros((n_rows, k), dtype=np.int64)
+    top_values = np.full((n_rows, k), -np.inf, dtype=scores.dtype)
+    # Rows with many candidates (many ties at the bound) are sorted in full, the rest packed.
+    wide = counts > 2 * n_groups
+    wide_rows, narrow_rows = np.flatnonzero(wide), np.flatnonzero(~wide)
+    if len(wide_rows):
+        block = scores[wide_rows]
+        block = np.where(block >= threshold[wide_rows], block, dtype(-np.inf))
+        columns_k, values_k = _top_k_per_row(block, k)
+        top_columns[wide_rows, : columns_k.shape[1]] = columns_k
+        top_values[wide_rows, : values_k.shape[1]] = values_k
+    if len(narrow_rows):
+        narrow = ~wide[rows]
+        columns_k, values_k = _top_k_packed(scores, rows[narrow], columns[narrow], narrow_rows, k)
+        top_columns[narrow_rows, : columns_k.shape[1]] = columns_k
+        top_values[narrow_rows, : values_k.shape[1]] = values_k
+    keep = top_values > min_score
+    out_rows = np.broadcast_to(np.arange(n_rows)[:, None], keep.shape)[keep]
+    ranks = np.broadcast_to(np.arange(1, k + 1), keep.shape)[keep]
+    return out_rows, top_columns[keep], top_values[keep], ranks
+
+
+def _top_k_packed(
+    scores: np.ndarray, rows: np.ndarray, columns: np.ndarray, subset: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top k of `subset` rows among candidate cells (rows, columns in row-major order),
+    packed left into a narrow matrix first so ties at equal value keep column order."""
+    local = np.searchsorted(subset, rows)
+    counts = np.bincount(local, minlength=len(subset))
+    slot = np.arange(len(rows)) - (np.cumsum(counts) - counts)[local]
+    packed = np.full((len(subset), max(int(counts.max()), 1)), -np.inf, dtype=scores.dtype)
+    packed[local, slot] = scores[rows, columns]
+    packed_columns = np.zeros(packed.shape, dtype=np.int64)
+    packed_columns[local, slot] = columns
+    best_slot, best_values = _top_k_per_row(packed, k)
+    return np.take_along_axis(packed_columns, best_slot, axis=1), best_values
+
+
+def _top_k_per_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns and values of the k largest entries of each row, best first, ties to the lower
+    column (also at the cut-off). Arrays of shape (n_rows, min(k, n_cols))."""
+    n_rows, n_cols = scores.shape
     k = min(k, n_cols)
-    if k <= 0 or n_rows == 0:
-        return np.zeros((n_rows, 0), np.int64), np.zeros((n_rows, 0), scores.dtype)
-    if k < n_cols:
-        columns = np.argpartition(scores, n_cols - k, axis=1)[:, n_cols - k :]
-    else:
-        columns = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols)).copy()
+    # A values-only partition finds each row's k-th largest value (about twice as fast as
+    # argpartition); the cells at or above it are then picked with masks.
+    cutoff = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k, None]
+    chosen = scores > cutoff
+    at_cutoff = scores == cutoff
+    room = k - chosen.sum(axis=1)
+    tied = np.flatnonzero(at_cutoff.sum(axis=1) > room)
+    at_cutoff[tied] &= np.cumsum(at_cutoff[tied], axis=1) <= room[tied, None]
+    chosen |= at_cutoff
+    columns = (np.flatnonzero(chosen) % n_cols).reshape(n_rows, k)
     values = np.take_along_axis(scores, columns, axis=1)
-
-    if k < n_cols:
-        cutoff = values.min(axis=1)
-        tied_total = (scores == cutoff[:, None]).sum(axis=1)
-        tied_taken = (values == cutoff[:, None]).sum(axis=1)
-        tied = np.flatnonzero((tied_total > tied_taken) & np.isfinite(cutoff))
-        if len(tied):
-            block = scores[tied]
-            above = block > cutoff[tied, None]
-            at = block == cutoff[tied, None]
-            room = k - above.sum(axis=1)
-            chosen = above | (at & (np.cumsum(at, axis=1) <= room[:, None]))
-            columns[tied] = np.nonzero(chosen)[1].reshape(len(tied), k)
-            values[tied] = np.take_along_axis(block, columns[tied], axis=1)
-
     order = np.lexsort((columns, -values), axis=1)
     return np.take_along_axis(columns, order, axis=1), np.take_along_axis(values, order, axis=1)
 
@@ -178,7 +248,7 @@ def row_blocks(n_rows: int, n_cols: int, cells: int = BLOCK_CELLS) -> Iterable[s
 
 
 def as_index(values) -> pd.Index:
-    """Distinct values of any list-like (list, set, array, Series, Index), first occurrence first."""
+    """Distinct values of a list-like (list, set, array, Series, Index), first seen first."""
     if isinstance(values, (set, frozenset)) or not hasattr(values, "__len__"):
         values = list(values)
     return pd.Index(pd.Series(values).drop_duplicates().to_numpy())

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from models_ml.columns import ITEM_ID, PERSON_ID, RANK
-from models_ml.recommenders._base import InteractionRecommender, as_index
+from models_ml.recommenders._base import InteractionRecommender, as_index, concat_recommendations
 
 
 def recommend_with_fallback(
@@ -54,7 +54,7 @@ def recommend_with_fallback(
     )
     second = fallback.recommend_k_items(short, k, exclude_pairs=already, **exclusions)
 
-    combined = pd.concat([first, second], ignore_index=True)
+    combined = concat_recommendations([first, second])
     combined = combined.drop_duplicates([col_person, col_item], keep="first")
     source = np.repeat([0, 1], [len(first), len(second)])[combined.index]
     order = np.lexsort(

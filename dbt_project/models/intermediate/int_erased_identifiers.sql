@@ -1,6 +1,14 @@
 {{ config(materialized='table') }}
 
-with
+{#-
+    Everything that identifies a person who asked to be erased: the requested user id / email
+    token, every profile record reachable from them through shared user ids and email tokens
+    (the same deterministic links identity resolution uses, so nothing of theirs is left to
+    be stitched back), and the devices seen logged in as one of their user ids. Junk values
+    are erased themselves but link nothing further.
+-#}
+
+with recursive
 
 erasure_requests as (
     select * from {{ ref('stg_erasure__requests') }}
@@ -36,8 +44,43 @@ requested as (
     where email_token is not null
 ),
 
+linkable_profiles as (
+    -- profile values that can link records: present and not junk
+    select
+        profiles.record_id,
+        profiles.source_system,
+        case when junk_users.junk_value is null then profiles.user_id end as user_id,
+        case when junk_emails.junk_value is null then profiles.email_token end as email_token
+    from profiles
+    left join junk_values as junk_users
+        on lower(profiles.user_id) = junk_users.junk_value
+    left join junk_values as junk_emails
+        on lower(profiles.email_token) = junk_emails.junk_value
+),
+
+profile_links as (
+    select
+        'user_id' as from_type,
+        user_id as from_identifier,
+        'email_token' as to_type,
+        email_token as to_identifier
+    from linkable_profiles
+    where user_id is not null
+        and email_token is not null
+
+    union all
+
+    select
+        'email_token' as from_type,
+        email_token as from_identifier,
+        'user_id' as to_type,
+        user_id as to_identifier
+    from linkable_profiles
+    where user_id is not null
+        and email_token is not null
+),
+
 linkable_requests as (
-    -- a junk value (`test@example.com`, `0`) is erased itself but links no further records
     select requested.*
     from requested
     left join junk_values
@@ -45,95 +88,54 @@ linkable_requests as (
     where junk_values.junk_value is null
 ),
 
-linked_profiles as (
+reachable_identifiers (identifier_type, identifier, requested_at) as (
     select
-        profiles.record_id,
-        profiles.source_system,
-        profiles.user_id,
-        profiles.email_token,
-        linkable_requests.requested_at
-    from profiles
-    inner join linkable_requests
-        on linkable_requests.identifier_type = 'user_id'
-        and profiles.user_id = linkable_requests.identifier
+        identifier_type,
+        identifier,
+        requested_at
+    from linkable_requests
 
-    union all
+    union
 
     select
-        profiles.record_id,
-        profiles.source_system,
-        profiles.user_id,
-        profiles.email_token,
-        linkable_requests.requested_at
-    from profiles
-    inner join linkable_requests
-        on linkable_requests.identifier_type = 'email_token'
-        and profiles.email_token = linkable_requests.identifier
+        profile_links.to_type,
+        profile_links.to_identifier,
+        reachable_identifiers.requested_at
+    from reachable_identifiers
+    inner join profile_links
+        on reachable_identifiers.identifier_type = profile_links.from_type
+        and reachable_identifiers.identifier = profile_links.from_identifier
 ),
 
-profile_identifiers as (
+reachable_records as (
     select
         'record_id' as identifier_type,
-        record_id as identifier,
-        source_system,
-        requested_at
-    from linked_profiles
-
-    union all
-
-    select
-        'user_id' as identifier_type,
-        user_id as identifier,
-        null as source_system,
-        requested_at
-    from linked_profiles
-    where user_id is not null
-
-    union all
-
-    select
-        'email_token' as identifier_type,
-        email_token as identifier,
-        null as source_system,
-        requested_at
-    from linked_profiles
-    where email_token is not null
+        linkable_profiles.record_id as identifier,
+        linkable_profiles.source_system,
+        min(reachable_identifiers.requested_at) as requested_at
+    from linkable_profiles
+    inner join reachable_identifiers
+        on (
+            reachable_identifiers.identifier_type = 'user_id'
+            and linkable_profiles.user_id = reachable_identifiers.identifier
+        )
+        or (
+            reachable_identifiers.identifier_type = 'email_token'
+            and linkable_profiles.email_token = reachable_identifiers.identifier
+        )
+    group by linkable_profiles.record_id, linkable_profiles.source_system
 ),
 
-linkable_profile_identifiers as (
-    -- the linked record itself is always erased; its junk user / email values are not
-    select profile_identifiers.*
-    from profile_identifiers
-    left join junk_values
-        on lower(profile_identifiers.identifier) = junk_values.junk_value
-    where profile_identifiers.identifier_type = 'record_id'
-        or junk_values.junk_value is null
-),
-
-erased_user_ids as (
-    select
-        identifier as user_id,
-        min(requested_at) as requested_at
-    from (
-        select identifier, requested_at from linkable_requests
-        where identifier_type = 'user_id'
-        union all
-        select identifier, requested_at from linkable_profile_identifiers
-        where identifier_type = 'user_id'
-    ) as user_ids
-    group by identifier
-),
-
-stitched_anonymous_ids as (
+stitched_devices as (
     -- devices seen logged in as an erased user belong to that user
     select
         'anonymous_id' as identifier_type,
         events.anonymous_id as identifier,
-        null as source_system,
-        min(erased_user_ids.requested_at) as requested_at
+        min(reachable_identifiers.requested_at) as requested_at
     from events
-    inner join erased_user_ids
-        on events.user_id = erased_user_ids.user_id
+    inner join reachable_identifiers
+        on reachable_identifiers.identifier_type = 'user_id'
+        and events.user_id = reachable_identifiers.identifier
     left join junk_values
         on lower(events.anonymous_id) = junk_values.junk_value
     where events.anonymous_id is not null
@@ -156,11 +158,11 @@ unioned as (
     select
         identifier_type,
         identifier,
-        source_system,
-        'profile' as erased_via,
+        cast(null as varchar) as source_system,
+        'profile_link' as erased_via,
         2 as via_priority,
         requested_at
-    from linkable_profile_identifiers
+    from reachable_identifiers
 
     union all
 
@@ -168,10 +170,21 @@ unioned as (
         identifier_type,
         identifier,
         source_system,
+        'profile_link' as erased_via,
+        2 as via_priority,
+        requested_at
+    from reachable_records
+
+    union all
+
+    select
+        identifier_type,
+        identifier,
+        cast(null as varchar) as source_system,
         'login_stitch' as erased_via,
         3 as via_priority,
         requested_at
-    from stitched_anonymous_ids
+    from stitched_devices
 ),
 
 collapsed as (

@@ -8,15 +8,44 @@ run_settings as (
     select * from {{ ref('stg_config__run_settings') }}
 ),
 
+junk_values as (
+    select * from {{ ref('stg_config__identity_junk_values') }}
+),
+
+device_logins as (
+    -- a device seen logged in as exactly one (non-junk) user is that user's
+    select
+        events.anonymous_id,
+        min(events.user_id) as user_id
+    from events
+    left join junk_values
+        on lower(events.user_id) = junk_values.junk_value
+    where events.anonymous_id is not null
+        and events.user_id is not null
+        and junk_values.junk_value is null
+    group by events.anonymous_id
+    having count(distinct events.user_id) = 1
+),
+
 keyed as (
     select
         events.*,
-        -- the actor whose inactivity splits derived sessions: user, else device
+        -- whose inactivity splits derived sessions: the user, else the user the device logged
+        -- in as (so browsing before a login continues into it), else the device
         case
-            when events.user_id is not null then 'user_id:' || events.user_id
-            else 'anonymous_id:' || events.anonymous_id
+            when events.user_id is not null and junk_values.junk_value is null
+                then 'user_id:' || events.user_id
+            when device_logins.user_id is not null
+                then 'user_id:' || device_logins.user_id
+            when events.anonymous_id is not null
+                then 'anonymous_id:' || events.anonymous_id
+            else 'user_id:' || events.user_id
         end as actor_key
     from events
+    left join junk_values
+        on lower(events.user_id) = junk_values.junk_value
+    left join device_logins
+        on events.anonymous_id = device_logins.anonymous_id
 ),
 
 without_given_session as (

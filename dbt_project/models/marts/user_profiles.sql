@@ -20,6 +20,10 @@ run_settings as (
     select * from {{ ref('int_run_settings_resolved') }}
 ),
 
+junk_values as (
+    select * from {{ ref('stg_config__identity_junk_values') }}
+),
+
 people as (
     select
         person_id,
@@ -31,14 +35,36 @@ people as (
 ),
 
 person_records as (
+    -- a junk email / phone (`test@example.com`) is nobody's contact detail
     select
         identity_map.person_id,
-        profiles.*
+        profiles.record_id,
+        profiles.source_system,
+        profiles.user_id,
+        case when junk_emails.junk_value is null then profiles.email_token end as email_token,
+        case when junk_phones.junk_value is null then profiles.phone_token end as phone_token,
+        profiles.first_name_token,
+        profiles.last_name_token,
+        profiles.address_token,
+        profiles.birth_date,
+        profiles.age,
+        profiles.gender,
+        profiles.city,
+        profiles.postcode,
+        profiles.region,
+        profiles.country,
+        profiles.signup_at,
+        profiles.updated_at,
+        profiles._loaded_at
     from identity_map
     inner join profiles
         on identity_map.identifier_type = 'record_id'
         and identity_map.identifier = profiles.record_id
         and coalesce(identity_map.source_system, '') = coalesce(profiles.source_system, '')
+    left join junk_values as junk_emails
+        on profiles.email_token = junk_emails.junk_value
+    left join junk_values as junk_phones
+        on profiles.phone_token = junk_phones.junk_value
 ),
 
 ranked_records as (

@@ -1,0 +1,222 @@
+"""Ingest through the real loader on real DuckDB files: manifest, quarantine, tokens, UTC."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dagster_project.ingest.loader import ensure_tables, ingest_source
+from dagster_project.ingest.sql import install_macros
+from tests.conftest import TEST_PII_KEY
+
+LOADED_AT = datetime(2026, 11, 1, 3, 0)
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    raw = tmp_path / "raw"
+    for source in ("events", "profiles", "catalog", "consent", "erasure", "context"):
+        (raw / source).mkdir(parents=True)
+    return raw
+
+
+@pytest.fixture
+def con(tmp_path: Path):
+    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    connection.execute("set TimeZone = 'UTC'")
+    connection.execute(f"attach '{tmp_path / 'pii.duckdb'}' as pii")
+    install_macros(connection, TEST_PII_KEY.encode())
+    ensure_tables(connection)
+    yield connection
+    connection.close()
+
+
+def rows(con, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def write_jsonl(path: Path, records: list) -> None:
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def event(event_id: str, **extra) -> dict:
+    record = {
+        "event_id": event_id,
+        "event_type": "view_item",
+        "timestamp": "2026-10-01T10:00:00+02:00",
+        "user_id": "u1",
+        "item_id": "i1",
+    }
+    record.update(extra)
+    return record
+
+
+def manifest(con) -> dict[str, tuple]:
+    return {
+        r[0]: r[1:]
+        for r in rows(
+            con,
+            "select file, status, rows_read, rows_loaded, rows_quarantined from audit.load_manifest "
+            "where is_current",
+        )
+    }
+
+
+def test_every_file_reconciles_and_bad_rows_carry_file_line_reason(con, landing):
+    write_jsonl(
+        landing / "events" / "a.jsonl",
+        [
+            event("e1"),
+            "{not json",
+            event("e2", timestamp="not-a-time"),
+            event("", user_id="u2"),
+            event("e3", user_id=None, anonymous_id=None),
+            "",
+            event("e4"),
+        ],
+    )
+    results = ingest_source(con, "events", landing, LOADED_AT)
+    assert [(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in results] == [(6, 2, 4)]
+    assert rows(con, "select event_id from raw.events order by 1") == [("e1",), ("e4",)]
+    assert rows(con, "select line, reason from audit.quarantine order by line") == [
+        (2, "malformed JSON"),
+        (3, "unparseable timestamp: not-a-time"),
+        (4, "missing event_id"),
+        (5, "missing user_id and anonymous_id"),
+    ]
+
+
+def test_timestamps_in_every_accepted_form_become_the_same_utc_instant(con, landing):
+    instant = "2026-10-01 08:00:00"
+    write_jsonl(
+        landing / "events" / "forms.jsonl",
+        [
+            event("iso", timestamp="2026-10-01T10:00:00+02:00"),
+            event("zulu", timestamp="2026-10-01T08:00:00Z"),
+            event("epoch_s", timestamp="1790841600"),
+            event("epoch_ms", timestamp="1790841600000"),
+            event("naive_tz", timestamp="2026-10-01 04:00:00", timezone="America/New_York"),
+            event("naive_utc", timestamp="2026-10-01 08:00:00"),
+        ],
+    )
+    ingest_source(con, "events", landing, LOADED_AT)
+    got = rows(con, "select distinct strftime(_occurred_at, '%Y-%m-%d %H:%M:%S') from raw.events")
+    assert got == [(instant,)]
+    assert rows(con, "select count(*) from raw.events") == [(6,)]
+
+
+def test_unknown_timezone_is_quarantined_with_reason(con, landing):
+    write_jsonl(
+        landing / "events" / "tz.jsonl",
+        [event("e1", timestamp="2026-10-01 10:00:00", timezone="Mars/Olympus")],
+    )
+    ingest_source(con, "events", landing, LOADED_AT)
+    assert rows(con, "select reason from audit.quarantine") == [("unknown timezone: Mars/Olympus",)]
+
+
+def test_same_content_twice_and_rerun_never_double_count(con, landing):
+    write_jsonl(landing / "events" / "a.jsonl", [event("e1"), event("e2")])
+    shutil.copy(landing / "events" / "a.jsonl", landing / "events" / "copy_of_a.jsonl")
+    ingest_source(con, "events", landing, LOADED_AT)
+    ingest_source(con, "events", landing, LOADED_AT)
+    assert rows(con, "select count(*) from raw.events") == [(2,)]
+    assert manifest(con)["events/copy_of_a.jsonl"][0] == "duplicate_content"
+    assert rows(con, "select count(*) from audit.load_manifest") == [(2,)]
+
+
+def test_changed_file_under_same_name_replaces_its_rows(con, landing):
+    path = landing / "events" / "daily.jsonl"
+    write_jsonl(path, [event("e1"), event("e2"), "{bad"])
+    ingest_source(con, "events", landing, LOADED_AT)
+    write_jsonl(path, [event("e1"), event("e3")])
+    ingest_source(con, "events", landing, LOADED_AT)
+    assert rows(con, "select event_id from raw.events order by 1") == [("e1",), ("e3",)]
+    assert rows(con, "select count(*) from audit.quarantine") == [(0,)]
+    assert manifest(con)["events/daily.jsonl"] == ("replaced", 2, 2, 0)
+
+
+def test_csv_with_extra_hostile_column_wrong_field_count_and_gzip(con, landing):
+    evil = 'x"; drop table raw.events; --'
+    header = f'event_id,event_type,timestamp,user_id,"{evil.replace(chr(34), chr(34) * 2)}"'
+    body = "\n".join(
+        [header, "e1,purchase,2026-10-01T10:00:00Z,u1,boom", "e2,purchase,2026-10-01T10:00:00Z,u1,x,y"]
+    )
+    with gzip.open(landing / "events" / "web.csv.gz", "wt") as handle:
+        handle.write(body + "\n")
+    ingest_source(con, "events", landing, LOADED_AT)
+    assert rows(con, "select event_id, extra from raw.events") == [("e1", json.dumps({evil: "boom"}, separators=(",", ":")))]
+    reason = rows(con, "select line, reason from audit.quarantine")
+    assert reason[0][0] == 3 and "TOO MANY COLUMNS" in reason[0][1]
+
+
+def test_file_missing_required_column_is_quarantined_row_by_row(con, landing):
+    (landing / "events" / "no_ts.csv").write_text("event_id,event_type,user_id\ne1,view,u1\ne2,view,u1\n")
+    (landing / "events" / "good.csv").write_text(
+        "event_id,event_type,timestamp,user_id\ne9,view,2026-10-01T10:00:00Z,u1\n"
+    )
+    ingest_source(con, "events", landing, LOADED_AT)
+    status = manifest(con)
+    assert status["events/no_ts.csv"] == ("quarantined", 2, 0, 2)
+    assert status["events/good.csv"] == ("loaded", 1, 1, 0)
+    reasons = rows(con, "select distinct reason from audit.quarantine")
+    assert reasons == [("file lacks required column(s): timestamp",)]
+
+
+def test_unreadable_files_are_quarantined_whole(con, landing):
+    good = gzip.compress(b'{"event_id":"e1"}\n' * 1000)
+    (landing / "events" / "truncated.jsonl.gz").write_bytes(good[: len(good) // 2])
+    (landing / "events" / "notes.docx").write_bytes(b"PK\x03\x04")
+    (landing / "events" / "empty.jsonl").write_bytes(b"")
+    ingest_source(con, "events", landing, LOADED_AT)
+    status = manifest(con)
+    assert status["events/truncated.jsonl.gz"][0] == "quarantined"
+    assert status["events/notes.docx"][0] == "quarantined"
+    assert status["events/empty.jsonl"] == ("loaded", 0, 0, 0)
+    got = dict(rows(con, "select file, reason from audit.quarantine where line is null"))
+    assert got["events/notes.docx"] == "unsupported file type .docx"
+    assert got["events/truncated.jsonl.gz"].startswith("unreadable jsonl file")
+
+
+def test_pii_is_tokenized_and_plaintext_stays_in_the_pii_zone(con, landing):
+    (landing / "profiles" / "crm.csv").write_text(
+        "record_id,email,phone,first_name,city\n"
+        "r1, Ann.Lee@Example.com ,+1 (555) 123-4567,Ann,Oslo\n"
+        ",nobody@example.com,,,\n"
+    )
+    ingest_source(con, "profiles", landing, LOADED_AT)
+    expected = hmac.new(TEST_PII_KEY.encode(), b"ann.lee@example.com", hashlib.sha256).hexdigest()
+    assert rows(con, "select record_id, email_token, city from raw.profiles") == [("r1", expected, "Oslo")]
+    phone = hmac.new(TEST_PII_KEY.encode(), b"5551234567", hashlib.sha256).hexdigest()
+    assert rows(con, "select phone_token from raw.profiles") == [(phone,)]
+    # The warehouse never holds the plaintext, not even in quarantine.
+    dump = str(rows(con, "select * from raw.profiles")) + str(rows(con, "select * from audit.quarantine"))
+    assert "Ann.Lee" not in dump and "nobody@example.com" not in dump
+    assert rows(con, "select email, first_name from pii.main.profiles") == [
+        ("Ann.Lee@Example.com", "Ann")
+    ]
+    assert rows(con, "select line, raw_record is null from audit.quarantine") == [(2, True)]
+    assert rows(con, "select count(*) from pii.main.quarantine") == [(1,)]
+
+
+def test_parquet_with_typed_columns_and_nested_properties(con, landing):
+    con.execute(
+        f"""
+        copy (select 'p1' as event_id, 'purchase' as event_type,
+                     1790841600000::bigint as timestamp, 'u1' as user_id,
+                     {{'coupon': 'X1'}} as properties, 19.5::double as value)
+        to '{landing / 'events' / 'app.parquet'}' (format parquet)
+        """
+    )
+    ingest_source(con, "events", landing, LOADED_AT)
+    assert rows(con, "select event_id, value, properties, _occurred_at from raw.events") == [
+        ("p1", "19.5", '{"coupon":"X1"}', datetime(2026, 10, 1, 8, 0))
+    ]

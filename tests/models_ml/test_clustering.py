@@ -1,0 +1,174 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from models_ml.clustering import (
+    SINGLE_CLUSTER_NAME,
+    KMeansSegmenter,
+    cluster_segments,
+    feature_word,
+    name_cluster,
+    name_clusters,
+)
+
+FEATURES = ["share_device_mobile", "share_daypart_evening", "affinity_electronics", "monetary"]
+
+
+def _blobs(n_per_blob=40, seed=0):
+    """Three well-separated groups: mobile evening electronics fans, big spenders, the rest."""
+    rng = np.random.default_rng(seed)
+    centers = np.array(
+        [
+            [0.9, 0.8, 0.7, 100.0],
+            [0.1, 0.2, 0.1, 900.0],
+            [0.1, 0.2, 0.1, 100.0],
+        ]
+    )
+    spread = np.array([0.03, 0.03, 0.03, 15.0])
+    truth = np.repeat(np.arange(3), n_per_blob)
+    values = centers[truth] + rng.normal(0.0, spread, (len(truth), len(spread)))
+    index = pd.Index([f"p{i:03d}" for i in range(len(truth))], name="person_id")
+    return pd.DataFrame(values, columns=FEATURES, index=index), truth
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    features, truth = _blobs()
+    return features, truth, KMeansSegmenter(random_state=0).fit(features)
+
+
+def test_three_blobs_give_three_named_clusters(fitted):
+    features, truth, segmenter = fitted
+
+    assert segmenter.k_ == 3
+    assert adjusted_rand_score(truth, segmenter.labels_) == 1.0
+    assert segmenter.quality_["k"].tolist() == list(range(2, 9))
+    assert segmenter.quality_.loc[segmenter.quality_["is_chosen"], "k"].tolist() == [3]
+    assert list(segmenter.quality_.columns) == [
+        "algorithm",
+        "k",
+        "silhouette",
+        "davies_bouldin",
+        "n_people",
+        "is_chosen",
+    ]
+    names = list(segmenter.cluster_names_.values())
+    assert all(names) and len(set(names)) == 3
+    fans = segmenter.labels_[truth == 0][0]
+    spenders = segmenter.labels_[truth == 1][0]
+    assert segmenter.cluster_names_[fans] == "mobile evening electronics"
+    assert segmenter.cluster_names_[spenders].startswith("high-value")
+    assert segmenter.cluster_profiles_["size"].tolist() == [40, 40, 40]
+    assert segmenter.cluster_profiles_["share"].sum() == pytest.approx(1.0)
+
+
+def test_cluster_segments_shape_and_scores(fitted):
+    features, _, segmenter = fitted
+    segments = cluster_segments(features, segmenter)
+
+    assert list(segments.columns) == [
+        "person_id",
+        "segment_type",
+        "segment_id",
+        "segment_name",
+        "score",
+    ]
+    assert segments["person_id"].tolist() == features.index.tolist()
+    assert (segments["segment_type"] == "cluster").all()
+    assert sorted(segments["segment_id"].unique()) == ["cluster_0", "cluster_1", "cluster_2"]
+    assert segments["score"].between(0.0, 1.0, inclusive="right").all()
+    expected_names = segments["segment_id"].str.removeprefix("cluster_").astype(int)
+    assert (segments["segment_name"] == expected_names.map(segmenter.cluster_names_)).all()
+
+
+def test_person_id_column_and_refit_are_reproducible():
+    features, _ = _blobs()
+    first = cluster_segments(features.reset_index(), KMeansSegmenter(k_max=4, random_state=7))
+    second = cluster_segments(features, KMeansSegmenter(k_max=4, random_state=7))
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_predict_matches_fit_labels(fitted):
+    features, _, segmenter = fitted
+    np.testing.assert_array_equal(segmenter.predict(features), segmenter.labels_)
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        pd.DataFrame({"monetary": [10.0, 20.0]}, index=["p1", "p2"]),
+        pd.DataFrame({"monetary": [5.0] * 6, "frequency": [2.0] * 6}, index=list("abcdef")),
+        pd.DataFrame({"monetary": [1.0, 1.0, 1.0, 2.0]}, index=list("abcd")).iloc[:0],
+    ],
+    ids=["fewer_people_than_k_min_plus_1", "constant_features", "no_people"],
+)
+def test_degenerate_input_gives_one_named_cluster(features):
+    segmenter = KMeansSegmenter()
+    segments = cluster_segments(features, segmenter)
+
+    assert segmenter.k_ == 1
+    assert segmenter.cluster_names_ == {0: SINGLE_CLUSTER_NAME}
+    assert len(segments) == len(features)
+    assert (segments["segment_id"] == "cluster_0").all()
+    assert (segments["segment_name"] == SINGLE_CLUSTER_NAME).all()
+    assert (segments["score"] == 1.0).all()
+    assert segmenter.quality_[["k", "is_chosen"]].to_dict("records") == [
+        {"k": 1, "is_chosen": True}
+    ]
+
+
+def test_missing_values_and_booleans_are_accepted():
+    features, truth = _blobs()
+    features = features.assign(has_app=truth == 0)
+    features.iloc[::7, 3] = np.nan
+    segmenter = KMeansSegmenter(k_max=4, n_init=3, random_state=0).fit(features)
+    assert segmenter.k_ == 3
+
+
+def test_text_features_are_rejected():
+    with pytest.raises(ValueError, match="city"):
+        KMeansSegmenter().fit(pd.DataFrame({"monetary": [1.0, 2.0], "city": ["x", "y"]}))
+
+
+@pytest.mark.parametrize(
+    ("feature", "effect", "word"),
+    [
+        ("share_device_mobile", 1.0, "mobile"),
+        ("share_device_mobile", -1.0, None),
+        ("share_daypart_late_night", 1.0, "late night"),
+        ("affinity_home_garden", 1.0, "home garden"),
+        ("monetary", 1.0, "high-value"),
+        ("monetary", -1.0, "low-value"),
+        ("frequency", 1.0, "frequent"),
+        ("recency_days", 1.0, "lapsed"),
+        ("recency_days", -1.0, "recent"),
+        ("is_subscriber", -1.0, "non-subscriber"),
+        ("sessions_per_week", 1.0, "high sessions per week"),
+    ],
+)
+def test_feature_words(feature, effect, word):
+    assert feature_word(feature, effect)[0] == word
+
+
+def test_name_orders_qualifiers_context_categories():
+    effects = pd.Series(
+        {
+            "affinity_electronics": 1.5,
+            "share_daypart_evening": 1.1,
+            "share_device_mobile": 1.2,
+            "frequency": 0.1,
+        }
+    )
+    assert name_cluster(effects) == "mobile evening electronics"
+    effects["monetary"] = 2.0
+    assert name_cluster(effects) == "high-value mobile electronics"
+    assert name_cluster(pd.Series({"monetary": 0.1}), min_effect=0.5) == "typical"
+
+
+def test_cluster_names_are_made_distinct():
+    effects = pd.DataFrame(
+        {"monetary": [2.0, 2.0, 0.0], "frequency": [0.0, 0.0, 0.0], "age": [0.1, -0.1, 0.0]}
+    )
+    names = name_clusters(effects)
+    assert names == {0: "high-value older", 1: "high-value younger", 2: "typical"}

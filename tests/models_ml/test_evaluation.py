@@ -1,0 +1,78 @@
+import math
+
+import pandas as pd
+import pytest
+
+from models_ml.evaluation import (
+    catalog_coverage,
+    map_at_k,
+    ndcg_at_k,
+    precision_at_k,
+    ranking_metrics,
+    recall_at_k,
+)
+
+# u1 hits at ranks 1 and 3 of 3 (its c at rank 4 is past k); u2 hits at rank 2;
+# u3 has no recommendations and u4 no truth: neither counts (n_users = 2).
+TRUTH = pd.DataFrame(
+    {
+        "person_id": ["u1", "u1", "u1", "u1", "u2", "u3"],
+        "item_id": ["a", "b", "c", "a", "d", "e"],
+    }
+)
+RECOMMENDATIONS = pd.DataFrame(
+    {
+        "person_id": ["u1", "u1", "u1", "u1", "u2", "u2", "u4"],
+        "rank": [4, 2, 1, 3, 1, 2, 1],
+        "item_id": ["c", "x", "a", "b", "y", "d", "a"],
+    }
+)
+D2, D3, D4 = 1 / math.log2(2), 1 / math.log2(3), 1 / math.log2(4)
+
+
+def test_precision_at_k():
+    assert precision_at_k(TRUTH, RECOMMENDATIONS, k=3) == pytest.approx((2 / 3 + 1 / 3) / 2)
+
+
+def test_recall_at_k():
+    assert recall_at_k(TRUTH, RECOMMENDATIONS, k=3) == pytest.approx((2 / 3 + 1 / 1) / 2)
+
+
+def test_ndcg_at_k():
+    u1 = (D2 + D4) / (D2 + D3 + D4)
+    u2 = D3 / D2
+    assert ndcg_at_k(TRUTH, RECOMMENDATIONS, k=3) == pytest.approx((u1 + u2) / 2)
+
+
+def test_map_at_k():
+    u1 = (1 / 1 + 2 / 3) / 3
+    u2 = (1 / 2) / 1
+    assert map_at_k(TRUTH, RECOMMENDATIONS, k=3) == pytest.approx((u1 + u2) / 2)
+
+
+def test_k_beyond_every_list_counts_all_hits():
+    assert recall_at_k(TRUTH, RECOMMENDATIONS, k=10) == pytest.approx(1.0)
+    assert precision_at_k(TRUTH, RECOMMENDATIONS, k=10) == pytest.approx((3 / 10 + 1 / 10) / 2)
+
+
+def test_catalog_coverage():
+    catalog = pd.DataFrame({"item_id": list("abcdexyz")})
+    assert catalog_coverage(RECOMMENDATIONS, catalog) == pytest.approx(6 / 8)
+    assert catalog_coverage(RECOMMENDATIONS, ["a", "z"]) == pytest.approx(1 / 2)
+    assert catalog_coverage(RECOMMENDATIONS, []) == 0.0
+
+
+def test_ranking_metrics_bundle_and_no_overlap():
+    metrics = ranking_metrics(TRUTH, RECOMMENDATIONS, k=3, catalog=list("abcdexyz"))
+    assert metrics["n_users"] == 2
+    assert metrics["precision_at_k"] == pytest.approx(0.5)
+    assert metrics["catalog_coverage"] == pytest.approx(0.75)
+    nobody = RECOMMENDATIONS.assign(person_id="zz")
+    assert ranking_metrics(TRUTH, nobody, k=3) == {
+        "k": 3,
+        "n_users": 0,
+        "precision_at_k": 0.0,
+        "recall_at_k": 0.0,
+        "ndcg_at_k": 0.0,
+        "map_at_k": 0.0,
+    }

@@ -1,0 +1,279 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from models_ml.recommenders import (
+    ItemCooccurrenceRecommender,
+    PopularityRecommender,
+    cooccurrence,
+    recommend_with_fallback,
+)
+from models_ml.recommenders._base import top_k_cells
+from models_ml.recommenders.cooccurrence import cooccurrence_matrix, similarity_matrix
+from models_ml.recommenders.popularity import first_k_allowed
+
+COOC = "item_cooccurrence: because you interacted with similar items"
+POP = "popularity: popular right now"
+
+# People with a positive affinity per item:  a: p1 p2 p4 | b: p1 p2 p3 | c: p2 p3 | d: p3 p5 | e: p4
+# Co-occurrence: ab 2, ac 1, ae 1, bc 2, bd 1, cd 1.  Jaccard c_ij / (c_ii + c_jj - c_ij):
+# ab 2/4, ac 1/4, ae 1/3, bc 2/3, bd 1/4, cd 1/3.
+INTERACTIONS = pd.DataFrame(
+    {
+        "person_id": ["p1", "p1", "p2", "p2", "p2", "p3", "p3", "p3", "p4", "p4", "p5"],
+        "item_id": ["a", "b", "a", "b", "c", "b", "c", "d", "a", "e", "d"],
+        "weight": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 1.0, 1.0],
+        "occurred_at": pd.to_datetime(["2024-03-01"] * 11),
+    }
+)
+
+
+def _recs(rows, algorithm="item_cooccurrence"):
+    reason = {"item_cooccurrence": COOC, "popularity": POP}
+    frame = pd.DataFrame([r[:4] for r in rows], columns=["person_id", "rank", "item_id", "score"])
+    frame["algorithm"] = [r[4] if len(r) > 4 else algorithm for r in rows]
+    frame["reason"] = frame["algorithm"].map(reason)
+    return frame
+
+
+def _assert_recs(actual, expected):
+    assert list(actual.columns) == ["person_id", "rank", "item_id", "score", "algorithm", "reason"]
+    assert isinstance(actual["algorithm"].dtype, pd.CategoricalDtype)
+    assert isinstance(actual["reason"].dtype, pd.CategoricalDtype)
+    labels = {"algorithm": str, "reason": str}
+    pd.testing.assert_frame_equal(
+        actual.reset_index(drop=True).astype(labels), expected, check_dtype=False, rtol=1e-6
+    )
+
+
+COUNTS = [
+    [3, 2, 1, 0, 1],
+    [2, 3, 2, 1, 0],
+    [1, 2, 2, 1, 0],
+    [0, 1, 1, 2, 0],
+    [1, 0, 0, 0, 1],
+]
+
+
+def test_cooccurrence_and_jaccard_by_hand():
+    counts = ItemCooccurrenceRecommender(similarity_type="counts").fit(INTERACTIONS)
+    assert counts.item_index_.tolist() == ["a", "b", "c", "d", "e"]
+    np.testing.assert_array_equal(counts.similarity_, COUNTS)
+    np.testing.assert_array_equal(counts.item_frequencies_, [3, 3, 2, 2, 1])
+    jaccard = ItemCooccurrenceRecommender().fit(INTERACTIONS).similarity_
+    assert jaccard[0, 1] == pytest.approx(2 / 4)
+    assert jaccard[1, 2] == pytest.approx(2 / 3)
+    assert jaccard[2, 3] == pytest.approx(1 / 3)
+    assert jaccard[0, 3] == 0.0
+
+
+@pytest.mark.parametrize("similarity_type", ["jaccard", "lift", "counts"])
+def test_dense_chunked_and_sparse_matrices_agree(similarity_type):
+    model = ItemCooccurrenceRecommender().fit(INTERACTIONS)
+    presence = model.affinity_ > 0
+    chunked = cooccurrence_matrix(presence, dense=True, max_pairs_per_chunk=5)
+    single = cooccurrence_matrix(presence, dense=False)
+    np.testing.assert_array_equal(chunked, COUNTS)
+    np.testing.assert_array_equal(single.toarray(), COUNTS)
+    np.testing.assert_allclose(
+        similarity_matrix(chunked, similarity_type),
+        similarity_matrix(single, similarity_type).toarray(),
+    )
+    pruned = cooccurrence_matrix(presence, min_cooccurrence=2, dense=True)
+    np.testing.assert_array_equal(pruned, np.where(np.array(COUNTS) >= 2, COUNTS, 0))
+
+
+def test_cooccurrence_recommendations_exact():
+    model = ItemCooccurrenceRecommender().fit(INTERACTIONS)
+    result = model.recommend_k_items(["p1", "p4", "p5", "nobody"], k=2)
+    # p1 (a, b): c = 1/4 + 2/3, e = 1/3, d = 1/4.  p4 (5a, e): b = 5/2, c = 5/4.
+    # p5 (d): c = 1/3, b = 1/4.  Unknown people get nothing from this model.
+    expected = _recs(
+        [
+            ("p1", 1, "c", 1 / 4 + 2 / 3),
+            ("p1", 2, "e", 1 / 3),
+            ("p4", 1, "b", 5 / 2),
+            ("p4", 2, "c", 5 / 4),
+            ("p5", 1, "c", 1 / 3),
+            ("p5", 2, "b", 1 / 4),
+        ]
+    )
+    _assert_recs(result, expected)
+
+
+def test_seen_items_come_back_only_when_asked():
+    model = ItemCooccurrenceRecommender().fit(INTERACTIONS)
+    result = model.recommend_k_items(["p1"], k=3, remove_seen=False)
+    # a and b both score 1 + 1/2: the tie goes to the smaller item_id.
+    expected = _recs([("p1", 1, "a", 1.5), ("p1", 2, "b", 1.5), ("p1", 3, "c", 1 / 4 + 2 / 3)])
+    _assert_recs(result, expected)
+
+
+def test_exclusions_pairs_and_items():
+    model = ItemCooccurrenceRecommender().fit(INTERACTIONS)
+    pairs = pd.DataFrame({"person_id": ["p1", "p4"], "item_id": ["c", "b"]})
+    result = model.recommend_k_items(["p1", "p4"], k=3, exclude_pairs=pairs, exclude_items={"e"})
+    expected = _recs([("p1", 1, "d", 1 / 4), ("p4", 1, "c", 5 / 4)])
+    _assert_recs(result, expected)
+
+
+def test_lift_similarity_and_unknown_type():
+    lift = ItemCooccurrenceRecommender(similarity_type="lift").fit(INTERACTIONS)
+    assert lift.similarity_[0, 1] == pytest.approx(2 / 9)
+    with pytest.raises(ValueError):
+        ItemCooccurrenceRecommender(similarity_type="cosine").fit(INTERACTIONS)
+
+
+def test_time_decay_and_as_of_cut():
+    interactions = pd.DataFrame(
+        {
+            "person_id": ["p1", "p1", "p1"],
+            "item_id": ["a", "b", "c"],
+            "weight": [1.0, 1.0, 1.0],
+            "occurred_at": pd.to_datetime(["2024-03-10", "2024-03-08", "2024-03-12"]),
+        }
+    )
+    model = ItemCooccurrenceRecommender(half_life_days=2).fit(
+        interactions, as_of=pd.Timestamp("2024-03-10")
+    )
+    assert model.as_of_ == pd.Timestamp("2024-03-10")
+    assert model.item_index_.tolist() == ["a", "b"]  # c happened after as_of
+    np.testing.assert_allclose(model.affinity_.toarray(), [[1.0, 0.5]])
+    default = ItemCooccurrenceRecommender().fit(interactions)
+    assert default.as_of_ == pd.Timestamp("2024-03-12")
+
+
+def test_negative_net_weight_is_seen_but_not_cooccurring():
+    interactions = pd.DataFrame(
+        {
+            "person_id": ["p1", "p1", "p1", "p2", "p2"],
+            "item_id": ["a", "b", "b", "a", "b"],
+            "weight": [1.0, 1.0, -1.0, 1.0, 1.0],
+            "occurred_at": pd.to_datetime(["2024-03-01"] * 5),
+        }
+    )
+    model = ItemCooccurrenceRecommender(similarity_type="counts").fit(interactions)
+    np.testing.assert_array_equal(model.similarity_, [[2, 1], [1, 1]])
+    assert model.recommend_k_items(["p1"], k=2).empty  # b was added then removed: still seen
+
+
+def test_popularity_exact_with_seen_and_exclusions():
+    # Totals: a 7, b 3, c 2, d 2, e 1 (c before d on the tie).
+    model = PopularityRecommender().fit(INTERACTIONS)
+    result = model.recommend_k_items(
+        ["p1", "new"],
+        k=2,
+        exclude_pairs=pd.DataFrame({"person_id": ["new"], "item_id": ["b"]}),
+        exclude_items=["c"],
+    )
+    expected = _recs(
+        [("p1", 1, "d", 2.0), ("p1", 2, "e", 1.0), ("new", 1, "a", 7.0), ("new", 2, "d", 2.0)],
+        algorithm="popularity",
+    )
+    _assert_recs(result, expected)
+
+
+def test_hybrid_tops_up_and_falls_back():
+    result = recommend_with_fallback(
+        INTERACTIONS,
+        ["p1", "p4", "p5", "new"],
+        3,
+        ItemCooccurrenceRecommender(),
+        PopularityRecommender(),
+    )
+    expected = _recs(
+        [
+            ("p1", 1, "c", 1 / 4 + 2 / 3),
+            ("p1", 2, "e", 1 / 3),
+            ("p1", 3, "d", 1 / 4),
+            ("p4", 1, "b", 5 / 2),
+            ("p4", 2, "c", 5 / 4),
+            ("p4", 3, "d", 2.0, "popularity"),
+            ("p5", 1, "c", 1 / 3),
+            ("p5", 2, "b", 1 / 4),
+            ("p5", 3, "a", 7.0, "popularity"),
+            ("new", 1, "a", 7.0, "popularity"),
+            ("new", 2, "b", 3.0, "popularity"),
+            ("new", 3, "c", 2.0, "popularity"),
+        ]
+    )
+    _assert_recs(result, expected)
+
+
+def test_hybrid_never_shows_excluded_duplicates_or_rank_gaps():
+    pairs = pd.DataFrame({"person_id": ["new", "p5"], "item_id": ["a", "a"]})
+    result = recommend_with_fallback(
+        INTERACTIONS,
+        ["p1", "p4", "p5", "new"],
+        4,
+        ItemCooccurrenceRecommender(),
+        PopularityRecommender(),
+        exclude_pairs=pairs,
+        exclude_items=["c"],
+    )
+    assert "c" not in set(result["item_id"])
+    assert result.merge(pairs).empty
+    assert not result.duplicated(["person_id", "item_id"]).any()
+    ranks = result.groupby("person_id", sort=False)["rank"].agg(list)
+    assert all(r == list(range(1, len(r) + 1)) for r in ranks)
+    # p1 has seen a and b; c is excluded; e, d come from co-occurrence; nothing else is left.
+    assert result[result["person_id"] == "p1"]["item_id"].tolist() == ["e", "d"]
+    assert result[result["person_id"] == "new"]["item_id"].tolist() == ["b", "d", "e"]
+
+
+def test_all_people_when_person_ids_is_none():
+    model = ItemCooccurrenceRecommender().fit(INTERACTIONS)
+    result = model.recommend_k_items(None, k=1)
+    assert result["person_id"].tolist() == ["p1", "p2", "p3", "p4", "p5"]
+
+
+def test_top_k_cells_breaks_ties_by_column_also_at_the_cutoff():
+    scores = np.array([[1.0, 2.0, 2.0, 2.0, 0.0], [3.0, -np.inf, 1.0, 1.0, 5.0]])
+    rows, columns, values, ranks = top_k_cells(scores, 2)
+    assert rows.tolist() == [0, 0, 1, 1]
+    assert columns.tolist() == [1, 2, 4, 0]
+    assert values.tolist() == [2.0, 2.0, 5.0, 3.0]
+    assert ranks.tolist() == [1, 2, 1, 2]
+
+
+@pytest.mark.parametrize("n_cols", [40, 1000])
+@pytest.mark.parametrize("min_score", [-np.inf, 2.5])
+@pytest.mark.parametrize("ties", [True, False], ids=["many_ties", "continuous"])
+def test_top_k_cells_matches_a_full_sort(n_cols, min_score, ties):
+    rng = np.random.default_rng(n_cols)
+    scores = rng.integers(0, 6, size=(60, n_cols)) if ties else rng.uniform(0, 6, (60, n_cols))
+    scores = scores.astype(np.float32)
+    scores[:5, 8:] = 0.0  # rows with few entries above min_score
+    rows, columns, values, ranks = top_k_cells(scores, 7, min_score=min_score)
+
+    order = np.lexsort((np.broadcast_to(np.arange(n_cols), scores.shape), -scores), axis=1)
+    expected = [
+        (r, c, scores[r, c], rank + 1)
+        for r in range(len(scores))
+        for rank, c in enumerate([c for c in order[r] if scores[r, c] > min_score][:7])
+    ]
+    actual = list(
+        zip(rows.tolist(), columns.tolist(), values.tolist(), ranks.tolist(), strict=True)
+    )
+    assert actual == [(r, c, float(v), k) for r, c, v, k in expected]
+
+
+def test_first_k_allowed_widens_the_window_for_heavy_excluders():
+    ranking = np.arange(100)
+    excluded = sparse.csr_array(
+        (np.ones(60, dtype=bool), (np.zeros(60, dtype=int), np.arange(60))), shape=(2, 100)
+    )
+    rows, positions, ranks = first_k_allowed(ranking, excluded, 3)
+    order = np.lexsort((ranks, rows))
+    assert rows[order].tolist() == [0, 0, 0, 1, 1, 1]
+    assert positions[order].tolist() == [60, 61, 62, 0, 1, 2]
+    assert ranks[order].tolist() == [1, 2, 3, 1, 2, 3]
+
+
+def test_sparse_similarity_path_gives_the_same_recommendations(monkeypatch):
+    dense = ItemCooccurrenceRecommender().fit(INTERACTIONS).recommend_k_items(k=3)
+    monkeypatch.setattr(cooccurrence, "MAX_DENSE_SIMILARITY_BYTES", 0)
+    model = ItemCooccurrenceRecommender().fit(INTERACTIONS)
+    assert sparse.issparse(model.similarity_)
+    _assert_recs(model.recommend_k_items(k=3), dense.astype({"algorithm": str, "reason": str}))

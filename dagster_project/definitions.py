@@ -15,6 +15,8 @@ from dagster_project.project import dbt_project
 from dagster_project.resources import WarehouseResource
 from dagster_project.schedules import nightly_job, nightly_schedule
 
+
+
 defs = Definitions(
     assets=[
         pipeline_config,

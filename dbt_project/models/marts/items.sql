@@ -4,6 +4,10 @@ items as (
     select * from {{ ref('stg_catalog__items') }}
 ),
 
+events as (
+    select * from {{ ref('int_events_deduplicated') }}
+),
+
 ranked as (
     select
         items.*,
@@ -21,7 +25,7 @@ deduplicated as (
     where delivery_recency_rank = 1
 ),
 
-final as (
+cataloged as (
     select
         item_id,
         title,
@@ -32,8 +36,36 @@ final as (
         tags,
         is_in_stock,
         is_curated,
+        true as is_in_catalog,
         extra
     from deduplicated
+),
+
+seen_only as (
+    -- items events mention that no catalog file describes (or no catalog was delivered):
+    -- kept, so every event and recommendation refers to a known item
+    select
+        events.item_id,
+        null::varchar as title,
+        null::varchar as category,
+        null::varchar as subcategory,
+        null::varchar as brand,
+        null::double as price,
+        null::varchar as tags,
+        null::boolean as is_in_stock,
+        null::boolean as is_curated,
+        false as is_in_catalog,
+        null::varchar as extra
+    from events
+    left join cataloged on events.item_id = cataloged.item_id
+    where events.item_id is not null and cataloged.item_id is null
+    group by events.item_id
+),
+
+final as (
+    select * from cataloged
+    union all
+    select * from seen_only
 )
 
 select * from final

@@ -5,17 +5,16 @@
 SHELL := /bin/bash
 export PZ_DATA_DIR ?= data
 export DAGSTER_HOME ?= $(abspath $(PZ_DATA_DIR))/dagster_home
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else the one pip installs as a module (`python3 -m uv`).
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup run test ui lint manifest sample clean
 
-$(UV):
-	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
-
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --quiet
 	touch $@
 
@@ -31,6 +30,7 @@ run: setup  ## the whole pipeline; sample data first if $(PZ_DATA_DIR)/raw is em
 
 test: setup
 	@mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/ruff check dagster_project models_ml tests
 	$(PY) -m dagster_project.cli prepare
 	$(VENV)/bin/pytest -q
 

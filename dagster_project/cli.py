@@ -50,17 +50,21 @@ def ensure_landing_data(settings: Settings) -> None:
     if not (raw.is_dir() and any(p.is_file() for p in raw.rglob("*"))):
         from dagster_project.sample_data import generate
 
-        print(f"{raw} is empty: generating sample data there (ground truth in "
-              f"{settings.data_dir / 'truth'})")
+        print(
+            f"{raw} is empty: generating sample data there (ground truth in "
+            f"{settings.data_dir / 'truth'})"
+        )
         counts = generate(settings.data_dir)
         (raw / SAMPLE_MARKER).write_text("written by `make run`; the pipeline ignores this file\n")
         print("sample data written: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     sample_only = (raw / SAMPLE_MARKER).exists()
     if sample_only and not os.environ.get("PZ_PII_KEY") and os.environ.get("PZ_DEMO_MODE") != "1":
         os.environ["PZ_DEMO_MODE"] = "1"
-        print(f"demo mode: PZ_PII_KEY is not set and {raw} holds generated sample data, so PII "
-              f"is tokenized with a local key kept in {settings.warehouse_dir / '.demo_pii_key'}."
-              " Set PZ_PII_KEY for real data.")
+        print(
+            f"demo mode: PZ_PII_KEY is not set and {raw} holds generated sample data, so PII "
+            f"is tokenized with a local key kept in {settings.warehouse_dir / '.demo_pii_key'}."
+            " Set PZ_PII_KEY for real data."
+        )
 
 
 def materialize_all() -> bool:
@@ -117,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"materializing every asset (data: {settings.data_dir}) ...")
     if not materialize_all():
-        print("the run failed: see the log above, or `make ui` for the run's details",
-              file=sys.stderr)
+        print(
+            "the run failed: see the log above, or `make ui` for the run's details", file=sys.stderr
+        )
         return 1
     print(f"run finished in {time.monotonic() - started:.0f} s\n")
     print(summary(settings))

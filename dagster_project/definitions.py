@@ -15,8 +15,6 @@ from dagster_project.project import dbt_project
 from dagster_project.resources import WarehouseResource
 from dagster_project.schedules import nightly_job, nightly_schedule
 
-
-
 defs = Definitions(
     assets=[
         pipeline_config,

@@ -8,6 +8,7 @@ snapshot or the new one, never half of one, and an open reader keeps its file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from datetime import datetime
@@ -60,7 +61,9 @@ def publish_snapshot(
     try:
         for name, relation in tables.items():
             con.execute(f"create table pz_snapshot.main.{name} as select * from {relation}")
-            counts[name] = con.execute(f"select count(*) from pz_snapshot.main.{name}").fetchall()[0][0]
+            counts[name] = con.execute(f"select count(*) from pz_snapshot.main.{name}").fetchall()[
+                0
+            ][0]
         con.execute(
             "create table pz_snapshot.main.publish_info as "
             "select $at::timestamp as published_at, $run as run_id",
@@ -69,10 +72,8 @@ def publish_snapshot(
         con.execute("detach pz_snapshot")
         os.replace(staging, target)
     except BaseException:
-        try:
+        with contextlib.suppress(duckdb.Error):
             con.execute("detach pz_snapshot")
-        except duckdb.Error:
-            pass
         staging.unlink(missing_ok=True)
         raise
     finally:

@@ -6,8 +6,10 @@ import duckdb
 import pandas as pd
 
 
-def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> pd.DataFrame:
-    return con.execute(sql, params or {}).to_arrow_table().to_pandas()
+def read_frame(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None
+) -> pd.DataFrame:
+    return con.sql(sql, params=params or {}).to_arrow_table().to_pandas()
 
 
 def write_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:

@@ -1,6 +1,5 @@
 """Small helpers that turn frames into Dagster metadata (Markdown tables, previews)."""
 
-
 import pandas as pd
 from dagster import MetadataValue
 

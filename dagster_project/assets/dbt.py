@@ -1,6 +1,5 @@
 """All dbt models as Dagster assets (one asset per model; dbt tests become asset checks)."""
 
-
 import os
 from collections.abc import Mapping
 from typing import Any

@@ -1,6 +1,5 @@
 """Identity resolution: the identity graph from dbt -> one person_id per human."""
 
-
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
@@ -12,7 +11,8 @@ from models_ml.identity import identity_stats, resolve_identities
 
 @asset(
     key=AssetKey(["ml", "identity_assignments"]),
-    deps=[AssetKey(["intermediate", "int_identity_nodes"]),
+    deps=[
+        AssetKey(["intermediate", "int_identity_nodes"]),
         AssetKey(["intermediate", "int_identity_edges"]),
     ],
     group_name="identity",
@@ -40,9 +40,7 @@ def identity_assignments(
             "rows": rows,
             **stats,
             "identifiers_by_method": markdown_table(
-                pd.DataFrame(
-                    sorted(by_method.items()), columns=["method", "identifiers"]
-                )
+                pd.DataFrame(sorted(by_method.items()), columns=["method", "identifiers"])
             ),
         }
     )

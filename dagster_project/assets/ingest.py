@@ -1,6 +1,5 @@
 """Ingest assets: one per landing source, plus the run's tunables as `config.*` tables."""
 
-
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -27,7 +26,7 @@ CONFIG_TABLES = list(config_frames(load_tunables(), None))
     specs=[
         AssetSpec(
             AssetKey(["config", name]),
-            description=f"`config.{name}`, written from the YAML tunables in dagster_project/config.",
+            description=f"`config.{name}`, from the YAML tunables in dagster_project/config.",
             group_name="config",
             kinds={"duckdb", "yaml"},
         )
@@ -81,9 +80,7 @@ def _build_ingest_asset(source: str):
                 "rows_loaded": int(new.get("rows_loaded", pd.Series(dtype=int)).sum()),
                 "rows_quarantined": int(new.get("rows_quarantined", pd.Series(dtype=int)).sum()),
                 "table_rows": int(total_rows),
-                "files": markdown_table(
-                    new.drop(columns=["sha256"], errors="ignore"), max_rows=50
-                ),
+                "files": markdown_table(new.drop(columns=["sha256"], errors="ignore"), max_rows=50),
             }
         )
 

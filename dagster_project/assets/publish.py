@@ -1,6 +1,5 @@
 """Publish the output tables as a read-only snapshot for SQL clients."""
 
-
 from datetime import UTC, datetime
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
@@ -10,8 +9,9 @@ from dagster_project.publish import PUBLISHED_TABLES, publish_snapshot
 from dagster_project.resources import WarehouseResource
 
 # The dbt marts feed the snapshot; raw ingest assets feed the audit tables.
-_UPSTREAM = [AssetKey(rel.split(".")) for rel in PUBLISHED_TABLES.values()
-             if rel.startswith("marts.")]
+_UPSTREAM = [
+    AssetKey(rel.split(".")) for rel in PUBLISHED_TABLES.values() if rel.startswith("marts.")
+]
 _UPSTREAM += [AssetKey(["raw", source]) for source in SOURCES]
 
 
@@ -33,7 +33,7 @@ def published_snapshot(
     settings = warehouse.settings()
     published_at = datetime.now(UTC).replace(tzinfo=None)
     with warehouse.connect() as con:
-        counts = publish_snapshot(con, settings.published_path, published_at, context.run_id)
+        counts = publish_snapshot(con, settings.published_path, published_at, context.run.run_id)
     for name, rows in counts.items():
         context.log.info(f"published {name}: {rows} rows")
     return MaterializeResult(

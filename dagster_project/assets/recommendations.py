@@ -1,6 +1,5 @@
 """Recommendations: item co-occurrence for people with history, popularity for the rest."""
 
-
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from dagster_project.assets._metadata import markdown_table
@@ -22,8 +21,10 @@ PURCHASED_SQL = """
     where event_type = 'purchase' and person_id is not null and item_id is not null
 """
 OUT_OF_STOCK_SQL = "select item_id from marts.items where is_in_stock = false"
-AS_OF_SQL = "select coalesce(max(as_of), (select max(occurred_at) from marts.events)) " \
+AS_OF_SQL = (
+    "select coalesce(max(as_of), (select max(occurred_at) from marts.events)) "
     "from config.run_settings"
+)
 
 
 @asset(
@@ -42,7 +43,9 @@ AS_OF_SQL = "select coalesce(max(as_of), (select max(occurred_at) from marts.eve
         "for people with history, popularity to fill; purchased and out-of-stock items excluded."
     ),
 )
-def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+def recommendations(
+    context: AssetExecutionContext, warehouse: WarehouseResource
+) -> MaterializeResult:
     settings = load_tunables().recommendations
     with warehouse.connect() as con:
         interactions = read_frame(con, INTERACTIONS_SQL)

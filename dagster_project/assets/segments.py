@@ -1,6 +1,5 @@
 """Segments: k-means clusters over user_features (people with personalization consent)."""
 
-
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -26,7 +25,10 @@ AFFINITY_SQL = """
     specs=[
         AssetSpec(
             AssetKey(["ml", "user_segments"]),
-            deps=[AssetKey(["marts", "user_features"]), AssetKey(["marts", "user_category_affinity"])],
+            deps=[
+                AssetKey(["marts", "user_features"]),
+                AssetKey(["marts", "user_category_affinity"]),
+            ],
             description="Cluster segment per consenting person (segment_type = cluster).",
             group_name="segments",
             kinds={"python", "scikit-learn"},

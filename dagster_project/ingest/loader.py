@@ -143,13 +143,15 @@ def _frame_from_columns(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table:
         selects.append(f"json_object({pairs})::varchar as extra")
     else:
         selects.append("null::varchar as extra")
-    raw_record = "json_object(" + ", ".join(
-        f"{quote_literal(c)}, {quote_identifier(c)}" for c in columns
-    ) + ")::varchar"
+    raw_record = (
+        "json_object("
+        + ", ".join(f"{quote_literal(c)}, {quote_identifier(c)}" for c in columns)
+        + ")::varchar"
+    )
     con.execute(
         f"""
         create or replace temp table {FRAME} as
-        select _line, {', '.join(selects)}, {raw_record} as _raw, null::varchar as _read_error
+        select _line, {", ".join(selects)}, {raw_record} as _raw, null::varchar as _read_error
         from {table} as r
         """
     )
@@ -159,6 +161,20 @@ def _frame_from_columns(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table:
 def _drop_rejects(con: duckdb.DuckDBPyConnection) -> None:
     """DuckDB keeps reject tables between scans; start every file from empty ones."""
     con.execute("drop table if exists _pz_rejects; drop table if exists _pz_scans")
+
+
+def _append_reader_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    """Add the lines DuckDB's reader rejected (wrong field count, bad encoding...) to FRAME."""
+    con.execute(
+        f"""
+        insert into {FRAME} (_line, _raw, _read_error)
+        select line, any_value(csv_line),
+               string_agg(distinct error_type || ': ' || error_message, '; ')
+        from _pz_rejects
+        where scan_id = (select max(scan_id) from _pz_scans)
+        group by line
+        """
+    )
 
 
 def _read_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> set[str]:
@@ -175,15 +191,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> s
     )
     present = _frame_from_columns(con, spec, "_pz_csv")
     # Rows DuckDB's CSV reader rejected (wrong field count, bad encoding, ...): one per line.
-    con.execute(
-        f"""
-        insert into {FRAME} (_line, _raw, _read_error)
-        select line, any_value(csv_line), string_agg(distinct error_type || ': ' || error_message, '; ')
-        from _pz_rejects
-        where scan_id = (select max(scan_id) from _pz_scans)
-        group by line
-        """
-    )
+    _append_reader_rejects(con)
     con.execute("drop table if exists _pz_csv")
     return present
 
@@ -223,7 +231,8 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
     ]
     known = [k for k in keys if k in spec.columns]
     selects = [
-        f"nullif(trim(json_extract_string(m[{quote_literal(c)}], '$')), '') as {quote_identifier(c)}"
+        f"nullif(trim(json_extract_string(m[{quote_literal(c)}], '$')), '') "
+        f"as {quote_identifier(c)}"
         if c in known
         else f"null::varchar as {quote_identifier(c)}"
         for c in spec.columns
@@ -232,7 +241,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
     con.execute(
         f"""
         create or replace temp table {FRAME} as
-        select _line, {', '.join(selects)},
+        select _line, {", ".join(selects)},
                nullif(to_json(map_from_entries(list_filter(
                    map_entries(m), lambda e: e.key not in ({contract})
                )))::varchar, '{{}}') as extra,
@@ -242,15 +251,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
         from _pz_objects
         """
     )
-    con.execute(
-        f"""
-        insert into {FRAME} (_line, _raw, _read_error)
-        select line, any_value(csv_line), string_agg(distinct error_type || ': ' || error_message, '; ')
-        from _pz_rejects
-        where scan_id = (select max(scan_id) from _pz_scans)
-        group by line
-        """
-    )
+    _append_reader_rejects(con)
     con.execute("drop table if exists _pz_lines; drop table if exists _pz_objects")
     return set(known)
 
@@ -268,7 +269,8 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) 
             continue
         nested = any(t in sql_type for t in ("STRUCT", "[]", "MAP", "UNION", "JSON"))
         expr = (
-            f"to_json({quote_identifier(name)})::varchar" if nested
+            f"to_json({quote_identifier(name)})::varchar"
+            if nested
             else f"{quote_identifier(name)}::varchar"
         )
         casts.append(f"{expr} as {quote_identifier(name)}")
@@ -344,7 +346,7 @@ def _check_frame(con: duckdb.DuckDBPyConnection, spec: SourceSpec, file_reason: 
         f"""
         create or replace temp table _pz_checked as
         with typed as (
-            select *{', ' + ', '.join(typed) if typed else ''}
+            select *{", " + ", ".join(typed) if typed else ""}
             from {FRAME}
         )
         select *, {_reason_expression(spec, file_reason)} as _reason from typed
@@ -406,7 +408,7 @@ def _write_warehouse(
     con.execute(
         f"""
         insert into raw.{spec.name}
-        select {', '.join(values)}, extra, $file, _line, $sha, $at
+        select {", ".join(values)}, extra, $file, _line, $sha, $at
         from _pz_checked where _reason = '' order by _line
         """,
         {"file": relative, "sha": sha, "at": at},
@@ -561,7 +563,8 @@ def landing_files(raw_dir: Path, source: str) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(
-        p for p in folder.rglob("*")
+        p
+        for p in folder.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 

@@ -60,7 +60,9 @@ def install_macros(con: duckdb.DuckDBPyConnection, pii_key: bytes) -> None:
 
         create or replace temp macro pz_has_offset(ts) as
             regexp_matches(
-                trim(ts), '\\d{{2}}:\\d{{2}}(:\\d{{2}}(\\.\\d+)?)?\\s*(Z|z|UTC|[+-]\\d{{2}}(:?\\d{{2}})?)$'
+                trim(ts),
+                '\\d{{2}}:\\d{{2}}(:\\d{{2}}(\\.\\d+)?)?\\s*'
+                || '(Z|z|UTC|[+-]\\d{{2}}(:?\\d{{2}})?)$'
             );
 
         create or replace temp macro pz_is_known_timezone(tz) as

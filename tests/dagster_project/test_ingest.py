@@ -65,7 +65,8 @@ def manifest(con) -> dict[str, tuple]:
         r[0]: r[1:]
         for r in rows(
             con,
-            "select file, status, rows_read, rows_loaded, rows_quarantined from audit.load_manifest "
+            "select file, status, rows_read, rows_loaded, rows_quarantined "
+            "from audit.load_manifest "
             "where is_current",
         )
     }
@@ -148,18 +149,26 @@ def test_csv_with_extra_hostile_column_wrong_field_count_and_gzip(con, landing):
     evil = 'x"; drop table raw.events; --'
     header = f'event_id,event_type,timestamp,user_id,"{evil.replace(chr(34), chr(34) * 2)}"'
     body = "\n".join(
-        [header, "e1,purchase,2026-10-01T10:00:00Z,u1,boom", "e2,purchase,2026-10-01T10:00:00Z,u1,x,y"]
+        [
+            header,
+            "e1,purchase,2026-10-01T10:00:00Z,u1,boom",
+            "e2,purchase,2026-10-01T10:00:00Z,u1,x,y",
+        ]
     )
     with gzip.open(landing / "events" / "web.csv.gz", "wt") as handle:
         handle.write(body + "\n")
     ingest_source(con, "events", landing, LOADED_AT)
-    assert rows(con, "select event_id, extra from raw.events") == [("e1", json.dumps({evil: "boom"}, separators=(",", ":")))]
+    assert rows(con, "select event_id, extra from raw.events") == [
+        ("e1", json.dumps({evil: "boom"}, separators=(",", ":")))
+    ]
     reason = rows(con, "select line, reason from audit.quarantine")
     assert reason[0][0] == 3 and "TOO MANY COLUMNS" in reason[0][1]
 
 
 def test_file_missing_required_column_is_quarantined_row_by_row(con, landing):
-    (landing / "events" / "no_ts.csv").write_text("event_id,event_type,user_id\ne1,view,u1\ne2,view,u1\n")
+    (landing / "events" / "no_ts.csv").write_text(
+        "event_id,event_type,user_id\ne1,view,u1\ne2,view,u1\n"
+    )
     (landing / "events" / "good.csv").write_text(
         "event_id,event_type,timestamp,user_id\ne9,view,2026-10-01T10:00:00Z,u1\n"
     )
@@ -194,11 +203,15 @@ def test_pii_is_tokenized_and_plaintext_stays_in_the_pii_zone(con, landing):
     )
     ingest_source(con, "profiles", landing, LOADED_AT)
     expected = hmac.new(TEST_PII_KEY.encode(), b"ann.lee@example.com", hashlib.sha256).hexdigest()
-    assert rows(con, "select record_id, email_token, city from raw.profiles") == [("r1", expected, "Oslo")]
+    assert rows(con, "select record_id, email_token, city from raw.profiles") == [
+        ("r1", expected, "Oslo")
+    ]
     phone = hmac.new(TEST_PII_KEY.encode(), b"5551234567", hashlib.sha256).hexdigest()
     assert rows(con, "select phone_token from raw.profiles") == [(phone,)]
     # The warehouse never holds the plaintext, not even in quarantine.
-    dump = str(rows(con, "select * from raw.profiles")) + str(rows(con, "select * from audit.quarantine"))
+    dump = str(rows(con, "select * from raw.profiles")) + str(
+        rows(con, "select * from audit.quarantine")
+    )
     assert "Ann.Lee" not in dump and "nobody@example.com" not in dump
     assert rows(con, "select email, first_name from pii.main.profiles") == [
         ("Ann.Lee@Example.com", "Ann")
@@ -213,7 +226,7 @@ def test_parquet_with_typed_columns_and_nested_properties(con, landing):
         copy (select 'p1' as event_id, 'purchase' as event_type,
                      1790841600000::bigint as timestamp, 'u1' as user_id,
                      {{'coupon': 'X1'}} as properties, 19.5::double as value)
-        to '{landing / 'events' / 'app.parquet'}' (format parquet)
+        to '{landing / "events" / "app.parquet"}' (format parquet)
         """
     )
     ingest_source(con, "events", landing, LOADED_AT)

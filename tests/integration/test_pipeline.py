@@ -25,13 +25,24 @@ pytestmark = pytest.mark.integration
 
 DESIGN_COLUMNS = {
     "identity_map": [
-        "identifier_type", "identifier", "source_system", "person_id", "method",
+        "identifier_type",
+        "identifier",
+        "source_system",
+        "person_id",
+        "method",
         "match_probability",
     ],
     "user_segments": ["person_id", "segment_type", "segment_id", "segment_name", "score"],
     "recommendations": ["person_id", "rank", "item_id", "score", "algorithm", "reason"],
     "quarantine": ["source", "file", "line", "reason", "raw_record"],
-    "load_manifest": ["file", "sha256", "rows_read", "rows_loaded", "rows_quarantined", "loaded_at"],
+    "load_manifest": [
+        "file",
+        "sha256",
+        "rows_read",
+        "rows_loaded",
+        "rows_quarantined",
+        "loaded_at",
+    ],
     "user_profiles": ["person_id"],
     "events": ["event_id", "event_type", "occurred_at", "person_id", "session_id", "item_id"],
     "sessions": ["session_id", "person_id"],
@@ -86,7 +97,9 @@ def test_every_file_reconciles_and_planted_broken_rows_are_quarantined(sample_ru
     assert (manifest.rows_read == manifest.rows_loaded + manifest.rows_quarantined).all()
     written = {f["path"] for s in truth["sources"].values() for f in s["files"]}
     assert written <= set(manifest.file)
-    quarantined = set(map(tuple, frame(con, "select file, line from quarantine")[["file", "line"]].values))
+    quarantined = set(
+        map(tuple, frame(con, "select file, line from quarantine")[["file", "line"]].values)
+    )
     planted = {(b["file"], b["file_line"]) for b in truth["sources"]["events"]["broken_rows"]}
     assert planted <= quarantined
 
@@ -113,7 +126,8 @@ def test_every_profile_record_and_logged_in_visitor_maps_to_the_true_person(samp
     erased = {s["true_user_id"] for s in truth["erasure_subjects"]}
     records = records[~records.true_user_id.isin(erased)]
     mapped = frame(
-        con, "select identifier as record_id, person_id from identity_map "
+        con,
+        "select identifier as record_id, person_id from identity_map "
         "where identifier_type = 'record_id'",
     )
     joined = records.merge(mapped, on="record_id", how="left")
@@ -126,9 +140,10 @@ def test_every_profile_record_and_logged_in_visitor_maps_to_the_true_person(samp
     ids = frame(con, "select identifier_type, identifier, person_id from identity_map")
     users = ids[ids.identifier_type == "user_id"].set_index("identifier").person_id
     anons = ids[ids.identifier_type == "anonymous_id"].set_index("identifier").person_id
-    stitched = anons.reindex(anonymous.anonymous_id).to_numpy() == users.reindex(
-        anonymous.true_user_id
-    ).to_numpy()
+    stitched = (
+        anons.reindex(anonymous.anonymous_id).to_numpy()
+        == users.reindex(anonymous.true_user_id).to_numpy()
+    )
     assert stitched.mean() >= 0.99
 
 
@@ -137,7 +152,9 @@ def test_every_consenting_person_gets_k_clean_recommendations(sample_run):
     con = published(data_dir)
     k = load_tunables().recommendations["top_k"]
     people = set(
-        frame(con, "select person_id from user_profiles where has_personalization_consent").person_id
+        frame(
+            con, "select person_id from user_profiles where has_personalization_consent"
+        ).person_id
     )
     recs = frame(con, "select * from recommendations")
     assert set(recs.person_id) == people
@@ -158,7 +175,8 @@ def test_revoked_consent_means_no_segments_and_no_recommendations(sample_run):
     revokers = truth["consent_revoking_users"]
     assert revokers, "the sample plants consent revocations"
     people = frame(
-        con, "select person_id from identity_map where identifier_type = 'user_id' "
+        con,
+        "select person_id from identity_map where identifier_type = 'user_id' "
         f"and identifier in ({', '.join(repr(u) for u in revokers)})",
     ).person_id
     for table in ("recommendations", "user_segments"):
@@ -191,7 +209,9 @@ def test_clusters_are_named_and_scored(sample_run):
 def test_second_run_over_the_same_files_changes_nothing(sample_run, monkeypatch):
     data_dir, _ = sample_run
     con = published(data_dir)
-    before = {t: frame(con, f"select * from {t}") for t in ("events", "identity_map", "recommendations")}
+    before = {
+        t: frame(con, f"select * from {t}") for t in ("events", "identity_map", "recommendations")
+    }
     manifest_rows = con.execute("select count(*) from load_manifest").fetchall()[0][0]
     con.close()
     run_pipeline(data_dir, monkeypatch)
@@ -212,6 +232,13 @@ def test_a_landing_folder_with_only_events_runs_end_to_end(sample_run, tmp_path,
     shutil.copytree(source_dir / "raw" / "events", tmp_path / "raw" / "events")
     run_pipeline(tmp_path, monkeypatch)
     con = published(tmp_path)
-    for table in ("user_profiles", "identity_map", "events", "sessions", "user_features",
-                  "user_segments", "recommendations"):
+    for table in (
+        "user_profiles",
+        "identity_map",
+        "events",
+        "sessions",
+        "user_features",
+        "user_segments",
+        "recommendations",
+    ):
         assert con.execute(f"select count(*) from {table}").fetchall()[0][0] > 0, table

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -116,6 +117,28 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def gzip_problem(path: Path) -> str | None:
+    """Why a gzip file is unusable (truncated, corrupt), or None; streams, in C (zlib).
+
+    DuckDB reads the intact part of a truncated gzip without complaint, so an incomplete
+    delivery must be caught here, before any of its rows are loaded as if they were all.
+    """
+    decompressor = zlib.decompressobj(wbits=31)
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                while block:
+                    decompressor.decompress(block)
+                    block = decompressor.unused_data  # next member of a multi-member file
+                    if block:
+                        decompressor = zlib.decompressobj(wbits=31)
+    except zlib.error as error:
+        return f"corrupt gzip: {error}"
+    if not decompressor.eof:
+        return "truncated gzip: the compressed stream ends early"
+    return None
+
+
 def _normalize_name(name: str) -> str:
     return "_".join(name.strip().lower().replace("-", " ").split())
 
@@ -163,18 +186,41 @@ def _drop_rejects(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("drop table if exists _pz_rejects; drop table if exists _pz_scans")
 
 
-def _append_reader_rejects(con: duckdb.DuckDBPyConnection) -> None:
+def _number_rows_around_rejects(
+    con: duckdb.DuckDBPyConnection, table: str, header_lines: int
+) -> None:
+    """Give the rows of `table` their data-row number in the file, counting rejected lines.
+
+    The reader numbers only the rows it accepted; the k-th accepted row sits after every
+    rejected row r_j (the j-th rejected) with r_j - j < k, so its number is k plus their count.
+    """
+    con.execute(
+        f"""
+        create or replace temp table _pz_reject_lines as
+        select line - {header_lines} as r, row_number() over (order by line) as j
+        from (select distinct line from _pz_rejects
+              where scan_id = (select max(scan_id) from _pz_scans));
+        update {table} set _line = _line + (
+            select count(*) from _pz_reject_lines where r - j < {table}._line
+        )
+        where exists (select 1 from _pz_reject_lines);
+        """
+    )
+
+
+def _append_reader_rejects(con: duckdb.DuckDBPyConnection, header_lines: int) -> None:
     """Add the lines DuckDB's reader rejected (wrong field count, bad encoding...) to FRAME."""
     con.execute(
         f"""
         insert into {FRAME} (_line, _raw, _read_error)
-        select line, any_value(csv_line),
+        select line - {header_lines}, any_value(csv_line),
                string_agg(distinct error_type || ': ' || error_message, '; ')
         from _pz_rejects
         where scan_id = (select max(scan_id) from _pz_scans)
         group by line
         """
     )
+    con.execute("drop table if exists _pz_reject_lines")
 
 
 def _read_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> set[str]:
@@ -189,9 +235,10 @@ def _read_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> s
         """,
         {"path": str(path), "max_line": MAX_LINE_BYTES},
     )
+    _number_rows_around_rejects(con, "_pz_csv", header_lines=1)
     present = _frame_from_columns(con, spec, "_pz_csv")
     # Rows DuckDB's CSV reader rejected (wrong field count, bad encoding, ...): one per line.
-    _append_reader_rejects(con)
+    _append_reader_rejects(con, header_lines=1)
     con.execute("drop table if exists _pz_csv")
     return present
 
@@ -209,6 +256,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
         """,
         {"path": str(path), "max_line": MAX_LINE_BYTES},
     )
+    _number_rows_around_rejects(con, "_pz_lines", header_lines=0)
     con.execute(
         """
         create or replace temp table _pz_objects as
@@ -251,7 +299,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
         from _pz_objects
         """
     )
-    _append_reader_rejects(con)
+    _append_reader_rejects(con, header_lines=0)
     con.execute("drop table if exists _pz_lines; drop table if exists _pz_objects")
     return set(known)
 
@@ -478,6 +526,11 @@ def _read_and_check(
     if path.stat().st_size == 0:
         result.message = "empty file: no rows"
         return False
+    problem = gzip_problem(path) if path.suffix.lower() in (".gz", ".gzip") else None
+    if problem:
+        result.status = "quarantined"
+        result.message = f"unreadable {fmt} file: {problem}"
+        return False
     try:
         present = READERS[fmt](con, spec, path)
     except duckdb.Error as error:
@@ -485,6 +538,12 @@ def _read_and_check(
         result.message = f"unreadable {fmt} file: {str(error).strip().splitlines()[0][:500]}"
         return False
     file_reason = _missing_columns_reason(spec, present)
+    if not con.execute(f"select count(*) from {FRAME}").fetchall()[0][0]:
+        # Nothing to lose: an empty delivery is not a broken one (a JSON file without rows
+        # names no columns at all); the manifest says why nothing loaded.
+        has_header = fmt != "jsonl" and file_reason
+        result.message = "no data rows" + (f" (and {file_reason})" if has_header else "")
+        file_reason = None
     _check_frame(con, spec, file_reason)
     if file_reason:
         result.status = "quarantined"

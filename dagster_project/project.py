@@ -15,4 +15,12 @@ _BIN_DIR = str(Path(sys.executable).parent)
 if (Path(_BIN_DIR) / "dbt").exists() and _BIN_DIR not in os.environ.get("PATH", "").split(":"):
     os.environ["PATH"] = _BIN_DIR + os.pathsep + os.environ.get("PATH", "")
 
+# dbt loads the encryption plugin `dagster_project.encryption` (profiles.yml): make this repo
+# importable in the dbt subprocess.
+_REPO_ROOT = str(DBT_PROJECT_DIR.parent)
+if _REPO_ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_REPO_ROOT, os.environ.get("PYTHONPATH", "")) if p
+    )
+
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)

@@ -8,23 +8,31 @@ from contextlib import contextmanager
 import duckdb
 from dagster import ConfigurableResource
 
-from dagster_project.ingest.sql import install_macros, quote_literal
+from dagster_project.encryption import attach, encryption_key, load_crypto
+from dagster_project.ingest.sql import install_macros
 from dagster_project.settings import Settings
 
 
 def open_warehouse(
     settings: Settings, *, with_pii_zone: bool = False, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
-    """Open the working warehouse in UTC; optionally attach the PII zone as `pii`."""
-    key = settings.pii_key() if with_pii_zone else None  # fail before opening anything
+    """Open the working warehouse (catalog `warehouse`) in UTC; optionally the PII zone (`pii`).
+
+    Both files are encrypted at rest when `PZ_ENCRYPTION_KEY` is set (see encryption.py).
+    """
+    key = encryption_key()
+    pii_key = settings.pii_key() if with_pii_zone else None  # fail before opening anything
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(settings.warehouse_path), read_only=read_only)
+    con = duckdb.connect(":memory:")
     try:
         con.execute("set TimeZone = 'UTC'")
-        if key is not None:
-            mode = " (read_only)" if read_only else ""
-            con.execute(f"attach {quote_literal(str(settings.pii_zone_path))} as pii{mode}")
-            install_macros(con, key)
+        if key:
+            load_crypto(con)
+        attach(con, settings.warehouse_path, "warehouse", key, read_only=read_only)
+        con.execute("use warehouse")
+        if pii_key is not None:
+            attach(con, settings.pii_zone_path, "pii", key, read_only=read_only)
+            install_macros(con, pii_key)
     except BaseException:
         con.close()
         raise

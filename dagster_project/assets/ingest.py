@@ -14,6 +14,7 @@ from dagster import (
 )
 
 from dagster_project.assets._metadata import markdown_table
+from dagster_project.ingest.erasure import enforce_erasures
 from dagster_project.ingest.loader import ensure_tables, ingest_source
 from dagster_project.ingest.sources import SOURCES
 from dagster_project.resources import WarehouseResource
@@ -66,6 +67,16 @@ def _build_ingest_asset(source: str):
         with warehouse.connect(with_pii_zone=True) as con:
             ensure_tables(con)
             results = ingest_source(con, source, settings.raw_dir, loaded_at, context.log.info)
+            # An erasure request purges every source; any other load purges its own rows of
+            # people erased before (so a re-delivered file cannot bring them back).
+            purge = list(SOURCES) if source == "erasure" else [source]
+            erasure = enforce_erasures(con, purge, loaded_at, trigger=f"raw/{source}")
+            if erasure.requests_processed or erasure.total_removed:
+                context.log.info(
+                    f"erasure: {erasure.requests_processed} request(s) processed, "
+                    f"{erasure.identifiers_registered} identifier token(s) registered, "
+                    f"{erasure.total_removed} row(s) removed"
+                )
             total_rows = con.execute(f"select count(*) from raw.{source}").fetchall()[0][0]
         files = pd.DataFrame([asdict(r) for r in results])
         if files.empty:
@@ -80,6 +91,7 @@ def _build_ingest_asset(source: str):
                 "rows_loaded": int(new.get("rows_loaded", pd.Series(dtype=int)).sum()),
                 "rows_quarantined": int(new.get("rows_quarantined", pd.Series(dtype=int)).sum()),
                 "table_rows": int(total_rows),
+                "rows_removed_by_erasure": erasure.total_removed,
                 "files": markdown_table(new.drop(columns=["sha256"], errors="ignore"), max_rows=50),
             }
         )

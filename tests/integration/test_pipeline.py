@@ -51,7 +51,7 @@ DESIGN_COLUMNS = {
 }
 
 
-def run_pipeline(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def run_pipeline(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PZ_DATA_DIR", str(data_dir))
     from dagster_project.definitions import defs
 
@@ -60,6 +60,7 @@ def run_pipeline(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
     failures = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert result.success, f"failed steps: {failures}"
+    return result
 
 
 def published(data_dir: Path) -> duckdb.DuckDBPyConnection:
@@ -76,13 +77,18 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("pipeline")
     generate(data_dir, users=200, items=80, days=14, seed=7)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        run_pipeline(data_dir, monkeypatch)
+        result = run_pipeline(data_dir, monkeypatch)
     truth = json.loads((data_dir / "truth" / "manifest.json").read_text())
-    return data_dir, truth
+    metadata_text = " ".join(
+        str(value.value)
+        for event in result.get_asset_materialization_events()
+        for value in event.materialization.metadata.values()
+    )
+    return data_dir, truth, metadata_text
 
 
 def test_published_tables_have_the_design_columns_and_rows(sample_run):
-    data_dir, _ = sample_run
+    data_dir, _, _ = sample_run
     con = published(data_dir)
     for table, columns in DESIGN_COLUMNS.items():
         present = [r[0] for r in con.execute(f"describe {table}").fetchall()]
@@ -91,7 +97,7 @@ def test_published_tables_have_the_design_columns_and_rows(sample_run):
 
 
 def test_every_file_reconciles_and_planted_broken_rows_are_quarantined(sample_run):
-    data_dir, truth = sample_run
+    data_dir, truth, _ = sample_run
     con = published(data_dir)
     manifest = frame(con, "select * from load_manifest")
     assert (manifest.rows_read == manifest.rows_loaded + manifest.rows_quarantined).all()
@@ -105,7 +111,7 @@ def test_every_file_reconciles_and_planted_broken_rows_are_quarantined(sample_ru
 
 
 def test_events_are_deduplicated_utc_and_canonical(sample_run):
-    data_dir, _ = sample_run
+    data_dir, _, _ = sample_run
     con = published(data_dir)
     truth_events = duckdb.sql(
         f"select event_id, occurred_at from '{data_dir / 'truth' / 'events.parquet'}'"
@@ -120,7 +126,7 @@ def test_events_are_deduplicated_utc_and_canonical(sample_run):
 
 
 def test_every_profile_record_and_logged_in_visitor_maps_to_the_true_person(sample_run):
-    data_dir, truth = sample_run
+    data_dir, truth, _ = sample_run
     con = published(data_dir)
     records = pd.read_csv(data_dir / "truth" / "profile_records.csv")
     erased = {s["true_user_id"] for s in truth["erasure_subjects"]}
@@ -148,7 +154,7 @@ def test_every_profile_record_and_logged_in_visitor_maps_to_the_true_person(samp
 
 
 def test_every_consenting_person_gets_k_clean_recommendations(sample_run):
-    data_dir, _ = sample_run
+    data_dir, _, _ = sample_run
     con = published(data_dir)
     k = load_tunables().recommendations["top_k"]
     people = set(
@@ -170,7 +176,7 @@ def test_every_consenting_person_gets_k_clean_recommendations(sample_run):
 
 
 def test_revoked_consent_means_no_segments_and_no_recommendations(sample_run):
-    data_dir, truth = sample_run
+    data_dir, truth, _ = sample_run
     con = published(data_dir)
     revokers = truth["consent_revoking_users"]
     assert revokers, "the sample plants consent revocations"
@@ -185,7 +191,7 @@ def test_revoked_consent_means_no_segments_and_no_recommendations(sample_run):
 
 
 def test_erased_people_are_gone_from_the_published_snapshot(sample_run):
-    data_dir, truth = sample_run
+    data_dir, truth, _ = sample_run
     con = published(data_dir)
     erased_users = [s["true_user_id"] for s in truth["erasure_subjects"]]
     for user in erased_users:
@@ -196,7 +202,7 @@ def test_erased_people_are_gone_from_the_published_snapshot(sample_run):
 
 
 def test_clusters_are_named_and_scored(sample_run):
-    data_dir, _ = sample_run
+    data_dir, _, _ = sample_run
     con = published(data_dir)
     quality = frame(con, "select * from segment_quality")
     assert quality.is_chosen.sum() == 1
@@ -207,7 +213,7 @@ def test_clusters_are_named_and_scored(sample_run):
 
 
 def test_second_run_over_the_same_files_changes_nothing(sample_run, monkeypatch):
-    data_dir, _ = sample_run
+    data_dir, _, _ = sample_run
     con = published(data_dir)
     before = {
         t: frame(con, f"select * from {t}") for t in ("events", "identity_map", "recommendations")
@@ -227,7 +233,7 @@ def test_second_run_over_the_same_files_changes_nothing(sample_run, monkeypatch)
 
 
 def test_a_landing_folder_with_only_events_runs_end_to_end(sample_run, tmp_path, monkeypatch):
-    source_dir, _ = sample_run
+    source_dir, _, _ = sample_run
     (tmp_path / "raw").mkdir()
     shutil.copytree(source_dir / "raw" / "events", tmp_path / "raw" / "events")
     run_pipeline(tmp_path, monkeypatch)
@@ -242,3 +248,51 @@ def test_a_landing_folder_with_only_events_runs_end_to_end(sample_run, tmp_path,
         "recommendations",
     ):
         assert con.execute(f"select count(*) from {table}").fetchall()[0][0] > 0, table
+
+
+def plaintext_pii(raw: Path) -> list[str]:
+    """Every email, phone and full name the generated raw files carry, as delivered."""
+    people = duckdb.sql(
+        f"""
+        select email, phone, first_name || ' ' || last_name as full_name, address
+        from read_csv('{raw}/profiles/*.csv', all_varchar = true)
+        union all
+        select email, phone, first_name || ' ' || last_name, address
+        from read_json('{raw}/profiles/*.jsonl', format = 'newline_delimited',
+                       columns = {{email: 'varchar', phone: 'varchar', first_name: 'varchar',
+                                  last_name: 'varchar', address: 'varchar'}})
+        """
+    ).df()
+    values = pd.concat([people[c] for c in people.columns]).dropna().str.strip().str.lower()
+    junk = set(load_tunables().identity_junk_values)
+    return sorted({v for v in values if len(v) >= 6 and v not in junk})
+
+
+def test_no_plaintext_pii_in_published_tables_or_asset_metadata(sample_run):
+    data_dir, _, metadata_text = sample_run
+    secrets = plaintext_pii(data_dir / "raw")
+    assert len(secrets) > 100, "the sample carries emails, phones, names and addresses"
+    con = published(data_dir)
+    tables = [
+        r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()
+    ]
+    texts = [frame(con, f"select * from {t}").to_csv(index=False).lower() for t in tables]
+    texts.append(metadata_text.lower())
+    leaks = [s for s in secrets if any(s in text for text in texts)]
+    assert not leaks, f"plaintext PII found: {leaks[:5]}"
+
+
+def test_an_encrypted_warehouse_runs_and_cannot_be_opened_without_its_key(
+    sample_run, tmp_path, monkeypatch
+):
+    source_dir, _, _ = sample_run
+    (tmp_path / "raw").mkdir()
+    for source in ("events", "profiles"):
+        shutil.copytree(source_dir / "raw" / source, tmp_path / "raw" / source)
+    monkeypatch.setenv("PZ_ENCRYPTION_KEY", "integration-test-encryption-key")
+    run_pipeline(tmp_path, monkeypatch)
+    for name in ("warehouse.duckdb", "pii.duckdb"):
+        with pytest.raises(duckdb.Error, match="without a key"):
+            duckdb.connect(str(tmp_path / "warehouse" / name))
+    con = published(tmp_path)  # the published snapshot is the readers' surface: no PII, plain
+    assert con.execute("select count(*) from recommendations").fetchall()[0][0] > 0

@@ -289,8 +289,13 @@ def test_an_encrypted_warehouse_runs_and_cannot_be_opened_without_its_key(
     (tmp_path / "raw").mkdir()
     for source in ("events", "profiles"):
         shutil.copytree(source_dir / "raw" / source, tmp_path / "raw" / source)
-    monkeypatch.setenv("PZ_ENCRYPTION_KEY", "integration-test-encryption-key")
-    run_pipeline(tmp_path, monkeypatch)
+    key = "integration-test-encryption-key"
+    monkeypatch.setenv("PZ_ENCRYPTION_KEY", key)
+    result = run_pipeline(tmp_path, monkeypatch)
+    logged = " ".join(
+        str(event.message) + str(event.event_specific_data) for event in result.all_events
+    )
+    assert key not in logged, "the encryption key never reaches logs or metadata"
     for name in ("warehouse.duckdb", "pii.duckdb"):
         with pytest.raises(duckdb.Error, match="without a key"):
             duckdb.connect(str(tmp_path / "warehouse" / name))

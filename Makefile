@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test ui lint manifest sample clean
+.PHONY: setup run test ui lint manifest sample clean bench
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -46,3 +46,7 @@ sample: setup  ## only generate sample data into $(PZ_DATA_DIR)
 
 clean:
 	rm -rf $(PZ_DATA_DIR)/warehouse $(PZ_DATA_DIR)/published dbt_project/target
+
+bench: setup  ## size tiers S and M (TIERS=S for a smoke run; BENCH_ARGS=--large adds L)
+	$(PY) -m dagster_project.cli prepare
+	$(PY) bench/run.py --tiers $(or $(TIERS),S,M) $(BENCH_ARGS)

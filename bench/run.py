@@ -1,0 +1,208 @@
+"""`make bench`: the whole pipeline on generated size tiers, with time per stage and memory.
+
+For each tier (S: 10k people, M: 100k, L: 1M behind --large) it generates sample data, runs
+every asset in process, and reports wall time per stage (ingest, dbt, identity, segments,
+recommendations, publish, other), events per second, peak RSS, the ingest stage against the
+bare DuckDB floor (`create table as select * from read_...` of the same event files), and an
+incremental nightly run with one more day of data landed on top. Results go to
+bench/results.json and bench/results.md, and are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+from collections import defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+TIERS = {  # users, items, days: about 16-20 events per person over the window
+    "S": (10_000, 2_000, 25),
+    "M": (100_000, 10_000, 25),
+    "L": (1_000_000, 20_000, 25),
+}
+STAGES = [
+    ("ingest", ("raw__", "pipeline_config")),
+    ("dbt", ("dbt_",)),
+    ("identity", ("ml__identity", "identity")),
+    ("segments", ("cluster_segments", "propensity", "segment", "trigger")),
+    ("recommendations", ("ml__recommendations", "recommendations", "experiments")),
+    ("publish", ("published_snapshot",)),
+]
+
+
+def stage_of(step_key: str) -> str:
+    for stage, prefixes in STAGES:
+        if step_key.startswith(prefixes):
+            return stage
+    return "other"
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def run_job(data_dir: Path) -> dict:
+    """Run every asset in process on `data_dir`; return seconds per stage and in total."""
+    from dagster import DagsterInstance, DagsterEventType
+
+    os.environ["PZ_DATA_DIR"] = str(data_dir)
+    from dagster_project.definitions import defs
+
+    started = time.perf_counter()
+    result = defs.resolve_job_def("nightly_refresh").execute_in_process(
+        instance=DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    total = time.perf_counter() - started
+    if not result.success:
+        raise SystemExit(f"pipeline failed on {data_dir}")
+    starts: dict[str, float] = {}
+    per_stage: dict[str, float] = defaultdict(float)
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_START:
+            starts[event.step_key] = event.timestamp
+        elif event.event_type == DagsterEventType.STEP_SUCCESS and event.step_key in starts:
+            per_stage[stage_of(event.step_key)] += event.timestamp - starts[event.step_key]
+    stages = {stage: round(per_stage.get(stage, 0.0), 2) for stage, _ in STAGES}
+    stages["other"] = round(per_stage.get("other", 0.0), 2)
+    return {"total_s": round(total, 2), "stages_s": stages}
+
+
+def duckdb_floor(raw_events: Path) -> float:
+    """Seconds for DuckDB alone to load the same event files into tables (the floor)."""
+    con = duckdb.connect()
+    started = time.perf_counter()
+    for index, path in enumerate(sorted(p for p in raw_events.iterdir() if p.is_file())):
+        name = path.name.lower()
+        if ".parquet" in name:
+            reader = f"read_parquet('{path}')"
+        elif ".csv" in name:
+            reader = f"read_csv('{path}', all_varchar = true)"
+        else:
+            reader = f"read_json('{path}', format = 'newline_delimited', ignore_errors = true)"
+        con.execute(f"create table t{index} as select * from {reader}")
+    return time.perf_counter() - started
+
+
+def count_events(data_dir: Path) -> int:
+    path = data_dir / "published" / "personalization.duckdb"
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute("select count(*) from events").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def add_one_day(data_dir: Path, users: int, items: int, end: date) -> int:
+    """Land one more day of events and context (new file names) on top of a tier."""
+    from dagster_project.sample_data import generate
+
+    extra = data_dir.parent / f"{data_dir.name}_next_day"
+    shutil.rmtree(extra, ignore_errors=True)
+    generate(extra, users=users, items=items, days=1, seed=4242,
+             end_date=(end + timedelta(days=1)).isoformat())
+    landed = 0
+    for source in ("events", "context"):
+        for path in (extra / "raw" / source).iterdir():
+            target = data_dir / "raw" / source / f"next_day_{path.name}"
+            shutil.copy(path, target)
+            landed += 1
+    shutil.rmtree(extra, ignore_errors=True)
+    return landed
+
+
+def bench_tier(name: str, work: Path) -> dict:
+    from dagster_project.sample_data import generate
+
+    users, items, days = TIERS[name]
+    end = date(2026, 10, 31)
+    data_dir = work / name
+    shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"[{name}] generating {users:,} people, {items:,} items, {days} days ...", flush=True)
+    started = time.perf_counter()
+    generate(data_dir, users=users, items=items, days=days, seed=42, end_date=end.isoformat())
+    generate_s = time.perf_counter() - started
+    floor_s = duckdb_floor(data_dir / "raw" / "events")
+    print(f"[{name}] full run ...", flush=True)
+    full = run_job(data_dir)
+    events = count_events(data_dir)
+    add_one_day(data_dir, users, items, end)
+    print(f"[{name}] incremental run with one new day ...", flush=True)
+    incremental = run_job(data_dir)
+    result = {
+        "tier": name,
+        "people": users,
+        "events": events,
+        "generate_s": round(generate_s, 2),
+        "full": full,
+        "events_per_s": round(events / full["total_s"]),
+        "ingest_floor_s": round(floor_s, 2),
+        "ingest_vs_floor": round(full["stages_s"]["ingest"] / floor_s, 2) if floor_s else None,
+        "incremental": incremental,
+        "incremental_share": round(incremental["total_s"] / full["total_s"], 3),
+        "peak_rss_mb": round(peak_rss_mb()),
+    }
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
+def markdown(results: list[dict]) -> str:
+    stages = [s for s, _ in STAGES] + ["other"]
+    head = (
+        "| tier | events | total s | " + " | ".join(f"{s} s" for s in stages)
+        + " | events/s | ingest / floor | incremental s (share) | peak RSS MB |"
+    )
+    rows = [head, "|" + "---|" * (len(stages) + 8)]
+    for r in results:
+        rows.append(
+            f"| {r['tier']} | {r['events']:,} | {r['full']['total_s']} | "
+            + " | ".join(str(r["full"]["stages_s"][s]) for s in stages)
+            + f" | {r['events_per_s']:,} | {r['ingest_vs_floor']} | "
+            f"{r['incremental']['total_s']} ({r['incremental_share']:.0%}) | {r['peak_rss_mb']:,} |"
+        )
+    ratio = ""
+    by_tier = {r["tier"]: r for r in results}
+    if "M" in by_tier and "L" in by_tier:
+        ratio = (
+            f"\n\nL time / M time = "
+            f"{by_tier['L']['full']['total_s'] / by_tier['M']['full']['total_s']:.1f}"
+        )
+    return "\n".join(rows) + ratio + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiers", default="S,M", help="comma-separated tiers (S, M, L)")
+    parser.add_argument("--large", action="store_true", help="also run the L tier (1M people)")
+    parser.add_argument("--work-dir", default=str(REPO / "bench" / "data"))
+    parser.add_argument("--out", default=str(REPO / "bench"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PZ_PII_KEY", "benchmark-key-not-secret")
+    tiers = [t.strip().upper() for t in args.tiers.split(",") if t.strip()]
+    if args.large and "L" not in tiers:
+        tiers.append("L")
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    results = [bench_tier(tier, work) for tier in tiers]
+    out = Path(args.out)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (out / "results.md").write_text(table)
+    print("\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -111,8 +111,14 @@ def add_one_day(data_dir: Path, users: int, items: int, end: date) -> int:
 
     extra = data_dir.parent / f"{data_dir.name}_next_day"
     shutil.rmtree(extra, ignore_errors=True)
-    generate(extra, users=users, items=items, days=1, seed=4242,
-             end_date=(end + timedelta(days=1)).isoformat())
+    generate(
+        extra,
+        users=users,
+        items=items,
+        days=1,
+        seed=4242,
+        end_date=(end + timedelta(days=1)).isoformat(),
+    )
     landed = 0
     for source in ("events", "context"):
         for path in (extra / "raw" / source).iterdir():
@@ -161,7 +167,8 @@ def bench_tier(name: str, work: Path) -> dict:
 def markdown(results: list[dict]) -> str:
     stages = [s for s, _ in STAGES] + ["other"]
     head = (
-        "| tier | events | total s | " + " | ".join(f"{s} s" for s in stages)
+        "| tier | events | total s | "
+        + " | ".join(f"{s} s" for s in stages)
         + " | events/s | ingest / floor | incremental s (share) | peak RSS MB |"
     )
     rows = [head, "|" + "---|" * (len(stages) + 8)]

@@ -7,7 +7,7 @@ every run, so SQL and Python share one mapping of event types, categories and we
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ class Tunables:
     interaction_weights: dict[str, float]
     rating_weight: float
     pipeline: dict[str, Any]
+    segments: dict[str, Any] = field(default_factory=dict)  # segments.yaml
 
     @property
     def canonical_event_types(self) -> list[str]:
@@ -50,11 +51,57 @@ class Tunables:
 
     @property
     def clustering(self) -> dict[str, Any]:
-        return dict(self.pipeline["segments"]["clustering"])
+        # segments.yaml holds the clustering settings; pipeline.yaml's are the old fallback.
+        return dict(self.segments.get("clustering") or self.pipeline["segments"]["clustering"])
+
+    @property
+    def trigger_rules(self) -> pd.DataFrame:
+        """`config.segment_trigger_rules`: one row per trigger segment and condition."""
+        rows = [
+            (
+                segment_id,
+                str(spec["name"]),
+                str(spec.get("description", "")),
+                spec.get("score_metric"),
+                position,
+                str(condition["metric"]),
+                str(condition["op"]),
+                float(condition["value"]),
+            )
+            for segment_id, spec in (self.segments.get("triggers") or {}).items()
+            for position, condition in enumerate(spec["conditions"])
+        ]
+        columns = [
+            "segment_id",
+            "segment_name",
+            "description",
+            "score_metric",
+            "condition_number",
+            "metric",
+            "operator",
+            "threshold",
+        ]
+        return pd.DataFrame(rows, columns=columns).astype(
+            {"segment_id": str, "segment_name": str, "description": str, "score_metric": object}
+        )
+
+    def segment_settings(self, section: str) -> dict[str, Any]:
+        """A section of segments.yaml (`clustering`, `propensity`, `drift`)."""
+        return dict(self.segments.get(section) or {})
 
     @property
     def recommendations(self) -> dict[str, Any]:
         return dict(self.pipeline["recommendations"])
+
+    @property
+    def recommendation_rules(self) -> dict[str, Any]:
+        """`recommendation_rules.yaml` (validated by models_ml.rules.RecommendationRules)."""
+        return _read_yaml(CONFIG_DIR / "recommendation_rules.yaml")
+
+    @property
+    def experiments(self) -> list[dict[str, Any]]:
+        """`experiments.yaml` entries (validated by models_ml.experiments.Experiment)."""
+        return list(_read_yaml(CONFIG_DIR / "experiments.yaml").get("experiments") or [])
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -104,13 +151,43 @@ def load_tunables(config_dir: Path = CONFIG_DIR) -> Tunables:
     for section in ("sessions", "identity", "segments", "recommendations"):
         if section not in pipeline:
             raise TunablesError(f"pipeline.yaml: missing section `{section}`")
+    segments = _check_segments(_read_yaml(config_dir / "segments.yaml"))
     return Tunables(
         event_types=event_types,
         categorical=fields,
         interaction_weights={k: float(v) for k, v in raw_weights.items()},
         rating_weight=float(weights.get("rating_weight", 1.0)),
         pipeline=pipeline,
+        segments=segments,
     )
+
+
+TRIGGER_OPERATORS = (">", ">=", "<", "<=", "=", "!=")
+
+
+def _check_segments(segments: dict[str, Any]) -> dict[str, Any]:
+    triggers = segments.get("triggers")
+    if not isinstance(triggers, dict) or not triggers:
+        raise TunablesError("segments.yaml: expected a non-empty mapping `triggers`")
+    for segment_id, spec in triggers.items():
+        where = f"segments.yaml: trigger {segment_id!r}"
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", str(segment_id)):
+            raise TunablesError(f"{where}: id must be lowercase letters, digits, underscores")
+        if not isinstance(spec, dict) or not spec.get("name") or not spec.get("conditions"):
+            raise TunablesError(f"{where}: needs `name` and a non-empty list `conditions`")
+        for condition in spec["conditions"]:
+            if not isinstance(condition, dict) or set(condition) != {"metric", "op", "value"}:
+                raise TunablesError(f"{where}: a condition is {{metric, op, value}}")
+            if condition["op"] not in TRIGGER_OPERATORS:
+                raise TunablesError(
+                    f"{where}: operator {condition['op']!r} not in {TRIGGER_OPERATORS}"
+                )
+            if not isinstance(condition["value"], int | float):
+                raise TunablesError(f"{where}: value must be a number")
+    algorithm = (segments.get("clustering") or {}).get("algorithm", "kmeans")
+    if algorithm not in ("kmeans", "minibatch_kmeans", "dbscan", "agglomerative"):
+        raise TunablesError(f"segments.yaml: unknown clustering algorithm {algorithm!r}")
+    return segments
 
 
 def config_frames(tunables: Tunables, as_of: datetime | None) -> dict[str, pd.DataFrame]:
@@ -147,6 +224,7 @@ def config_frames(tunables: Tunables, as_of: datetime | None) -> dict[str, pd.Da
         "identity_junk_values": pd.DataFrame(
             {"value": sorted({v.strip().lower() for v in tunables.identity_junk_values})}
         ),
+        "segment_trigger_rules": tunables.trigger_rules,
     }
 
 
@@ -179,3 +257,22 @@ def write_config_tables(
         "select count(*) from config.identity_junk_values"
     ).fetchall()[0][0]
     return counts
+
+
+def load_identity_tunables(config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
+    """`identity.yaml`: probabilistic matching, guardrails and evaluation settings, validated."""
+    data = _read_yaml(config_dir / "identity.yaml")
+    for section in ("probabilistic", "guardrails", "evaluation"):
+        if not isinstance(data.get(section), dict):
+            raise TunablesError(f"identity.yaml: missing section `{section}`")
+    threshold = data["probabilistic"].get("match_threshold")
+    if not isinstance(threshold, int | float) or not 0 < threshold < 1:
+        raise TunablesError("identity.yaml: probabilistic.match_threshold must be in (0, 1)")
+    rules = data["probabilistic"].get("blocking_rules")
+    if not rules or not all(isinstance(r, list) and r for r in rules):
+        raise TunablesError("identity.yaml: blocking_rules must be non-empty lists of fields")
+    for name in ("max_user_ids_per_person", "max_records_per_person"):
+        value = data["guardrails"].get(name)
+        if not isinstance(value, int) or value < 1:
+            raise TunablesError(f"identity.yaml: guardrails.{name} must be a positive integer")
+    return data

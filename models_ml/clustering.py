@@ -46,8 +46,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import linear_sum_assignment
 from sklearn.base import BaseEstimator
-from sklearn.cluster import KMeans
+from sklearn.cluster import DBSCAN, AgglomerativeClustering, KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
@@ -71,6 +72,7 @@ from models_ml.columns import (
 )
 
 ALGORITHM_NAME = "kmeans"
+ALGORITHMS = ("kmeans", "minibatch_kmeans", "dbscan", "agglomerative")
 CLUSTER_SEGMENT_TYPE = "cluster"
 SINGLE_CLUSTER_NAME = "all people"
 TYPICAL_CLUSTER_NAME = "typical"
@@ -155,24 +157,40 @@ def _clashing(names: dict[int, str]) -> list[int]:
 
 
 class KMeansSegmenter(BaseEstimator):
-    """K-means segmentation with automatic k, named clusters and quality metrics.
+    """Segmentation with automatic k, named clusters, quality metrics and stable cluster ids.
 
     Parameters:
         k_min, k_max: range of cluster counts tried (capped by the number of distinct people - 1).
-        random_state: seeds k-means, PCA and the silhouette sample.
+        random_state: seeds the clustering, PCA and the silhouette sample.
         n_init: k-means restarts per k.
         pca_variance: keep this share of variance with PCA before clustering; None disables.
-        silhouette_sample_size: above this many people the silhouette is computed on a seeded
-            sample of this size (the full computation is quadratic).
+        silhouette_sample_size: above this many people the silhouette (and Davies-Bouldin) is
+            computed on a seeded sample of this size (the silhouette is quadratic).
+        algorithm: `kmeans`, `minibatch_kmeans` (`partial_fit` over chunks; what `kmeans`
+            switches to above `minibatch_above` people), `dbscan` (k found by density; noise
+            points join their nearest cluster) or `agglomerative` (Ward, fitted on a seeded
+            sample of `agglomerative_max_people`, the rest assigned to the nearest centroid).
+        minibatch_above, minibatch_chunk: when and in what chunk size MiniBatchKMeans is used.
+        dbscan_eps, dbscan_min_samples: DBSCAN neighbourhood.
+        previous_centroids: cluster id x feature means (original feature units) of the
+            previous run; new clusters are matched to them (Hungarian assignment on the
+            standardized centroid distance) and inherit their ids. Without it, ids follow size.
+
+    Every algorithm ends in centroids: `predict` assigns the nearest centroid.
 
     Fitted attributes:
         k_: chosen number of clusters (1 when the input cannot be segmented).
-        labels_: cluster of each fitted row (0 = largest cluster).
+        labels_: cluster id of each fitted row.
+        cluster_ids_: the ids in use (ascending).
+        centroids_: embedded-space centroids, one row per entry of `cluster_ids_`.
+        cluster_centers_: cluster id x feature means in original units (what the next run
+            passes as `previous_centroids`).
         quality_: one row per k tried: algorithm, k, silhouette, davies_bouldin, n_people,
             is_chosen (the `ml.segment_quality` shape without run_at).
         feature_effects_: cluster x feature standardized mean differences.
         cluster_profiles_: per cluster: segment_id, segment_name, size, share, top_features.
-        cluster_names_: {cluster: human-readable name}, names distinct.
+        cluster_names_: {cluster id: human-readable name}, names distinct.
+        embedding_: the embedded (standardized, PCA) training rows, for plots.
         feature_names_in_: the feature columns, in order.
     """
 
@@ -184,6 +202,13 @@ class KMeansSegmenter(BaseEstimator):
         n_init: int = 10,
         pca_variance: float | None = 0.95,
         silhouette_sample_size: int = 10_000,
+        algorithm: str = ALGORITHM_NAME,
+        minibatch_above: int = 200_000,
+        minibatch_chunk: int = 50_000,
+        dbscan_eps: float = 1.5,
+        dbscan_min_samples: int = 10,
+        agglomerative_max_people: int = 20_000,
+        previous_centroids: pd.DataFrame | None = None,
     ):
         self.k_min = k_min
         self.k_max = k_max
@@ -191,8 +216,17 @@ class KMeansSegmenter(BaseEstimator):
         self.n_init = n_init
         self.pca_variance = pca_variance
         self.silhouette_sample_size = silhouette_sample_size
+        self.algorithm = algorithm
+        self.minibatch_above = minibatch_above
+        self.minibatch_chunk = minibatch_chunk
+        self.dbscan_eps = dbscan_eps
+        self.dbscan_min_samples = dbscan_min_samples
+        self.agglomerative_max_people = agglomerative_max_people
+        self.previous_centroids = previous_centroids
 
     def fit(self, X: pd.DataFrame, y=None) -> KMeansSegmenter:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, not {self.algorithm!r}")
         values = _numeric_values(X)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = values.shape[1]
@@ -202,45 +236,57 @@ class KMeansSegmenter(BaseEstimator):
         standardized = self.scaler_.fit_transform(filled) if len(filled) else filled
         self.varying_ = filled.std(axis=0) > 0 if len(filled) else np.zeros(values.shape[1], bool)
         embedded = self._embed_fit(standardized[:, self.varying_])
+        self.embedding_ = embedded
+        self.algorithm_used_ = self._resolved_algorithm(len(embedded))
+        self._rng_ = np.random.default_rng(self.random_state)
 
         max_k = min(self.k_max, _count_distinct_rows(embedded, self.k_max + 1) - 1)
-        ks = list(range(self.k_min, max_k + 1)) if embedded.shape[1] else []
-        rows, models = self._try_ks(embedded, ks)
+        if not embedded.shape[1] or max_k < max(self.k_min, 2):
+            rows, candidates = [], {}
+        elif self.algorithm_used_ == "dbscan":
+            rows, candidates = self._try_dbscan(embedded)
+        else:
+            rows, candidates = self._try_ks(embedded, list(range(self.k_min, max_k + 1)))
         valid = [r for r in rows if not np.isnan(r[SILHOUETTE])]
         if valid:
             best = max(valid, key=lambda r: (r[SILHOUETTE], -r[K]))
-            self.kmeans_ = models[best[K]]
-            raw_labels = self.kmeans_.labels_
+            raw_centroids = candidates[best[K]]
             self.k_ = best[K]
         else:
-            self.kmeans_ = None
-            raw_labels = np.zeros(len(values), dtype=np.int64)
+            raw_centroids = np.zeros((1, embedded.shape[1]))
             self.k_ = 1
             rows = [_quality_row(1, np.nan, np.nan)]
         self.quality_ = pd.DataFrame(rows, columns=[K, SILHOUETTE, DAVIES_BOULDIN])
-        self.quality_.insert(0, ALGORITHM, ALGORITHM_NAME)
+        self.quality_.insert(0, ALGORITHM, self.algorithm_used_)
         self.quality_[N_PEOPLE] = len(values)
         self.quality_[IS_CHOSEN] = self.quality_[K] == self.k_
 
-        self.relabel_ = _order_by_size(raw_labels, self.k_)
-        self.labels_ = self.relabel_[raw_labels]
+        raw_labels = _nearest(embedded, raw_centroids)
+        means = _group_means(filled, raw_labels, len(raw_centroids))
+        ids = self._stable_ids(raw_labels, means)
+        order = np.argsort(ids)
+        self.cluster_ids_ = ids[order]
+        self.centroids_ = raw_centroids[order]
+        self.labels_ = ids[raw_labels]
+        self.cluster_centers_ = pd.DataFrame(
+            means[order], index=pd.Index(self.cluster_ids_, name="cluster"), columns=list(X.columns)
+        )
         self._describe_clusters(standardized)
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "k_")
-        if self.kmeans_ is None:
-            return np.zeros(len(X), dtype=np.int64)
-        return self.relabel_[self.kmeans_.predict(self._embed(X))]
+        return self.cluster_ids_[_nearest(self._embed(X), self.centroids_)]
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        """Distance of each row to every cluster centroid (columns in cluster order)."""
+        """Distance of each row to every cluster centroid (columns in `cluster_ids_` order)."""
         check_is_fitted(self, "k_")
-        if self.kmeans_ is None:
-            return np.zeros((len(X), 1))
-        distances = self.kmeans_.transform(self._embed(X))
-        inverse = np.argsort(self.relabel_)
-        return distances[:, inverse]
+        return _distances(self._embed(X), self.centroids_)
+
+    def _resolved_algorithm(self, n_people: int) -> str:
+        if self.algorithm == ALGORITHM_NAME and n_people > self.minibatch_above:
+            return "minibatch_kmeans"
+        return self.algorithm
 
     def _embed_fit(self, standardized: np.ndarray) -> np.ndarray:
         self.pca_ = None
@@ -253,48 +299,117 @@ class KMeansSegmenter(BaseEstimator):
 
     def _embed(self, X: pd.DataFrame) -> np.ndarray:
         values = _numeric_values(X[list(self.feature_names_in_)])
+        if not len(values):
+            return np.zeros((0, self.centroids_.shape[1]))
         standardized = self.scaler_.transform(self.imputer_.transform(values))[:, self.varying_]
         return self.pca_.transform(standardized) if self.pca_ is not None else standardized
 
+    def _sample(self, n: int, size: int) -> np.ndarray:
+        if n <= size:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(self.random_state).choice(n, size, replace=False))
+
+    def _score(self, embedded: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """Silhouette and Davies-Bouldin on a seeded sample (the same sample for every k)."""
+        rows = self._sample(len(embedded), self.silhouette_sample_size)
+        if len(np.unique(labels[rows])) < 2:
+            return np.nan, np.nan
+        return (
+            silhouette_score(embedded[rows], labels[rows]),
+            davies_bouldin_score(embedded[rows], labels[rows]),
+        )
+
     def _try_ks(self, embedded: np.ndarray, ks: list[int]) -> tuple[list[dict], dict]:
-        rows, models = [], {}
-        n = len(embedded)
-        sample_size = self.silhouette_sample_size if n > self.silhouette_sample_size else None
+        rows, candidates = [], {}
+        fit_rows = None
+        if self.algorithm_used_ == "agglomerative":
+            fit_rows = self._sample(len(embedded), self.agglomerative_max_people)
         for k in ks:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                model = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state)
-                labels = model.fit_predict(embedded)
-            if len(np.unique(labels)) < 2:
-                rows.append(_quality_row(k, np.nan, np.nan))
-                continue
-            silhouette = silhouette_score(
-                embedded, labels, sample_size=sample_size, random_state=self.random_state
+                centroids = self._fit_k(embedded, k, fit_rows)
+            labels = _nearest(embedded, centroids)
+            silhouette, davies_bouldin = self._score(embedded, labels)
+            rows.append(_quality_row(k, silhouette, davies_bouldin))
+            if not np.isnan(silhouette):
+                candidates[k] = centroids
+        return rows, candidates
+
+    def _fit_k(self, embedded: np.ndarray, k: int, fit_rows: np.ndarray | None) -> np.ndarray:
+        if self.algorithm_used_ == "agglomerative":
+            sample = embedded[fit_rows]
+            labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(sample)
+            return _group_means(sample, labels, k)
+        if self.algorithm_used_ == "minibatch_kmeans":
+            model = MiniBatchKMeans(
+                n_clusters=k, random_state=self.random_state, n_init=3, batch_size=4096
             )
-            rows.append(_quality_row(k, silhouette, davies_bouldin_score(embedded, labels)))
-            models[k] = model
-        return rows, models
+            order = np.random.default_rng(self.random_state).permutation(len(embedded))
+            for start in range(0, len(order), self.minibatch_chunk):
+                chunk = embedded[order[start : start + self.minibatch_chunk]]
+                if len(chunk) >= k:
+                    model.partial_fit(chunk)
+            return model.cluster_centers_
+        model = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state)
+        return model.fit(embedded).cluster_centers_
+
+    def _try_dbscan(self, embedded: np.ndarray) -> tuple[list[dict], dict]:
+        fit_rows = self._sample(len(embedded), self.agglomerative_max_people)
+        sample = embedded[fit_rows]
+        found = DBSCAN(eps=self.dbscan_eps, min_samples=self.dbscan_min_samples).fit_predict(sample)
+        k = int(found.max()) + 1
+        if k < 2:
+            return [_quality_row(max(k, 1), np.nan, np.nan)], {}
+        core = found >= 0
+        centroids = _group_means(sample[core], found[core], k)
+        silhouette, davies_bouldin = self._score(embedded, _nearest(embedded, centroids))
+        return [_quality_row(k, silhouette, davies_bouldin)], {k: centroids}
+
+    def _stable_ids(self, raw_labels: np.ndarray, means: np.ndarray) -> np.ndarray:
+        """Cluster id of each raw cluster: the matched previous id, else by size."""
+        k = len(means)
+        by_size = _order_by_size(raw_labels, k)
+        previous = self.previous_centroids
+        if previous is None or not len(previous) or k == 1:
+            return by_size
+        shared = [c for c in self.feature_names_in_ if c in previous.columns]
+        if not shared:
+            return by_size
+        columns = [list(self.feature_names_in_).index(c) for c in shared]
+        scale = np.where(self.scaler_.scale_[columns] > 0, self.scaler_.scale_[columns], 1.0)
+        current = means[:, columns] / scale
+        old = previous[shared].to_numpy(dtype=float) / scale
+        rows, cols = linear_sum_assignment(_distances(current, np.nan_to_num(old)))
+        ids = np.full(k, -1, dtype=np.int64)
+        ids[rows] = np.asarray(previous.index, dtype=np.int64)[cols]
+        # Clusters without a predecessor take fresh ids, larger ones first.
+        fresh = iter(i for i in range(k + len(previous)) if i not in set(ids))
+        for raw in np.argsort(by_size):
+            if ids[raw] < 0:
+                ids[raw] = next(fresh)
+        return ids
 
     def _describe_clusters(self, standardized: np.ndarray) -> None:
         features = list(self.feature_names_in_)
-        clusters = np.arange(self.k_)
-        sizes = np.bincount(self.labels_, minlength=self.k_)
+        clusters = self.cluster_ids_
+        position = np.searchsorted(clusters, self.labels_)
+        sizes = np.bincount(position, minlength=len(clusters))
         if len(standardized):
-            sums = np.zeros((self.k_, standardized.shape[1]))
-            np.add.at(sums, self.labels_, standardized)
-            effects = sums / np.maximum(sizes, 1)[:, None]
+            effects = _group_means(standardized, position, len(clusters))
         else:
-            effects = np.zeros((self.k_, len(features)))
+            effects = np.zeros((len(clusters), len(features)))
         self.feature_effects_ = pd.DataFrame(effects, index=clusters, columns=features)
         self.feature_effects_.index.name = "cluster"
         if self.k_ == 1:
-            self.cluster_names_ = {0: SINGLE_CLUSTER_NAME}
+            self.cluster_names_ = {int(clusters[0]): SINGLE_CLUSTER_NAME}
         else:
-            self.cluster_names_ = name_clusters(self.feature_effects_)
+            self.cluster_names_ = {
+                int(c): name for c, name in name_clusters(self.feature_effects_).items()
+            }
         self.cluster_profiles_ = pd.DataFrame(
             {
                 SEGMENT_ID: [segment_id(c) for c in clusters],
-                SEGMENT_NAME: [self.cluster_names_[c] for c in clusters],
+                SEGMENT_NAME: [self.cluster_names_[int(c)] for c in clusters],
                 "size": sizes,
                 "share": sizes / max(sizes.sum(), 1),
                 "top_features": [_top_features(self.feature_effects_.loc[c]) for c in clusters],
@@ -329,20 +444,19 @@ def cluster_segments(
         features = features.set_index(col_person)
     if not hasattr(segmenter, "k_"):
         segmenter.fit(features)
-    labels = segmenter.predict(features)
     distances = segmenter.transform(features)
-    nearest = distances[np.arange(len(labels)), labels] if len(labels) else np.zeros(0)
+    nearest = distances.argmin(axis=1) if len(features) else np.zeros(0, dtype=np.int64)
+    ids = segmenter.cluster_ids_[nearest]
+    names = np.array([segmenter.cluster_names_[int(c)] for c in segmenter.cluster_ids_], object)
     return pd.DataFrame(
         {
             PERSON_ID: features.index.to_numpy(),
             SEGMENT_TYPE: CLUSTER_SEGMENT_TYPE,
-            SEGMENT_ID: np.array([segment_id(c) for c in range(segmenter.k_)], dtype=object)[
-                labels
-            ],
-            SEGMENT_NAME: np.array(
-                [segmenter.cluster_names_[c] for c in range(segmenter.k_)], dtype=object
-            )[labels],
-            SCORE: 1.0 / (1.0 + nearest),
+            SEGMENT_ID: np.array([segment_id(c) for c in ids], dtype=object),
+            SEGMENT_NAME: names[nearest],
+            SCORE: 1.0 / (1.0 + distances[np.arange(len(ids)), nearest])
+            if segmenter.k_ > 1
+            else 1.0,
         },
         columns=list(USER_SEGMENT_COLUMNS),
     ).rename(columns={PERSON_ID: col_person})
@@ -368,6 +482,31 @@ def _count_distinct_rows(values: np.ndarray, cap: int) -> int:
 
 def _quality_row(k: int, silhouette: float, davies_bouldin: float) -> dict:
     return {K: k, SILHOUETTE: float(silhouette), DAVIES_BOULDIN: float(davies_bouldin)}
+
+
+def _nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid of each point (chunked: bounded memory for millions)."""
+    out = np.empty(len(points), dtype=np.int64)
+    for start in range(0, len(points), 200_000):
+        out[start : start + 200_000] = _distances(
+            points[start : start + 200_000], centroids
+        ).argmin(axis=1)
+    return out
+
+
+def _distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    squared = (
+        (points**2).sum(axis=1)[:, None]
+        - 2.0 * points @ centroids.T
+        + (centroids**2).sum(axis=1)[None, :]
+    )
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def _group_means(values: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    sums = np.zeros((k, values.shape[1]))
+    np.add.at(sums, labels, values)
+    return sums / np.maximum(np.bincount(labels, minlength=k), 1)[:, None]
 
 
 def _order_by_size(labels: np.ndarray, k: int) -> np.ndarray:

@@ -173,3 +173,49 @@ def ranking_metrics(
     if catalog is not None:
         metrics["catalog_coverage"] = catalog_coverage(recommendations, catalog, col_item=col_item)
     return metrics
+
+
+def novelty(
+    recommendations: pd.DataFrame,
+    interactions: pd.DataFrame,
+    *,
+    col_person: str = PERSON_ID,
+    col_item: str = ITEM_ID,
+) -> float:
+    """Mean self-information -log2(p(i)) of the recommended items, p(i) = share of people who
+    interacted with item i (items nobody interacted with count as seen by one person)."""
+    if recommendations.empty:
+        return 0.0
+    pairs = interactions[[col_person, col_item]].drop_duplicates()
+    n_people = max(pairs[col_person].nunique(), 1)
+    people_per_item = pairs.groupby(col_item).size()
+    counts = people_per_item.reindex(recommendations[col_item]).fillna(1.0).clip(lower=1.0)
+    return float(np.mean(-np.log2(counts.to_numpy() / n_people)))
+
+
+def latest_holdout(
+    interactions: pd.DataFrame,
+    n_latest: int = 1,
+    min_history: int = 3,
+    *,
+    col_person: str = PERSON_ID,
+    col_item: str = ITEM_ID,
+    col_timestamp: str = "occurred_at",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test): each person's `n_latest` most recent distinct items are held out.
+
+    Only people with at least `min_history` distinct items give a holdout; every interaction
+    with a held-out item (earlier ones too) leaves train, so the model cannot see the answer.
+    """
+    latest = (
+        interactions.groupby([col_person, col_item], sort=False)[col_timestamp].max().reset_index()
+    )
+    latest = latest.sort_values(
+        [col_person, col_timestamp, col_item], ascending=[True, False, True]
+    )
+    size = latest.groupby(col_person)[col_item].transform("size")
+    recency = latest.groupby(col_person).cumcount()
+    test = latest[(size >= min_history) & (recency < n_latest)][[col_person, col_item]]
+    held = interactions.merge(test.assign(_held=True), on=[col_person, col_item], how="left")
+    train = interactions[held["_held"].isna().to_numpy()]
+    return train.reset_index(drop=True), test.reset_index(drop=True)

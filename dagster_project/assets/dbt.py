@@ -1,7 +1,7 @@
 """All dbt models as Dagster assets (one asset per model; dbt tests become asset checks)."""
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey
@@ -11,12 +11,20 @@ from dagster_project.project import dbt_project
 from dagster_project.resources import WarehouseResource
 
 LAYER_GROUPS = {"staging": "staging", "intermediate": "intermediate", "marts": "marts"}
+# Who answers for a dbt model, by layer, unless its yml sets `meta: {dagster: {owners: [...]}}`
+# (or a dbt `group` with an owner email).
+LAYER_OWNERS = {
+    "staging": ["team:data-platform"],
+    "intermediate": ["team:analytics-engineering"],
+    "marts": ["team:analytics-engineering"],
+}
+DEFAULT_OWNERS = ["team:analytics-engineering"]
 
 
 class WarehouseDbtTranslator(DagsterDbtTranslator):
     """Asset keys are `<schema>/<table>` for sources and models alike (`raw/events`,
     `ml/recommendations`, `marts/user_profiles`), so a dbt source is the very asset the
-    Python step upstream of it produces. Groups follow the dbt folder (layer)."""
+    Python step upstream of it produces. Groups and owners follow the dbt folder (layer)."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props.get("resource_type") == "source":
@@ -25,11 +33,24 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props.get("resource_type") == "snapshot":
+            return "snapshots"
         fqn = dbt_resource_props.get("fqn", [])
         for part in fqn[1:-1]:
             if part in LAYER_GROUPS:
                 return LAYER_GROUPS[part]
         return super().get_group_name(dbt_resource_props)
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str] | None:
+        declared = super().get_owners(dbt_resource_props)
+        if declared:
+            return declared
+        if dbt_resource_props.get("resource_type") == "snapshot":
+            return LAYER_OWNERS["marts"]
+        for part in dbt_resource_props.get("fqn", [])[1:-1]:
+            if part in LAYER_OWNERS:
+                return LAYER_OWNERS[part]
+        return DEFAULT_OWNERS
 
 
 def dbt_build_args() -> list[str]:

@@ -1,12 +1,59 @@
-"""Identity resolution: the identity graph from dbt -> one person_id per human."""
+"""Identity resolution: dbt's identity graph + Splink links -> one stable person_id per human."""
+
+from datetime import UTC, datetime
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from dagster_project.assets._metadata import markdown_table
+from dagster_project.identity.evaluation import ensure_evaluation_table, evaluate_against_files
+from dagster_project.identity.splink_linker import predict_links, read_profile_records
+from dagster_project.ingest.erasure import drop_erased_people
 from dagster_project.resources import WarehouseResource
+from dagster_project.tunables import load_identity_tunables
 from dagster_project.warehouse_io import read_frame, write_frame
 from models_ml.identity import identity_stats, resolve_identities
+from models_ml.linkage import apply_guardrails, carry_over_person_ids
+
+CHANGES_COLUMNS = "run_id varchar, changed_at timestamp, change_type varchar, person_id varchar, "
+CHANGES_COLUMNS += "previous_person_id varchar, identifiers bigint"
+
+
+@asset(
+    key=AssetKey(["ml", "identity_links"]),
+    deps=[
+        AssetKey(["intermediate", "int_profiles_deduplicated"]),
+        AssetKey(["intermediate", "int_identity_nodes"]),
+    ],
+    group_name="identity",
+    kinds={"python", "splink", "duckdb"},
+    owners=["team:data-platform"],
+    description=(
+        "Probabilistic links between profile records (Splink, Fellegi-Sunter), read from the "
+        "PII zone: record node keys, match probability and method only, no plaintext."
+    ),
+)
+def identity_links(
+    context: AssetExecutionContext, warehouse: WarehouseResource
+) -> MaterializeResult:
+    settings = load_identity_tunables()["probabilistic"]
+    with warehouse.connect(with_pii_zone=True) as con:
+        records = read_profile_records(con)
+        nulled = int(records.pop("is_birth_date_nulled").sum())
+        links, info = predict_links(records, settings)
+        del records  # the plaintext goes no further than this function
+        rows = write_frame(con, "ml.identity_links", links)
+    context.log.info(f"splink: {info}")
+    return MaterializeResult(
+        metadata={
+            "rows": rows,
+            "records": info["records"],
+            "invalid_birth_dates_nulled": nulled,
+            "fields_compared": ", ".join(info["fields_compared"]),
+            "seconds": info["seconds"],
+            "match_threshold": float(settings["match_threshold"]),
+        }
+    )
 
 
 @asset(
@@ -14,33 +61,100 @@ from models_ml.identity import identity_stats, resolve_identities
     deps=[
         AssetKey(["intermediate", "int_identity_nodes"]),
         AssetKey(["intermediate", "int_identity_edges"]),
+        AssetKey(["ml", "identity_links"]),
     ],
     group_name="identity",
     kinds={"python", "scipy", "duckdb"},
     owners=["team:data-platform"],
     description=(
         "One row per source identifier (record_id, user_id, anonymous_id) with its stable "
-        "person_id: connected components of the identity graph built by dbt."
+        "person_id: connected components of the deterministic and Splink links, cut by the "
+        "guardrails, with last run's person_ids carried over (merges/splits recorded). Also "
+        "writes ml.identity_guardrail_firings, ml.identity_changes and ml.identity_evaluation "
+        "(pairwise scores against the labels file of identity.yaml, when present)."
     ),
 )
 def identity_assignments(
     context: AssetExecutionContext, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    with warehouse.connect() as con:
+    tunables = load_identity_tunables()
+    guardrails = tunables["guardrails"]
+    with warehouse.connect(with_pii_zone=True) as con:
         nodes = read_frame(con, "select * from intermediate.int_identity_nodes")
-        edges = read_frame(con, "select * from intermediate.int_identity_edges")
-        context.log.info(f"identity graph: {len(nodes)} nodes, {len(edges)} edges")
-        assignments = resolve_identities(nodes, edges)
+        edges = read_frame(
+            con,
+            "select node_key_a, node_key_b, method, match_probability "
+            "from intermediate.int_identity_edges union all "
+            "select node_key_a, node_key_b, method, match_probability from ml.identity_links",
+        )
+        previous = _previous_assignments(con)
+        kept, firings = apply_guardrails(
+            nodes,
+            edges,
+            max_user_ids=guardrails["max_user_ids_per_person"],
+            max_records=guardrails["max_records_per_person"],
+            breakable_methods=tuple(guardrails["breakable_methods"]),
+        )
+        assignments, changes = carry_over_person_ids(resolve_identities(nodes, kept), previous)
         rows = write_frame(con, "ml.identity_assignments", assignments)
+        # A person joined to an erased identifier (even by a probabilistic link) goes whole.
+        erased = drop_erased_people(con, datetime.now(UTC).replace(tzinfo=None))
+        if erased.total_removed or erased.identifiers_registered:
+            rows = con.execute("select count(*) from ml.identity_assignments").fetchall()[0][0]
+            context.log.info(f"erasure after identity: {erased.total_removed} row(s) removed")
+        write_frame(con, "ml.identity_guardrail_firings", firings.assign(run_id=context.run.run_id))
+        _append_changes(con, changes, context.run.run_id)
+        # Scored in this step so the table is complete before the marts (and publish) run.
+        ensure_evaluation_table(con)
+        scores = evaluate_against_files(
+            con, warehouse.settings().data_dir, tunables["evaluation"], run_id=context.run.run_id
+        )
+    context.log.info(f"identity evaluation: {scores or 'no labels file'}")
     stats = identity_stats(assignments)
-    context.log.info(f"identity: {stats}")
     by_method = stats.pop("identifiers_by_method")
+    fired = firings.groupby("guardrail").size().to_dict() if len(firings) else {}
     return MaterializeResult(
         metadata={
             "rows": rows,
             **stats,
+            "edges_in": len(edges),
+            "edges_cut_by_guardrails": int(firings["edges_cut"].sum()) if len(firings) else 0,
+            "guardrail_firings": int(len(firings)),
+            "guardrail_firings_unresolved": int((~firings["resolved"]).sum())
+            if len(firings)
+            else 0,
+            **{f"fired_{name}": int(count) for name, count in fired.items()},
+            "merges_since_last_run": int((changes["change_type"] == "merge").sum()),
+            "splits_since_last_run": int((changes["change_type"] == "split").sum()),
+            **{f"evaluation_{k}": v for k, v in (scores or {}).items() if v is not None},
+            "guardrail_firings_preview": markdown_table(firings.head(20)),
             "identifiers_by_method": markdown_table(
                 pd.DataFrame(sorted(by_method.items()), columns=["method", "identifiers"])
             ),
         }
     )
+
+
+def _previous_assignments(con) -> pd.DataFrame | None:
+    exists = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'ml' and table_name = 'identity_assignments'"
+    ).fetchall()[0][0]
+    return read_frame(con, "select * from ml.identity_assignments") if exists else None
+
+
+def _append_changes(con, changes: pd.DataFrame, run_id: str) -> None:
+    con.execute("create schema if not exists ml")
+    con.execute(f"create table if not exists ml.identity_changes ({CHANGES_COLUMNS})")
+    con.register("_pz_changes", changes)
+    try:
+        con.execute(
+            "insert into ml.identity_changes select $run, now()::timestamp, change_type, "
+            "person_id, previous_person_id, identifiers from _pz_changes",
+            {"run": run_id},
+        )
+    finally:
+        con.unregister("_pz_changes")
+
+
+identity_assets = [identity_links, identity_assignments]

@@ -13,6 +13,8 @@ _UPSTREAM = [
     AssetKey(rel.split(".")) for rel in PUBLISHED_TABLES.values() if rel.startswith("marts.")
 ]
 _UPSTREAM += [AssetKey(["raw", source]) for source in SOURCES]
+# Published audit tables and the compliance report of the same run come before the snapshot.
+_UPSTREAM += [AssetKey(["audit", "data_audit"]), AssetKey(["audit", "compliance_report"])]
 
 
 @asset(

@@ -1,79 +1,171 @@
-"""Recommendations: item co-occurrence for people with history, popularity for the rest."""
+"""Recommendations: model selection on a holdout, the best algorithm served, rules on top."""
 
-from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
+import base64
+import io
+from datetime import UTC, datetime
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
 
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
 from dagster_project.warehouse_io import read_frame, write_frame
-from models_ml.recommenders.cooccurrence import ItemCooccurrenceRecommender
-from models_ml.recommenders.hybrid import recommend_with_fallback
-from models_ml.recommenders.popularity import PopularityRecommender
+from models_ml.recommenders.serving import recommend_for_people
+from models_ml.rules import RecommendationRules
 
 INTERACTIONS_SQL = """
     select person_id, item_id, weight, occurred_at
     from intermediate.int_interactions_weighted
     where item_id is not null
 """
+ITEMS_SQL = "select item_id, title, category, tags from marts.items"
 PEOPLE_SQL = "select person_id from marts.user_profiles where has_personalization_consent"
 PURCHASED_SQL = """
     select distinct person_id, item_id from marts.events
     where event_type = 'purchase' and person_id is not null and item_id is not null
 """
 OUT_OF_STOCK_SQL = "select item_id from marts.items where is_in_stock = false"
+CURATED_SQL = """
+    select i.item_id from marts.items as i
+    left join (select item_id, count(*) as n from marts.events group by item_id) as e
+        using (item_id)
+    where i.is_curated and coalesce(i.is_in_stock, true)
+    order by coalesce(e.n, 0) desc, i.item_id
+"""
+# An open checkout: the person's latest begin_checkout (within the window before the as-of)
+# has no purchase at or after it.
+OPEN_CHECKOUT_SQL = """
+    with as_of as (
+        select coalesce(max(as_of), (select max(occurred_at) from marts.events)) as as_of
+        from config.run_settings
+    )
+    select person_id from marts.events, as_of
+    where person_id is not null and occurred_at <= as_of.as_of
+    group by person_id, as_of.as_of
+    having max(occurred_at) filter (where event_type = 'begin_checkout')
+            >= as_of.as_of - to_days($days)
+        and coalesce(
+            max(occurred_at) filter (where event_type = 'purchase'), timestamp '1900-01-01'
+        ) < max(occurred_at) filter (where event_type = 'begin_checkout')
+"""
 AS_OF_SQL = (
     "select coalesce(max(as_of), (select max(occurred_at) from marts.events)) "
     "from config.run_settings"
 )
 
 
-@asset(
-    key=AssetKey(["ml", "recommendations"]),
-    deps=[
-        AssetKey(["intermediate", "int_interactions_weighted"]),
-        AssetKey(["marts", "user_profiles"]),
-        AssetKey(["marts", "events"]),
-        AssetKey(["marts", "items"]),
+def evaluation_plot(evaluation: pd.DataFrame) -> MetadataValue:
+    """nDCG / precision / recall / MAP per algorithm as a PNG embedded in Markdown."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ["ndcg_at_k", "map_at_k", "precision_at_k", "recall_at_k", "catalog_coverage"]
+    figure, axis = plt.subplots(figsize=(7, 3.2), dpi=90)
+    evaluation.set_index("algorithm")[metrics].plot.bar(ax=axis, rot=0)
+    axis.set_title(f"Holdout of each person's latest item (k = {evaluation['k'].iloc[0]})")
+    axis.legend(fontsize=7, ncol=3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return MetadataValue.md(f"![evaluation](data:image/png;base64,{encoded})")
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            AssetKey(["ml", "recommendations"]),
+            deps=[
+                AssetKey(["intermediate", "int_interactions_weighted"]),
+                AssetKey(["marts", "user_profiles"]),
+                AssetKey(["marts", "events"]),
+                AssetKey(["marts", "items"]),
+            ],
+            description=(
+                "Top-k items per person with personalization consent: the algorithm that won "
+                "tonight's holdout evaluation, content-based and popularity to fill, then the "
+                "rules of recommendation_rules.yaml (exclusions, pins, context, boosts)."
+            ),
+            group_name="recommendations",
+            kinds={"python", "scipy"},
+            owners=["team:data-science"],
+        ),
+        AssetSpec(
+            AssetKey(["ml", "recommendation_evaluation"]),
+            deps=[AssetKey(["intermediate", "int_interactions_weighted"])],
+            description=(
+                "Per run and algorithm: precision, recall, nDCG, MAP at k, catalog coverage and "
+                "novelty on a holdout of each person's latest item; is_chosen marks the winner."
+            ),
+            group_name="recommendations",
+            kinds={"python", "scipy"},
+            owners=["team:data-science"],
+        ),
     ],
-    group_name="recommendations",
-    kinds={"python", "scipy"},
-    owners=["team:data-science"],
-    description=(
-        "Top-k items per person with personalization consent: item co-occurrence (SAR-style) "
-        "for people with history, popularity to fill; purchased and out-of-stock items excluded."
-    ),
+    name="recommendations",
 )
-def recommendations(
-    context: AssetExecutionContext, warehouse: WarehouseResource
-) -> MaterializeResult:
-    settings = load_tunables().recommendations
+def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource):
+    tunables = load_tunables()
+    settings = tunables.recommendations
+    rule_config = tunables.recommendation_rules
+    rules = RecommendationRules.from_dict(rule_config)
     with warehouse.connect() as con:
         interactions = read_frame(con, INTERACTIONS_SQL)
+        items = read_frame(con, ITEMS_SQL)
         people = read_frame(con, PEOPLE_SQL)["person_id"]
-        purchased = read_frame(con, PURCHASED_SQL) if settings["exclude_purchased"] else None
-        out_of_stock = read_frame(con, OUT_OF_STOCK_SQL)["item_id"]
         as_of = con.execute(AS_OF_SQL).fetchall()[0][0]
-        context.log.info(
-            f"recommending for {len(people)} people from {len(interactions)} interactions "
-            f"(as of {as_of}; {len(out_of_stock)} items out of stock)"
-        )
-        recs = recommend_with_fallback(
+        days = int(rule_config.get("open_checkout_days", 7))
+        run = recommend_for_people(
             interactions,
+            items,
             people,
-            int(settings["top_k"]),
-            ItemCooccurrenceRecommender(),
-            PopularityRecommender(),
-            exclude_pairs=purchased,
-            exclude_items=out_of_stock,
+            settings,
+            rules,
+            contexts={
+                "open_checkout": read_frame(con, OPEN_CHECKOUT_SQL, {"days": days})["person_id"]
+            },
+            curated_items=read_frame(con, CURATED_SQL)["item_id"],
+            exclude_pairs=read_frame(con, PURCHASED_SQL) if rules.exclude_purchased else None,
+            exclude_items=read_frame(con, OUT_OF_STOCK_SQL)["item_id"]
+            if rules.exclude_out_of_stock
+            else (),
             as_of=as_of,
         )
-        rows = write_frame(con, "ml.recommendations", recs)
-    by_algorithm = recs.groupby("algorithm").size().rename("rows").reset_index()
-    return MaterializeResult(
+        evaluation = run.evaluation.copy()
+        evaluation.insert(0, "run_at", pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)))
+        evaluation.insert(1, "as_of", pd.Timestamp(as_of) if as_of is not None else pd.NaT)
+        rows = write_frame(con, "ml.recommendations", run.recommendations)
+        write_frame(con, "ml.recommendation_evaluation", evaluation)
+    context.log.info(f"chosen algorithm: {run.chosen}; {rows} recommendations")
+    recs = run.recommendations
+    yield MaterializeResult(
+        asset_key=AssetKey(["ml", "recommendations"]),
         metadata={
             "rows": rows,
             "people": int(recs["person_id"].nunique()) if rows else 0,
-            "by_algorithm": markdown_table(by_algorithm),
+            "chosen_algorithm": run.chosen,
+            "by_reason": markdown_table(
+                recs.groupby("reason", observed=True).size().rename("rows").reset_index()
+            ),
             "preview": markdown_table(recs.head(20)),
-        }
+        },
+    )
+    yield MaterializeResult(
+        asset_key=AssetKey(["ml", "recommendation_evaluation"]),
+        metadata={
+            "chosen_algorithm": run.chosen,
+            "evaluation": markdown_table(evaluation.drop(columns=["run_at", "as_of"]).round(4)),
+            "plot": evaluation_plot(evaluation),
+        },
     )

@@ -1,72 +1,235 @@
-"""Segments: k-means clusters over user_features (people with personalization consent)."""
+"""Segments: clusters and propensity for consenting people, drift against the previous run.
 
+Trigger segments are not here: dbt compiles them from segments.yaml (int_segment_triggers).
+Each asset reads the warehouse, calls `models_ml`, writes `ml.*` and reports metrics and plots.
+History tables (segment_quality, cluster_centroids, segment_drift, segment_drift_baselines) are
+appended per run: the next run matches its clusters to, and measures drift against, the last one.
+"""
+
+import base64
 from datetime import UTC, datetime
 
+import duckdb
 import pandas as pd
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, multi_asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    asset_check,
+    multi_asset,
+)
 
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
 from dagster_project.warehouse_io import read_frame, write_frame
 from models_ml.clustering import KMeansSegmenter, cluster_segments
+from models_ml.drift import feature_bins, feature_drift, segment_share_drift, segment_shares
 from models_ml.features import clustering_matrix
+from models_ml.plots import pca_scatter_png, silhouette_by_k_png
+from models_ml.propensity import propensity_segments, select_propensity_model
 
-FEATURES_SQL = "select * from marts.user_features where has_personalization_consent"
+# Ordered: k-means depends on row order, and DuckDB does not keep one between builds.
+FEATURES_SQL = (
+    "select * from marts.user_features where has_personalization_consent order by person_id"
+)
 AFFINITY_SQL = """
     select a.person_id, a.category, a.affinity
     from marts.user_category_affinity as a
     inner join marts.user_features as f using (person_id)
     where f.has_personalization_consent
+    order by a.person_id, a.category
 """
+LATEST_CENTROIDS_SQL = """
+    select cluster, feature, value from ml.cluster_centroids
+    where run_at = (select max(run_at) from ml.cluster_centroids)
+"""
+AS_OF_SQL = "select max(as_of) from intermediate.int_run_settings_resolved"
+# Features of consenting people from their events up to $cutoff, and whether the target event
+# happens in ($cutoff, $cutoff + $horizon days]. Nothing after the cutoff enters a feature.
+PROPENSITY_FRAME_SQL = """
+    with people as (
+        select person_id from marts.user_features where has_personalization_consent
+    ),
+    history as (
+        select e.person_id, e.event_type, e.occurred_at, e.session_id, e.value
+        from marts.events as e
+        inner join people using (person_id)
+        where e.occurred_at <= $cutoff
+    ),
+    features as (
+        select
+            person_id,
+            date_diff('second', max(occurred_at), $cutoff) / 86400.0 as recency_days,
+            date_diff('second', min(occurred_at), $cutoff) / 86400.0 as tenure_days,
+            date_diff('second', max(occurred_at) filter (where event_type = $target), $cutoff)
+                / 86400.0 as days_since_target,
+            count(*) as n_events,
+            count(distinct session_id) as n_sessions,
+            count(distinct session_id) filter (where occurred_at > $cutoff - to_days($horizon))
+                as n_recent_sessions,
+            count(*) filter (where event_type = 'view_product') as n_product_views,
+            count(*) filter (where event_type = 'add_to_cart') as n_cart_adds,
+            count(*) filter (where event_type = 'add_to_cart'
+                and occurred_at > $cutoff - to_days($horizon)) as n_recent_cart_adds,
+            count(*) filter (where event_type = $target) as n_target_events,
+            coalesce(sum(value) filter (where event_type = 'purchase'), 0) as monetary
+        from history
+        group by person_id
+    ),
+    labelled as (
+        select distinct person_id
+        from marts.events
+        where event_type = $target
+            and occurred_at > $cutoff
+            and occurred_at <= $cutoff + to_days($horizon)
+    )
+    select
+        f.*,
+        f.n_sessions / greatest(f.tenure_days, 1.0) as sessions_per_day,
+        f.n_target_events / greatest(f.n_sessions, 1) as target_per_session,
+        l.person_id is not null as label
+    from features as f
+    left join labelled as l using (person_id)
+    order by f.person_id
+"""
+LABEL = "label"
+
+
+def _segment_spec(name: str, description: str, deps: list[AssetKey]) -> AssetSpec:
+    return AssetSpec(
+        AssetKey(["ml", name]),
+        deps=deps,
+        description=description,
+        group_name="segments",
+        kinds={"python", "scikit-learn"},
+        owners=["team:data-science"],
+    )
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    sql = (
+        "select count(*) from information_schema.tables where table_schema = $s and table_name = $n"
+    )
+    return con.execute(sql, {"s": schema, "n": name}).fetchall()[0][0] > 0
+
+
+def append_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+    """Append `frame` to `table` (created from the frame's columns on the first run)."""
+    con.execute(f"create schema if not exists {table.split('.')[0]}")
+    con.register("_pz_append_in", frame)
+    try:
+        con.execute(f"create table if not exists {table} as select * from _pz_append_in limit 0")
+        con.execute(f"insert into {table} by name select * from _pz_append_in")
+    finally:
+        con.unregister("_pz_append_in")
+    return len(frame)
+
+
+def previous_centroids(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
+    """The last run's centroids as cluster id x feature (None on the first run)."""
+    if not _exists(con, "ml.cluster_centroids"):
+        return None
+    long = read_frame(con, LATEST_CENTROIDS_SQL)
+    if long.empty:
+        return None
+    return long.pivot(index="cluster", columns="feature", values="value")
+
+
+def centroid_rows(segmenter: KMeansSegmenter, run_at: pd.Timestamp) -> pd.DataFrame:
+    centers = segmenter.cluster_centers_.rename_axis(index="cluster", columns="feature")
+    long = centers.stack().rename("value").reset_index()
+    long.insert(0, "run_at", run_at)
+    long["segment_name"] = long["cluster"].map(segmenter.cluster_names_)
+    return long
+
+
+def image_markdown(title: str, png: bytes) -> str:
+    return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+def segmenter_from_settings(settings: dict, previous: pd.DataFrame | None) -> KMeansSegmenter:
+    keys = (
+        "algorithm",
+        "k_min",
+        "k_max",
+        "random_state",
+        "pca_variance",
+        "minibatch_above",
+        "dbscan_eps",
+        "dbscan_min_samples",
+        "agglomerative_max_people",
+    )
+    return KMeansSegmenter(
+        **{k: settings[k] for k in keys if k in settings}, previous_centroids=previous
+    )
 
 
 @multi_asset(
     specs=[
-        AssetSpec(
-            AssetKey(["ml", "user_segments"]),
-            deps=[
-                AssetKey(["marts", "user_features"]),
-                AssetKey(["marts", "user_category_affinity"]),
-            ],
-            description="Cluster segment per consenting person (segment_type = cluster).",
-            group_name="segments",
-            kinds={"python", "scikit-learn"},
-            owners=["team:data-science"],
+        _segment_spec(
+            "user_segments",
+            "Cluster segment per consenting person (segment_type = cluster); cluster ids "
+            "stay stable across runs.",
+            [AssetKey(["marts", "user_features"]), AssetKey(["marts", "user_category_affinity"])],
         ),
-        AssetSpec(
-            AssetKey(["ml", "segment_quality"]),
-            deps=[AssetKey(["marts", "user_features"])],
-            description="Per run and k tried: silhouette, Davies-Bouldin, chosen k.",
-            group_name="segments",
-            kinds={"python", "scikit-learn"},
-            owners=["team:data-science"],
+        _segment_spec(
+            "segment_quality",
+            "Per run and k tried: silhouette, Davies-Bouldin, chosen k (appended per run).",
+            [AssetKey(["marts", "user_features"])],
+        ),
+        _segment_spec(
+            "cluster_centroids",
+            "Per run: each cluster's feature means; the next run matches its clusters to these.",
+            [AssetKey(["marts", "user_features"])],
         ),
     ],
     name="cluster_segments",
 )
 def cluster_segments_asset(context: AssetExecutionContext, warehouse: WarehouseResource):
     settings = load_tunables().clustering
+    run_at = _now()
     with warehouse.connect() as con:
-        features = read_frame(con, FEATURES_SQL)
-        affinity = read_frame(con, AFFINITY_SQL)
-        matrix = clustering_matrix(features, affinity)
+        matrix = clustering_matrix(read_frame(con, FEATURES_SQL), read_frame(con, AFFINITY_SQL))
         context.log.info(f"clustering {matrix.shape[0]} people on {matrix.shape[1]} features")
-        segmenter = KMeansSegmenter(
-            k_min=settings["k_min"], k_max=settings["k_max"], random_state=settings["random_state"]
-        ).fit(matrix)
+        segmenter = segmenter_from_settings(settings, previous_centroids(con)).fit(matrix)
         segments = cluster_segments(matrix, segmenter)
         quality = segmenter.quality_.copy()
-        quality.insert(0, "run_at", pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)))
+        quality.insert(0, "run_at", run_at)
         write_frame(con, "ml.user_segments", segments)
-        write_frame(con, "ml.segment_quality", quality)
+        append_frame(con, "ml.segment_quality", quality)
+        append_frame(con, "ml.cluster_centroids", centroid_rows(segmenter, run_at))
+    pictures = {
+        "segments_pca.png": pca_scatter_png(
+            segmenter.embedding_, segmenter.labels_, segmenter.cluster_names_
+        ),
+        "segments_silhouette_by_k.png": silhouette_by_k_png(segmenter.quality_),
+    }
+    reports = warehouse.settings().reports_dir
+    reports.mkdir(parents=True, exist_ok=True)
+    for file_name, png in pictures.items():
+        (reports / file_name).write_bytes(png)
     context.log.info(f"chosen k={segmenter.k_}: {segmenter.cluster_names_}")
     yield MaterializeResult(
         asset_key=AssetKey(["ml", "user_segments"]),
         metadata={
             "rows": len(segments),
             "k": int(segmenter.k_),
+            "algorithm": segmenter.algorithm_used_,
             "clusters": markdown_table(segmenter.cluster_profiles_),
+            "pca_scatter": MetadataValue.md(
+                image_markdown("PCA scatter", pictures["segments_pca.png"])
+            ),
+            "report_dir": MetadataValue.path(str(reports)),
         },
     )
     chosen = quality[quality["is_chosen"]]
@@ -76,5 +239,239 @@ def cluster_segments_asset(context: AssetExecutionContext, warehouse: WarehouseR
             "k": int(segmenter.k_),
             "silhouette": float(chosen["silhouette"].iloc[0]) if len(chosen) else float("nan"),
             "quality_by_k": markdown_table(quality),
+            "silhouette_by_k": MetadataValue.md(
+                image_markdown("silhouette by k", pictures["segments_silhouette_by_k.png"])
+            ),
         },
     )
+    yield MaterializeResult(
+        asset_key=AssetKey(["ml", "cluster_centroids"]),
+        metadata={"clusters": int(segmenter.k_), "features": int(matrix.shape[1])},
+    )
+
+
+def propensity_frames(
+    con: duckdb.DuckDBPyConnection, target: str, horizon_days: int
+) -> dict[str, pd.DataFrame]:
+    """train (cutoff as_of - 2N), test (as_of - N) and score (as_of, unlabelled) frames."""
+    as_of = con.execute(AS_OF_SQL).fetchall()[0][0]
+    frames = {}
+    for name, back in (("train", 2), ("test", 1), ("score", 0)):
+        cutoff = pd.Timestamp(as_of) - pd.Timedelta(days=back * horizon_days)
+        params = {"cutoff": cutoff.to_pydatetime(), "target": target, "horizon": horizon_days}
+        frames[name] = read_frame(con, PROPENSITY_FRAME_SQL, params).set_index("person_id")
+    return frames
+
+
+@multi_asset(
+    specs=[
+        _segment_spec(
+            "propensity_segments",
+            "Calibrated probability of the target event in the next N days per consenting "
+            "person (segment_type = propensity).",
+            [AssetKey(["marts", "events"]), AssetKey(["marts", "user_features"])],
+        ),
+        _segment_spec(
+            "propensity_evaluation",
+            "Per run and model family: held-out AUC, Brier score, calibration error.",
+            [AssetKey(["marts", "events"])],
+        ),
+    ],
+    name="propensity_segments",
+)
+def propensity_segments_asset(context: AssetExecutionContext, warehouse: WarehouseResource):
+    settings = load_tunables().segment_settings("propensity")
+    target, horizon = settings["target_event"], int(settings["horizon_days"])
+    segment = f"propensity_{target}_{horizon}d"
+    with warehouse.connect() as con:
+        frames = propensity_frames(con, target, horizon)
+        train, test, score = frames["train"], frames["test"], frames["score"]
+        model, evaluation, calibration = select_propensity_model(
+            train.drop(columns=LABEL),
+            train[LABEL],
+            test.drop(columns=LABEL),
+            test[LABEL],
+            random_state=settings.get("random_state", 42),
+        )
+        segments = propensity_segments(
+            model, score.drop(columns=LABEL), segment, f"{target} within {horizon} days"
+        )
+        evaluation.insert(0, "run_at", _now())
+        evaluation.insert(1, "segment_id", segment)
+        write_frame(con, "ml.propensity_segments", segments)
+        append_frame(con, "ml.propensity_evaluation", evaluation)
+    chosen = evaluation[evaluation["is_chosen"]].iloc[0]
+    context.log.info(f"{segment}: {chosen['model']} held-out AUC {chosen['auc']:.3f}")
+    yield MaterializeResult(
+        asset_key=AssetKey(["ml", "propensity_segments"]),
+        metadata={
+            "rows": len(segments),
+            "model": str(chosen["model"]),
+            "auc": float(chosen["auc"]),
+            "mean_score": float(segments["score"].mean()) if len(segments) else float("nan"),
+        },
+    )
+    yield MaterializeResult(
+        asset_key=AssetKey(["ml", "propensity_evaluation"]),
+        metadata={
+            "auc": float(chosen["auc"]),
+            "brier": float(chosen["brier"]),
+            "ece": float(chosen["ece"]),
+            "models": markdown_table(evaluation),
+            "calibration": markdown_table(calibration),
+        },
+    )
+
+
+SEGMENT_MEMBERS_SQL = """
+    select person_id, segment_type || ':' || segment_id as subject from ml.user_segments
+    union all
+    select person_id, 'trigger:' || segment_id from intermediate.int_segment_triggers
+"""
+PROPENSITY_SCORES_SQL = """
+    select person_id, 'propensity:' || segment_id as subject, score from ml.propensity_segments
+"""
+PEOPLE_COUNT_SQL = "select count(*) from marts.user_features"
+
+
+def drift_inputs(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(segment shares of all people; numeric distributions: clustering features, scores)."""
+    n_people = con.execute(PEOPLE_COUNT_SQL).fetchall()[0][0]
+    shares = segment_shares(read_frame(con, SEGMENT_MEMBERS_SQL), n_people)
+    matrix = clustering_matrix(read_frame(con, FEATURES_SQL), read_frame(con, AFFINITY_SQL))
+    scores = read_frame(con, PROPENSITY_SCORES_SQL).pivot(
+        index="person_id", columns="subject", values="score"
+    )
+    return shares, matrix.join(scores)
+
+
+@multi_asset(
+    specs=[
+        _segment_spec(
+            "segment_drift",
+            "Per run: PSI of each segment's share and each feature's distribution against the "
+            "previous run (appended per run).",
+            [
+                AssetKey(["ml", "user_segments"]),
+                AssetKey(["ml", "propensity_segments"]),
+                AssetKey(["intermediate", "int_segment_triggers"]),
+            ],
+        ),
+        _segment_spec(
+            "segment_drift_baselines",
+            "Per run: segment shares and feature bins, the baseline of the next run's drift.",
+            [AssetKey(["ml", "user_segments"]), AssetKey(["ml", "propensity_segments"])],
+        ),
+    ],
+    name="segment_drift",
+)
+def segment_drift_asset(context: AssetExecutionContext, warehouse: WarehouseResource):
+    settings = load_tunables().segment_settings("drift")
+    threshold = float(settings.get("psi_warn_threshold", 0.2))
+    run_at = _now()
+    with warehouse.connect() as con:
+        shares, distributions = drift_inputs(con)
+        drift, previous_run_at = compare_with_previous(con, shares, distributions)
+        drift.insert(0, "run_at", run_at)
+        drift.insert(
+            1, "previous_run_at", pd.Series(previous_run_at, drift.index, "datetime64[us]")
+        )
+        drift["is_above_threshold"] = drift["psi"] > threshold
+        drift = drift.astype(DRIFT_TYPES)
+        baseline = pd.concat(
+            [
+                shares.assign(kind="segment_share"),
+                feature_bins(distributions, int(settings.get("feature_bins", 10)))
+                .rename(columns={"feature": "subject"})
+                .assign(kind="feature"),
+            ],
+            ignore_index=True,
+        )
+        baseline.insert(0, "run_at", run_at)
+        append_frame(con, "ml.segment_drift", drift)
+        append_frame(con, "ml.segment_drift_baselines", baseline)
+    worst = drift.sort_values("psi", ascending=False).head(10)
+    context.log.info(f"drift vs {previous_run_at}: {int(drift['is_above_threshold'].sum())} above")
+    yield MaterializeResult(
+        asset_key=AssetKey(["ml", "segment_drift"]),
+        metadata={
+            "rows": len(drift),
+            "previous_run_at": str(previous_run_at),
+            "max_psi": float(drift["psi"].max()) if len(drift) else 0.0,
+            "above_threshold": int(drift["is_above_threshold"].sum()),
+            "largest_drift": markdown_table(worst),
+        },
+    )
+    yield MaterializeResult(
+        asset_key=AssetKey(["ml", "segment_drift_baselines"]), metadata={"rows": len(baseline)}
+    )
+
+
+def compare_with_previous(
+    con: duckdb.DuckDBPyConnection, shares: pd.DataFrame, distributions: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+    """Drift rows against the newest baseline (empty, with no previous run, on the first run)."""
+    if not _exists(con, "ml.segment_drift_baselines"):
+        return segment_share_drift(shares.iloc[:0], shares.iloc[:0]), None
+    baseline = read_frame(
+        con,
+        "select * from ml.segment_drift_baselines "
+        "where run_at = (select max(run_at) from ml.segment_drift_baselines)",
+    )
+    previous_run_at = baseline["run_at"].iloc[0] if len(baseline) else None
+    previous_shares = baseline.loc[baseline["kind"] == "segment_share", ["subject", "share"]]
+    previous_bins = baseline.loc[baseline["kind"] == "feature"].rename(
+        columns={"subject": "feature"}
+    )
+    drift = pd.concat(
+        [
+            segment_share_drift(previous_shares, shares),
+            feature_drift(previous_bins, distributions),
+        ],
+        ignore_index=True,
+    )
+    return drift, previous_run_at
+
+
+# Explicit types: the first run's drift is empty and must still create a well-typed table.
+DRIFT_TYPES = {
+    "run_at": "datetime64[us]",
+    "drift_kind": "string",
+    "subject": "string",
+    "previous_share": "float64",
+    "current_share": "float64",
+    "psi": "float64",
+    "is_above_threshold": "bool",
+}
+LATEST_DRIFT_SQL = """
+    select subject, drift_kind, psi from ml.segment_drift
+    where run_at = (select max(run_at) from ml.segment_drift)
+    order by psi desc
+"""
+
+
+@asset_check(
+    asset=AssetKey(["ml", "segment_drift"]),
+    name="segment_drift_below_threshold",
+    description="Warns when a segment share or feature drifted (PSI) above "
+    "`drift.psi_warn_threshold` of segments.yaml since the previous run.",
+)
+def segment_drift_check(warehouse: WarehouseResource) -> AssetCheckResult:
+    threshold = float(load_tunables().segment_settings("drift").get("psi_warn_threshold", 0.2))
+    with warehouse.connect() as con:
+        drift = read_frame(con, LATEST_DRIFT_SQL)
+    above = drift[drift["psi"] > threshold]
+    return AssetCheckResult(
+        passed=above.empty,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "threshold": threshold,
+            "above_threshold": len(above),
+            "max_psi": float(drift["psi"].max()) if len(drift) else 0.0,
+            "drifted": markdown_table(above.head(20)),
+        },
+    )
+
+
+segment_assets = [cluster_segments_asset, propensity_segments_asset, segment_drift_asset]
+segment_checks = [segment_drift_check]

@@ -250,3 +250,51 @@ def enforce_erasures(
     if con.execute("select count(*) from _pz_registry").fetchall()[0][0]:
         outcome.rows_removed["pii.profiles"] = _purge_pii_zone(con)
     return outcome
+
+
+_ASSIGNED_IDENTIFIER = (
+    "case when identifier_type = 'record_id' "
+    "then coalesce(source_system, '') || ':' || identifier else identifier end"
+)
+
+
+def drop_erased_people(con: duckdb.DuckDBPyConnection, now: datetime) -> ErasureOutcome:
+    """After identity resolution: a person holding any erased identifier is erased whole.
+
+    Probabilistic links can join identifiers that the raw data alone never tied to an erasure
+    request; this registers every identifier of such a person, removes the person from
+    `ml.identity_assignments` and purges the raw tables and PII zone again.
+    """
+    con.execute(REGISTRY_DDL)
+    con.execute(
+        f"""
+        create or replace temp table _pz_erased_people as
+        select distinct person_id from ml.identity_assignments
+        where pz_hmac(identifier_type || ':' || ({_ASSIGNED_IDENTIFIER}))
+              in (select subject_token from audit.erasure_registry)
+        """
+    )
+    if not con.execute("select count(*) from _pz_erased_people").fetchall()[0][0]:
+        return ErasureOutcome()
+    con.execute(
+        f"""
+        insert into audit.erasure_registry
+        select distinct token, identifier_type, $now from (
+            select pz_hmac(identifier_type || ':' || ({_ASSIGNED_IDENTIFIER})) as token,
+                   identifier_type
+            from ml.identity_assignments
+            where person_id in (select person_id from _pz_erased_people)
+            union all
+            select pz_hmac('person_id:' || person_id), 'person_id' from _pz_erased_people
+        )
+        where token not in (select subject_token from audit.erasure_registry)
+        """,
+        {"now": now},
+    )
+    con.execute(
+        "delete from ml.identity_assignments "
+        "where person_id in (select person_id from _pz_erased_people)"
+    )
+    from dagster_project.ingest.sources import SOURCES
+
+    return enforce_erasures(con, list(SOURCES), now, trigger="identity")

@@ -30,6 +30,7 @@ from dagster_project.ingest.sources import (
     SourceSpec,
 )
 from dagster_project.ingest.sql import quote_identifier, quote_literal
+from dagster_project.quality.audit import ensure_data_audit_table
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, pii_schema: str = "pii") -> No
         );
         """
     )
+    ensure_data_audit_table(con)  # published with the audit tables, even before a first audit
     profiles = SOURCES["profiles"]
     pii_cols = ", ".join(f"{c} varchar" for c in profiles.pii_zone_columns)
     con.execute(
@@ -208,12 +210,15 @@ def _number_rows_around_rejects(
     )
 
 
-def _append_reader_rejects(con: duckdb.DuckDBPyConnection, header_lines: int) -> None:
-    """Add the lines DuckDB's reader rejected (wrong field count, bad encoding...) to FRAME."""
+def _append_reader_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    """Add the lines DuckDB's reader rejected (wrong field count, bad encoding...) to FRAME.
+
+    Their number is the physical line in the file (header included), which is what a person
+    opening the file, and the sample data's ground truth, count."""
     con.execute(
         f"""
         insert into {FRAME} (_line, _raw, _read_error)
-        select line - {header_lines}, any_value(csv_line),
+        select line, any_value(csv_line),
                string_agg(distinct error_type || ': ' || error_message, '; ')
         from _pz_rejects
         where scan_id = (select max(scan_id) from _pz_scans)
@@ -238,7 +243,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> s
     _number_rows_around_rejects(con, "_pz_csv", header_lines=1)
     present = _frame_from_columns(con, spec, "_pz_csv")
     # Rows DuckDB's CSV reader rejected (wrong field count, bad encoding, ...): one per line.
-    _append_reader_rejects(con, header_lines=1)
+    _append_reader_rejects(con)
     con.execute("drop table if exists _pz_csv")
     return present
 
@@ -299,7 +304,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
         from _pz_objects
         """
     )
-    _append_reader_rejects(con, header_lines=0)
+    _append_reader_rejects(con)
     con.execute("drop table if exists _pz_lines; drop table if exists _pz_objects")
     return set(known)
 

@@ -146,7 +146,11 @@ def concat_recommendations(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [frame.copy(deep=False) for frame in frames]
     for column in (ALGORITHM, REASON):
         categories = pd.Index(
-            pd.unique(np.concatenate([pd.Index(f[column].unique()).to_numpy() for f in frames]))
+            pd.unique(
+                np.concatenate(
+                    [np.asarray(f[column].astype("category").cat.categories) for f in frames]
+                )
+            )
         )
         for frame in frames:
             frame[column] = pd.Categorical(frame[column], categories=categories)
@@ -252,3 +256,64 @@ def as_index(values) -> pd.Index:
     if isinstance(values, (set, frozenset)) or not hasattr(values, "__len__"):
         values = list(values)
     return pd.Index(pd.Series(values).drop_duplicates().to_numpy())
+
+
+class ScoringRecommender(InteractionRecommender):
+    """Base for recommenders whose scores for a block of known people are one dense array.
+
+    Subclasses implement `_score_block(positions)` (rows of `person_index_` -> float32 array of
+    shape (len(positions), n_items)); this class applies exclusions and keeps each person's top
+    k items with a positive score, block by block so memory stays bounded at any scale.
+    """
+
+    n_jobs: int | None = None
+
+    def _score_block(self, positions: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score_items(self, person_ids) -> np.ndarray:
+        """Dense person x item scores for known people (small requests and debugging)."""
+        position = self.person_index_.get_indexer(self._requested(person_ids))
+        if (position < 0).any():
+            raise KeyError("unknown person_ids")
+        return self._score_block(position)
+
+    def recommend_k_items(
+        self,
+        person_ids=None,
+        k: int = 10,
+        remove_seen: bool = True,
+        exclude_pairs: pd.DataFrame | None = None,
+        exclude_items: Iterable | None = None,
+    ) -> pd.DataFrame:
+        """Top-k items per person: person_id, rank, item_id, score, algorithm, reason.
+
+        People unknown to the model get no rows; only items with a positive score are
+        recommended. Arguments as in ItemCooccurrenceRecommender.recommend_k_items.
+        """
+        from joblib import Parallel, delayed
+
+        requested = self._requested(person_ids)
+        excluded, item_excluded = self._exclusions(
+            requested, remove_seen, exclude_pairs, exclude_items
+        )
+        position = self.person_index_.get_indexer(requested)
+        known = np.flatnonzero(position >= 0)
+
+        def recommend_block(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+            scores = np.asarray(self._score_block(position[rows]), dtype=np.float32)
+            scores[:, item_excluded] = -np.inf
+            excluded_rows, excluded_items = excluded[rows].nonzero()
+            scores[excluded_rows, excluded_items] = -np.inf
+            block_rows, items, values, ranks = top_k_cells(scores, k, min_score=0.0)
+            return rows[block_rows], items, values, ranks
+
+        parts = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            delayed(recommend_block)(known[block])
+            for block in row_blocks(len(known), len(self.item_index_))
+        )
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return self._frame(requested, empty, empty, np.zeros(0), empty)
+        rows, items, values, ranks = (np.concatenate(c) for c in zip(*parts, strict=True))
+        return self._frame(requested, rows, items, values, ranks)

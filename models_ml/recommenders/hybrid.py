@@ -38,25 +38,73 @@ def recommend_with_fallback(
         `ml.recommendations`: person_id, rank, item_id, score, algorithm, reason; rows in
         `person_ids` order, then rank.
     """
-    requested = as_index(person_ids)
     primary.fit(interactions, as_of=as_of)
     fallback.fit(interactions, as_of=as_of)
-    exclusions = {"remove_seen": remove_seen, "exclude_items": exclude_items}
-
-    first = primary.recommend_k_items(requested, k, exclude_pairs=exclude_pairs, **exclusions)
-    primary_counts = first.groupby(col_person, sort=False).size()
-    short = requested[primary_counts.reindex(requested, fill_value=0).to_numpy() < k]
-    already = pd.concat(
-        [
-            exclude_pairs[[col_person, col_item]] if exclude_pairs is not None else None,
-            first[[col_person, col_item]],
-        ]
+    return recommend_chain(
+        [primary, fallback],
+        person_ids,
+        k,
+        exclude_pairs=exclude_pairs,
+        exclude_items=exclude_items,
+        remove_seen=remove_seen,
+        col_person=col_person,
+        col_item=col_item,
     )
-    second = fallback.recommend_k_items(short, k, exclude_pairs=already, **exclusions)
 
-    combined = concat_recommendations([first, second])
+
+def recommend_chain(
+    recommenders: list[InteractionRecommender],
+    person_ids,
+    k: int,
+    *,
+    min_history: list[int] | None = None,
+    exclude_pairs: pd.DataFrame | None = None,
+    exclude_items: Iterable | None = None,
+    remove_seen: bool = True,
+    col_person: str = PERSON_ID,
+    col_item: str = ITEM_ID,
+) -> pd.DataFrame:
+    """Fitted recommenders in order, each topping up the people still short of k items.
+
+    `min_history[i]`: people with fewer distinct items in their history than this skip
+    recommender i (a collaborative model says little about someone with one click; content
+    and popularity do better there). Rows keep their own algorithm, reason and score; ranks
+    are renumbered 1..n per person without gaps, and no item appears twice for a person.
+
+    Returns:
+        `ml.recommendations`: person_id, rank, item_id, score, algorithm, reason; rows in
+        `person_ids` order, then rank.
+    """
+    requested = as_index(person_ids)
+    thresholds = min_history or [0] * len(recommenders)
+    exclusions = {"remove_seen": remove_seen, "exclude_items": exclude_items}
+    frames: list[pd.DataFrame] = []
+    counts = np.zeros(len(requested), dtype=np.int64)
+    already = exclude_pairs[[col_person, col_item]] if exclude_pairs is not None else None
+    for recommender, threshold in zip(recommenders, thresholds, strict=True):
+        short = counts < k
+        if threshold > 0:
+            position = recommender.person_index_.get_indexer(requested)
+            history = np.zeros(len(requested), dtype=np.int64)
+            known = position >= 0
+            history[known] = np.diff(recommender.seen_.indptr)[position[known]]
+            short &= history >= threshold
+        if not short.any():
+            continue
+        stage = recommender.recommend_k_items(
+            requested[short], k, exclude_pairs=already, **exclusions
+        )
+        frames.append(stage)
+        counts += (
+            stage.groupby(col_person, sort=False).size().reindex(requested, fill_value=0).to_numpy()
+        )
+        already = pd.concat([already, stage[[col_person, col_item]]])
+    if not frames:
+        return recommenders[-1].recommend_k_items(requested[:0], k)
+
+    combined = concat_recommendations(frames)
     combined = combined.drop_duplicates([col_person, col_item], keep="first")
-    source = np.repeat([0, 1], [len(first), len(second)])[combined.index]
+    source = np.repeat(np.arange(len(frames)), [len(f) for f in frames])[combined.index]
     order = np.lexsort(
         (combined[RANK].to_numpy(), source, requested.get_indexer(combined[col_person]))
     )

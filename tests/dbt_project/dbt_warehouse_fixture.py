@@ -204,6 +204,15 @@ def load_config(con: duckdb.DuckDBPyConnection, config_dir: Path = CONFIG_DIR) -
         "insert into config.identity_junk_values values (?)",
         [(value,) for value in junk] + [(token(value),) for value in junk if value],
     )
+    # Trigger segment rules (segments.yaml), in the shape the pipeline writes them.
+    from dagster_project.tunables import load_tunables
+
+    con.register("_segment_trigger_rules", load_tunables(config_dir).trigger_rules)
+    con.execute(
+        "create or replace table config.segment_trigger_rules as "
+        "select * from _segment_trigger_rules"
+    )
+    con.unregister("_segment_trigger_rules")
 
 
 def create_empty_ml_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -237,6 +246,50 @@ def create_empty_ml_tables(con: duckdb.DuckDBPyConnection) -> None:
         create or replace table ml.recommendations (
             person_id varchar, rank integer, item_id varchar, score double,
             algorithm varchar, reason varchar
+        )
+        """
+    )
+    con.execute(
+        """
+        create or replace table ml.propensity_segments (
+            person_id varchar, segment_type varchar, segment_id varchar,
+            segment_name varchar, score double
+        )
+        """
+    )
+    con.execute(
+        """
+        create or replace table ml.segment_drift (
+            run_at timestamp, previous_run_at timestamp, drift_kind varchar, subject varchar,
+            previous_share double, current_share double, psi double, is_above_threshold boolean
+        )
+        """
+    )
+    # Recommendation evaluation and experiments (models_ml.recommenders.selection,
+    # models_ml.experiments): empty is enough for their marts to build.
+    con.execute(
+        """
+        create or replace table ml.recommendation_evaluation (
+            run_at timestamp, as_of timestamp, algorithm varchar, k integer, n_users bigint,
+            precision_at_k double, recall_at_k double, ndcg_at_k double, map_at_k double,
+            catalog_coverage double, novelty double, fit_seconds double, is_chosen boolean
+        )
+        """
+    )
+    con.execute(
+        """
+        create or replace table ml.experiment_assignments (
+            experiment varchar, person_id varchar, variant varchar, bucket double
+        )
+        """
+    )
+    con.execute(
+        """
+        create or replace table ml.experiment_results (
+            experiment varchar, variant varchar, is_control boolean, metric varchar,
+            users bigint, exposed_users bigint, clickers bigint, converters bigint, ctr double,
+            conversion_rate double, lift double, lift_ci_low double, lift_ci_high double,
+            p_value double, is_significant boolean, srm_p_value double, has_srm boolean
         )
         """
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dbt_warehouse_fixture import ALICE, JUNK_EMAIL
 
-RUNNABLE_TYPES = {"model", "test", "unit_test"}
+RUNNABLE_TYPES = {"model", "test", "unit_test", "snapshot"}
 
 
 def person_of(built, identifier_type: str, identifier: str) -> str | None:

@@ -172,3 +172,64 @@ def test_cluster_names_are_made_distinct():
     )
     names = name_clusters(effects)
     assert names == {0: "high-value older", 1: "high-value younger", 2: "typical"}
+
+
+def test_cluster_ids_stay_stable_when_the_previous_centroids_are_given():
+    features, truth = _blobs(seed=0)
+    first = KMeansSegmenter(k_max=4, random_state=0).fit(features)
+    # The next run: new people from the same groups, in another order, with another seed.
+    later, later_truth = _blobs(seed=1)
+    shuffled = later.sample(frac=1.0, random_state=3)
+    later_truth = later_truth[later.index.get_indexer(shuffled.index)]
+    second = KMeansSegmenter(
+        k_max=4, random_state=5, previous_centroids=first.cluster_centers_
+    ).fit(shuffled)
+
+    for group in range(3):
+        before = set(first.labels_[truth == group])
+        after = set(second.labels_[later_truth == group])
+        assert before == after and len(before) == 1
+    assert second.cluster_names_ == first.cluster_names_
+
+
+def test_a_new_cluster_takes_a_fresh_id_and_the_old_ones_keep_theirs():
+    features, truth = _blobs()
+    two_groups = features[truth != 1]
+    first = KMeansSegmenter(k_max=4, random_state=0).fit(two_groups)
+    assert first.k_ == 2
+    second = KMeansSegmenter(
+        k_max=4, random_state=0, previous_centroids=first.cluster_centers_
+    ).fit(features)
+
+    assert second.k_ == 3
+    for group in (0, 2):
+        assert set(second.labels_[truth == group]) == set(first.labels_[truth[truth != 1] == group])
+    assert set(second.labels_[truth == 1]) == {2}
+
+
+@pytest.mark.parametrize("algorithm", ["minibatch_kmeans", "agglomerative", "dbscan"])
+def test_other_algorithms_recover_the_blobs(algorithm):
+    features, truth = _blobs()
+    segmenter = KMeansSegmenter(
+        algorithm=algorithm, random_state=0, dbscan_eps=1.0, dbscan_min_samples=5
+    ).fit(features)
+
+    assert segmenter.k_ == 3
+    assert adjusted_rand_score(truth, segmenter.labels_) == 1.0
+    assert set(segmenter.quality_["algorithm"]) == {algorithm}
+    np.testing.assert_array_equal(segmenter.predict(features), segmenter.labels_)
+
+
+def test_kmeans_switches_to_minibatch_above_the_threshold():
+    features, truth = _blobs()
+    segmenter = KMeansSegmenter(minibatch_above=50, minibatch_chunk=32, random_state=0).fit(
+        features
+    )
+    assert segmenter.algorithm_used_ == "minibatch_kmeans"
+    assert adjusted_rand_score(truth, segmenter.labels_) == 1.0
+
+
+def test_unknown_algorithm_is_rejected():
+    features, _ = _blobs()
+    with pytest.raises(ValueError, match="algorithm"):
+        KMeansSegmenter(algorithm="spectral").fit(features)

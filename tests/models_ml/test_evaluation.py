@@ -76,3 +76,31 @@ def test_ranking_metrics_bundle_and_no_overlap():
         "ndcg_at_k": 0.0,
         "map_at_k": 0.0,
     }
+
+
+def test_novelty_is_the_mean_self_information_of_recommended_items():
+    from models_ml.evaluation import novelty
+
+    history = pd.DataFrame(
+        {"person_id": ["p1", "p2", "p3", "p4", "p1"], "item_id": ["a", "a", "a", "a", "b"]}
+    )
+    recs = pd.DataFrame({"person_id": ["p1", "p2"], "item_id": ["a", "b"], "rank": [1, 1]})
+    # p(a) = 4/4 -> 0 bits; p(b) = 1/4 -> 2 bits; mean 1.
+    assert novelty(recs, history) == pytest.approx(1.0)
+
+
+def test_latest_holdout_keeps_each_persons_newest_item_out_of_train():
+    from models_ml.evaluation import latest_holdout
+
+    day = pd.Timestamp("2024-01-01")
+    interactions = pd.DataFrame(
+        {
+            "person_id": ["p1", "p1", "p1", "p1", "p2", "p2"],
+            "item_id": ["a", "b", "c", "c", "a", "b"],
+            "occurred_at": [day, day + pd.Timedelta(days=1), day, day + pd.Timedelta(days=3)]
+            + [day, day + pd.Timedelta(days=1)],
+        }
+    )
+    train, test = latest_holdout(interactions, n_latest=1, min_history=3)
+    assert test.values.tolist() == [["p1", "c"]], "p2 has too little history"
+    assert train.values[:, :2].tolist() == [["p1", "a"], ["p1", "b"], ["p2", "a"], ["p2", "b"]]

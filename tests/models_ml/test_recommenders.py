@@ -277,3 +277,100 @@ def test_sparse_similarity_path_gives_the_same_recommendations(monkeypatch):
     model = ItemCooccurrenceRecommender().fit(INTERACTIONS)
     assert sparse.issparse(model.similarity_)
     _assert_recs(model.recommend_k_items(k=3), dense.astype({"algorithm": str, "reason": str}))
+
+
+# --- EASE, ALS, content-based, the fallback chain ------------------------------------------
+
+from models_ml.recommenders import (  # noqa: E402
+    ALSRecommender,
+    ContentRecommender,
+    EASERecommender,
+    recommend_chain,
+)
+from models_ml.recommenders.ease import ease_weights  # noqa: E402
+
+
+def test_ease_weights_match_the_closed_form_by_hand():
+    model = EASERecommender(l2=2.0).fit(INTERACTIONS)
+    presence = np.asarray(COUNTS, dtype=float)  # X'X of the binary matrix is the co-occurrence
+    inverse = np.linalg.inv(presence + 2.0 * np.eye(5))
+    expected = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.weights_, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ease_weights(presence, 2.0), expected, rtol=1e-4, atol=1e-6)
+    scores = model.score_items(["p1"])
+    np.testing.assert_allclose(scores[0], expected[0] + expected[1], rtol=1e-4, atol=1e-6)
+    recs = model.recommend_k_items(["p1"], k=2)
+    unseen = {"c": 2, "d": 3, "e": 4}
+    best = sorted(unseen, key=lambda item: -scores[0, unseen[item]])
+    assert recs.item_id.tolist() == best[:2] == ["c", "e"]  # 0.41, then 0.15
+    assert not set(recs.item_id) & {"a", "b"}, "seen items removed"
+    assert (recs.algorithm == "ease").all()
+
+
+def test_ease_keeps_only_the_most_popular_items_when_the_catalog_is_too_large():
+    model = EASERecommender(l2=1.0, max_items=3).fit(INTERACTIONS)
+    assert model.item_index_[model.modelled_items_].tolist() == ["a", "b", "c"]
+    scores = model.score_items(["p3", "p5"])
+    assert (scores[:, 3:] == 0).all(), "items outside the model get no score"
+
+
+# Two taste groups: p1-p3 like x1..x3, p4-p6 like y1..y3; each misses one item of their group.
+GROUPS = pd.DataFrame(
+    {
+        "person_id": ["p1", "p1", "p2", "p2", "p3", "p3", "p3"]
+        + ["p4", "p4", "p5", "p5", "p6", "p6", "p6"],
+        "item_id": ["x1", "x2", "x1", "x2", "x1", "x2", "x3"]
+        + ["y1", "y2", "y1", "y2", "y1", "y2", "y3"],
+        "weight": 1.0,
+        "occurred_at": pd.Timestamp("2024-03-01"),
+    }
+)
+
+
+def test_als_recommends_the_missing_item_of_the_persons_taste_group():
+    model = ALSRecommender(factors=2, iterations=30, regularization=0.01, random_state=7)
+    model.fit(GROUPS)
+    assert model.user_factors_.shape == (6, 2) and model.item_factors_.shape == (6, 2)
+    recs = model.recommend_k_items(["p1", "p4"], k=1)
+    assert recs.set_index("person_id").item_id.to_dict() == {"p1": "x3", "p4": "y3"}
+    assert (recs.reason == "als: matches your taste profile").all()
+    again = ALSRecommender(factors=2, iterations=30, regularization=0.01, random_state=7)
+    np.testing.assert_allclose(again.fit(GROUPS).item_factors_, model.item_factors_, rtol=1e-5)
+
+
+CATALOG = pd.DataFrame(
+    {
+        "item_id": ["x1", "x2", "x3", "y1", "y2", "y3", "new_book"],
+        "title": ["Red Novel", "Blue Novel", "Green Novel", "Tent", "Helmet", "Yoga Mat", "Novel"],
+        "category": ["books", "books", "books", "sports", "sports", "sports", "books"],
+        "tags": ["paperback|classic", "paperback", "hardcover", "outdoor", "bike", "fitness", None],
+    }
+)
+
+
+def test_content_recommends_similar_and_brand_new_items():
+    history = GROUPS[GROUPS.person_id.isin(["p1", "p4"])]
+    model = ContentRecommender().fit(history, items=CATALOG)
+    assert set(model.item_index_) == set(CATALOG.item_id), "catalog items without history too"
+    recs = model.recommend_k_items(["p1", "p4"], k=3)
+    by_person = recs.groupby("person_id").item_id.apply(set).to_dict()
+    assert by_person["p1"] == {"x3", "new_book"}, "books only, the unseen new one included"
+    assert by_person["p4"] == {"y3"}, "only the same-category item shares any term"
+    assert (recs.algorithm == "content").all()
+
+
+def test_chain_skips_short_histories_and_tops_up_in_order():
+    ease = EASERecommender(l2=1.0).fit(GROUPS)
+    content = ContentRecommender().fit(GROUPS, items=CATALOG)
+    popular = PopularityRecommender().fit(GROUPS)
+    skipped = recommend_chain([ease, content, popular], ["p1"], 3, min_history=[3, 0, 0])
+    assert skipped.algorithm.astype(str).iloc[0] == "content", "2 items < 3: EASE skipped"
+    recs = recommend_chain([ease, content, popular], ["p1", "nobody"], 3, min_history=[2, 0, 0])
+    first = recs[recs["rank"] == 1].set_index("person_id").algorithm.astype(str).to_dict()
+    assert first == {"p1": "ease", "nobody": "popularity"}
+    assert recs[recs.person_id == "p1"].item_id.iloc[0] == "x3"
+    assert (recs.groupby("person_id").size() == 3).all(), "topped up to k"
+    assert not recs.duplicated(["person_id", "item_id"]).any()
+    ranks = recs.groupby("person_id")["rank"].apply(list).to_dict()
+    assert all(r == list(range(1, len(r) + 1)) for r in ranks.values())

@@ -39,6 +39,19 @@ candidate_links as (
 
     union all
 
+    -- the same phone number (digits only before tokenizing) across systems
+    select
+        'record_id' as type_a,
+        profiles.source_system as source_system_a,
+        profiles.record_id as identifier_a,
+        'phone_token' as type_b,
+        profiles.phone_token as identifier_b,
+        'phone' as method
+    from profiles
+    where profiles.phone_token is not null
+
+    union all
+
     -- an event carrying both a device and a user id: the device logged in as that user
     select distinct
         'anonymous_id' as type_a,

@@ -47,6 +47,15 @@ seen_identifiers as (
     union all
 
     select
+        'phone_token' as identifier_type,
+        phone_token as identifier,
+        null as source_system
+    from profiles
+    where phone_token is not null
+
+    union all
+
+    select
         'user_id' as identifier_type,
         user_id as identifier,
         null as source_system

@@ -1,7 +1,37 @@
 with
 
-user_segments as (
+trigger_segments as (
+    select * from {{ ref('int_segment_triggers') }}
+),
+
+people as (
+    select * from {{ ref('user_profiles') }}
+),
+
+cluster_segments as (
     select * from {{ source('ml', 'user_segments') }}
+),
+
+propensity_segments as (
+    select * from {{ source('ml', 'propensity_segments') }}
+),
+
+consenting_trigger_segments as (
+    -- no segment of any kind for a person without personalization consent
+    select trigger_segments.*
+    from trigger_segments
+    inner join people
+        on trigger_segments.person_id = people.person_id
+    where people.has_personalization_consent
+),
+
+unioned as (
+    select person_id, segment_type, segment_id, segment_name, score
+    from consenting_trigger_segments
+    union all
+    select person_id, segment_type, segment_id, segment_name, score from cluster_segments
+    union all
+    select person_id, segment_type, segment_id, segment_name, score from propensity_segments
 ),
 
 final as (
@@ -11,7 +41,7 @@ final as (
         cast(segment_id as varchar) as segment_id,
         cast(segment_name as varchar) as segment_name,
         cast(score as double) as score
-    from user_segments
+    from unioned
 )
 
 select * from final

@@ -1,0 +1,1 @@
+"""Identity resolution steps that need DuckDB: Splink matching and the evaluation command."""

@@ -1,0 +1,184 @@
+"""Probabilistic matching of profile records with Splink (Fellegi-Sunter) on DuckDB.
+
+Splink compares plaintext (names by Jaro-Winkler, dates by distance), so the records are read
+from the PII zone on a connection that has it attached, and Splink runs in its own in-memory
+DuckDB: no plaintext is ever written to a file. Only record-level links leave this module
+(record node keys, match probability, method) and go to `ml.identity_links`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import duckdb
+import pandas as pd
+
+from dagster_project.warehouse_io import read_frame
+
+SPLINK_METHOD = "splink"
+MATCH_FIELDS = (
+    "first_name",
+    "last_name",
+    "birth_date",
+    "email",
+    "phone",
+    "address",
+    "postcode",
+    "city",
+)
+MIN_FIELD_COMPLETENESS = 0.01  # a field present in fewer records is not compared
+
+# One record per current profile version: plaintext from the PII zone (same file and line as
+# the version dbt kept), typed values from dbt (an invalid birth date is already null there).
+# Junk values (`n/a`, `test@example.com`) are nulled so they never count as agreement.
+PROFILE_RECORDS_SQL = """
+with junk as (select lower(trim(value)) as junk_value from config.identity_junk_values),
+records as (
+    select
+        'record_id|' || coalesce(d.source_system, '') || '|' || d.record_id as unique_id,
+        nullif(regexp_replace(lower(trim(p.first_name)), '\\s+', ' ', 'g'), '') as first_name,
+        nullif(regexp_replace(lower(trim(p.last_name)), '\\s+', ' ', 'g'), '') as last_name,
+        d.birth_date as birth_date,
+        p.birth_date is not null and trim(p.birth_date) <> '' and d.birth_date is null
+            as is_birth_date_nulled,
+        nullif(lower(trim(p.email)), '') as email,
+        nullif(regexp_replace(p.phone, '[^0-9]', '', 'g'), '') as phone,
+        nullif(regexp_replace(lower(trim(p.address)), '\\s+', ' ', 'g'), '') as address,
+        nullif(upper(replace(trim(coalesce(p.postcode, d.postcode)), ' ', '')), '') as postcode,
+        nullif(lower(trim(coalesce(p.city, d.city))), '') as city
+    from intermediate.int_profiles_deduplicated as d
+    left join pii.main.profiles as p
+        on p._file = d._file and p._line = d._line
+)
+select
+    unique_id,
+    case when first_name in (select junk_value from junk) then null else first_name end
+        as first_name,
+    case when last_name in (select junk_value from junk) then null else last_name end
+        as last_name,
+    birth_date,
+    is_birth_date_nulled,
+    case when email in (select junk_value from junk) then null else email end as email,
+    case when phone in (select junk_value from junk) then null else phone end as phone,
+    case when address in (select junk_value from junk) then null else address end as address,
+    postcode,
+    city
+from records
+order by unique_id
+"""
+
+
+def read_profile_records(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The records to match (needs `pii` attached on `con`); plaintext stays in memory."""
+    return read_frame(con, PROFILE_RECORDS_SQL)
+
+
+def _comparison(field: str):
+    import splink.comparison_library as cl
+
+    if field in ("first_name", "last_name"):
+        return cl.NameComparison(field).configure(term_frequency_adjustments=True)
+    if field == "birth_date":
+        return cl.DateOfBirthComparison(field, input_is_string=False)
+    if field == "email":
+        return cl.EmailComparison(field)
+    if field in ("phone", "address"):
+        return cl.LevenshteinAtThresholds(field, [1, 3])
+    return cl.ExactMatch(field).configure(term_frequency_adjustments=True)
+
+
+def _fields_of(rule: list[str]) -> set[str]:
+    """The fields a blocking rule reads; an entry is a field or an expression over fields."""
+    return {token for entry in rule for token in re.findall(r"[a-z_]+", entry)} & set(MATCH_FIELDS)
+
+
+def _empty_links() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "node_key_a": pd.Series(dtype=object),
+            "node_key_b": pd.Series(dtype=object),
+            "method": pd.Series(dtype=object),
+            "match_probability": pd.Series(dtype=float),
+        }
+    )
+
+
+def predict_links(records: pd.DataFrame, settings: dict) -> tuple[pd.DataFrame, dict]:
+    """Train a Splink model on `records` and return the links at or above the threshold.
+
+    Args:
+        records: unique_id plus any of MATCH_FIELDS (plaintext, normalized; null = unknown).
+        settings: the `probabilistic` section of identity.yaml.
+
+    Returns:
+        (links: node_key_a, node_key_b, method, match_probability; info for run metadata)
+    """
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    started = time.monotonic()
+    wanted = [f for f in settings.get("fields", MATCH_FIELDS) if f in records.columns]
+    fields = [f for f in wanted if records[f].notna().mean() >= MIN_FIELD_COMPLETENESS]
+    info: dict = {"records": int(len(records)), "fields_compared": fields}
+    rules = [r for r in settings["blocking_rules"] if _fields_of(r) <= set(fields)]
+    if len(records) < 2 or len(fields) < 2 or not rules:
+        info.update(pairs_scored=0, links=0, seconds=round(time.monotonic() - started, 1))
+        return _empty_links(), info
+
+    frame = records[["unique_id", *fields]].copy()
+    db = DuckDBAPI()  # its own in-memory database: plaintext never touches a file
+    linker = Linker(
+        db.register(frame),
+        SettingsCreator(
+            link_type="dedupe_only",
+            comparisons=[_comparison(f) for f in fields],
+            blocking_rules_to_generate_predictions=[block_on(*r) for r in rules],
+            retain_intermediate_calculation_columns=False,
+            retain_matching_columns=False,
+            max_iterations=int(settings.get("em_max_iterations", 25)),
+        ),
+        log_level=logging.WARNING,
+    )
+    deterministic = [
+        block_on(*r)
+        for r in (["first_name", "last_name", "birth_date"], ["email"])
+        if set(r) <= set(fields)
+    ] or [block_on(*rules[0])]
+    linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.7)
+    info["seconds_setup"] = round(time.monotonic() - started, 1)
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=float(settings.get("u_sampling_max_pairs", 1e6)),
+        seed=int(settings.get("random_seed", 42)),
+    )
+    info["seconds_u"] = round(time.monotonic() - started, 1)
+    trained = []
+    for rule in settings.get("training_blocking_rules", []):
+        if _fields_of(rule) <= set(fields):
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    block_on(*rule), max_pairs=settings.get("training_max_pairs")
+                )
+                trained.append("+".join(rule))
+            except Exception as error:  # noqa: BLE001 - too few pairs on tiny inputs
+                logging.getLogger(__name__).warning("EM on %s skipped: %s", rule, error)
+    info["seconds_em"] = round(time.monotonic() - started, 1)
+    threshold = float(settings["match_threshold"])
+    scored = linker.inference.predict(threshold_match_probability=threshold)
+    predicted = scored.as_pandas_dataframe()
+    scored.drop_table_from_database_and_remove_from_cache()
+    links = pd.DataFrame(
+        {
+            "node_key_a": predicted["unique_id_l"].astype(str),
+            "node_key_b": predicted["unique_id_r"].astype(str),
+            "method": SPLINK_METHOD,
+            "match_probability": predicted["match_probability"].astype(float),
+        }
+    ).sort_values(["node_key_a", "node_key_b"], ignore_index=True)
+    info.update(
+        em_passes=trained,
+        links=int(len(links)),
+        threshold=threshold,
+        seconds=round(time.monotonic() - started, 1),
+    )
+    return links, info

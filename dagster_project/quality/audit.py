@@ -1,0 +1,146 @@
+"""The data audit: per run, source and column, what arrived and how usable it was.
+
+Profiles the typed dbt staging views (one per raw source): rows, completeness, distinct
+values, min / max / mean / variance of numbers, values nulled as invalid or unrecognized (the
+staging flags `is_<column>_invalid` / `is_<column>_unrecognized`), and per source one `*` row
+with freshness (age of the newest record), records per day and rows quarantined at ingest.
+All SQL; one `insert ... select` per source.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+
+from dagster_project.ingest.sql import quote_identifier, quote_literal
+
+# source -> (staging relation, timestamp column that says how fresh the source is)
+AUDITED_RELATIONS: dict[str, tuple[str, str]] = {
+    "events": ("staging.stg_events__events", "occurred_at"),
+    "profiles": ("staging.stg_profiles__profiles", "updated_at"),
+    "catalog": ("staging.stg_catalog__items", "_loaded_at"),
+    "context": ("staging.stg_context__contexts", "_loaded_at"),
+    "consent": ("staging.stg_consent__consents", "recorded_at"),
+    "erasure": ("staging.stg_erasure__requests", "requested_at"),
+}
+
+DATA_AUDIT_DDL = """
+create table if not exists audit.data_audit (
+    run_id varchar, audited_at timestamp, source varchar, relation varchar,
+    column_name varchar, data_type varchar, rows bigint, non_null bigint,
+    completeness double, distinct_values bigint, min_value varchar, max_value varchar,
+    mean double, variance double, nulled_invalid bigint, unrecognized bigint,
+    newest_record_at timestamp, freshness_hours double, records_per_day double,
+    rows_quarantined bigint
+)
+"""
+
+_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+_FLAG_SUFFIXES = ("_invalid", "_unrecognized")
+_HELPER_SUFFIXES = ("_raw", "_key", "_parsed")
+
+
+def ensure_data_audit_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists audit")
+    con.execute(DATA_AUDIT_DDL)
+
+
+def _flag_for(column: str, kind: str, columns: set[str]) -> str | None:
+    """The staging flag of `column` (`is_price_invalid`; `is_curated_invalid` for is_curated)."""
+    bare = column.removeprefix("is_")
+    for name in (f"is_{bare}_{kind}", f"is_{column}_{kind}"):
+        if name in columns:
+            return name
+    return None
+
+
+def profiled_columns(described: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The business columns of a staging view: not its flags, helpers or load metadata."""
+    return [
+        (name, sql_type)
+        for name, sql_type in described
+        if not name.startswith("_")
+        and not name.endswith(_FLAG_SUFFIXES)
+        and not name.endswith(_HELPER_SUFFIXES)
+    ]
+
+
+def column_profile_sql(
+    relation: str, described: list[tuple[str, str]], timestamp_column: str
+) -> str:
+    """One `select` per column plus the `*` row of the source, as a single union."""
+    names = {name for name, _ in described}
+    parts = []
+    for name, sql_type in profiled_columns(described):
+        col = quote_identifier(name)
+        numeric = sql_type.upper().startswith(_NUMERIC)
+        invalid = _flag_for(name, "invalid", names)
+        unrecognized = _flag_for(name, "unrecognized", names)
+        parts.append(
+            f"""
+            select {quote_literal(name)} as column_name, {quote_literal(sql_type)} as data_type,
+                count(*) as rows, count({col}) as non_null,
+                count(distinct {col}) as distinct_values,
+                min({col})::varchar as min_value, max({col})::varchar as max_value,
+                {f"avg({col})::double" if numeric else "null::double"} as mean,
+                {f"var_samp({col})::double" if numeric else "null::double"} as variance,
+                {f"count_if({invalid})" if invalid else "null::bigint"} as nulled_invalid,
+                {f"count_if({unrecognized})" if unrecognized else "null::bigint"}
+                    as unrecognized,
+                null::timestamp as newest_record_at, null::double as records_per_day
+            from {relation}
+            """
+        )
+    ts = quote_identifier(timestamp_column) if timestamp_column in names else "null::timestamp"
+    parts.append(
+        f"""
+        select '*', 'table', count(*), count(*), null, null, null, null, null,
+            null, null, max({ts})::timestamp,
+            count(*) / nullif(count(distinct {ts}::date), 0)
+        from {relation}
+        """
+    )
+    return " union all ".join(parts)
+
+
+def write_data_audit(con: duckdb.DuckDBPyConnection, run_id: str, audited_at: datetime) -> int:
+    """Profile every staging relation into `audit.data_audit` for this run; return rows."""
+    ensure_data_audit_table(con)
+    con.execute("delete from audit.data_audit where run_id = $run", {"run": run_id})
+    for source, (relation, timestamp_column) in AUDITED_RELATIONS.items():
+        # Staging relations are views: compute each once, then profile its columns.
+        con.execute(f"create or replace temp table _pz_audited as select * from {relation}")
+        described = [(r[0], r[1]) for r in con.execute("describe _pz_audited").fetchall()]
+        profile = column_profile_sql("_pz_audited", described, timestamp_column)
+        con.execute(
+            f"""
+            insert into audit.data_audit
+            with profile as ({profile}),
+            quarantined as (
+                select count(*) as n from audit.quarantine where source = $source
+            )
+            select $run, $at, $source, $relation, column_name, data_type, rows, non_null,
+                non_null / nullif(rows, 0), distinct_values, min_value, max_value, mean,
+                variance, nulled_invalid, unrecognized, newest_record_at,
+                date_diff('minute', newest_record_at, $at::timestamp) / 60.0,
+                records_per_day,
+                case when column_name = '*' then (select n from quarantined) end
+            from profile
+            """,
+            {"run": run_id, "at": audited_at, "source": source, "relation": relation},
+        )
+    con.execute("drop table if exists _pz_audited")
+    return con.execute(
+        "select count(*) from audit.data_audit where run_id = $run", {"run": run_id}
+    ).fetchall()[0][0]
+
+
+def events_per_day_sql(days: int = 14) -> str:
+    """Events per UTC day over the newest `days` days with data (for the audit's UI view)."""
+    return f"""
+        select occurred_at::date as day, count(*) as events
+        from staging.stg_events__events
+        where occurred_at is not null
+        group by 1 order by 1 desc limit {int(days)}
+    """

@@ -1,0 +1,170 @@
+"""Great Expectations suites (versioned JSON in `expectations/`) run on frames read from DuckDB.
+
+A suite file is GX's own suite JSON plus three keys in its `meta`: `relation` (the warehouse
+table it validates), `asset_key` (the Dagster asset its check attaches to) and `group` (the
+multi-check that runs it, see `load_suites`). An expectation
+whose `meta.critical` is true blocks downstream assets when it fails; the others warn.
+Values known only at run time (now + tolerance, the canonical event types, the catalog's item
+ids) are GX suite parameters: `{"$PARAMETER": "<name>"}` in the JSON.
+
+GX costs ~10 s to import, so it is imported inside `validate_suites` only, and every suite of
+a layer is validated in one call (one checkpoint, one Data Docs build).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from dagster_project.ingest.sql import quote_identifier
+
+SUITES_DIR = Path(__file__).resolve().parents[2] / "expectations"
+_COLUMN_KWARGS = ("column", "column_A", "column_B")
+_COLUMN_LIST_KWARGS = ("column_list",)
+
+
+@dataclass
+class ExpectationOutcome:
+    expectation: str
+    column: str | None
+    success: bool
+    critical: bool
+    unexpected_count: int | None
+    observed: str | None
+
+
+@dataclass
+class SuiteOutcome:
+    suite: str
+    relation: str
+    asset_key: list[str]
+    rows: int
+    outcomes: list[ExpectationOutcome] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return all(o.success for o in self.outcomes)
+
+    @property
+    def critical_failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if o.critical and not o.success]
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([vars(o) for o in self.outcomes])
+
+
+def load_suites(group: str, suites_dir: Path = SUITES_DIR) -> list[dict]:
+    """The suite JSON documents of one check group (`meta.group`).
+
+    A group is validated in one step after all of its assets exist, so it holds only assets
+    built together (`raw`: ingest; `marts`: dbt phase 2; `ml_marts`: dbt phase 3); a group
+    spanning phases would make its blocking check wait for its own downstream assets.
+    """
+    documents = [json.loads(p.read_text()) for p in sorted(suites_dir.glob("*.json"))]
+    return [d for d in documents if d["meta"]["group"] == group]
+
+
+def referenced_columns(suite: dict) -> list[str]:
+    columns: list[str] = []
+    for expectation in suite["expectations"]:
+        kwargs = expectation.get("kwargs", {})
+        for key in _COLUMN_KWARGS:
+            if key in kwargs:
+                columns.append(kwargs[key])
+        for key in _COLUMN_LIST_KWARGS:
+            columns.extend(kwargs.get(key, []))
+    return list(dict.fromkeys(columns))
+
+
+def read_suite_frame(con: duckdb.DuckDBPyConnection, suite: dict) -> pd.DataFrame:
+    """Only the columns the suite looks at; a missing column is simply absent (and fails its
+    `expect_column_to_exist`)."""
+    relation = suite["meta"]["relation"]
+    present = {row[0] for row in con.execute(f"describe {relation}").fetchall()}
+    columns = [c for c in referenced_columns(suite) if c in present]
+    select = ", ".join(quote_identifier(c) for c in columns) or "1 as _no_columns"
+    return con.execute(f"select {select} from {relation}").df()
+
+
+def _observed(result: dict) -> str | None:
+    value = result.get("observed_value")
+    return None if value is None else str(value)[:200]
+
+
+def validate_suites(
+    suites: list[dict],
+    frames: dict[str, pd.DataFrame],
+    parameters: dict,
+    docs_dir: Path,
+) -> list[SuiteOutcome]:
+    """Validate each suite against its frame in one GX checkpoint; write Data Docs HTML."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations as gx
+    from great_expectations.core import ExpectationSuite
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    context.add_data_docs_site(
+        site_name="warehouse",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    datasource = context.data_sources.add_pandas("warehouse")
+    outcomes = []
+    for document in suites:
+        name = document["name"]
+        suite = ExpectationSuite(name=name, meta=document.get("meta", {}))
+        for expectation in document["expectations"]:
+            suite.add_expectation_configuration(ExpectationConfiguration(**expectation))
+        suite = context.suites.add(suite)
+        batch = datasource.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
+        result = definition.run(
+            batch_parameters={"dataframe": frames[name]},
+            expectation_parameters=parameters,
+            result_format="SUMMARY",
+        )
+        outcome = SuiteOutcome(
+            suite=name,
+            relation=document["meta"]["relation"],
+            asset_key=list(document["meta"]["asset_key"]),
+            rows=len(frames[name]),
+        )
+        for expectation_result in result.results:
+            config = expectation_result.expectation_config
+            details = expectation_result.result or {}
+            outcome.outcomes.append(
+                ExpectationOutcome(
+                    expectation=config.type,
+                    column=config.kwargs.get("column")
+                    or ",".join(config.kwargs.get("column_list", []))
+                    or None,
+                    success=bool(expectation_result.success),
+                    critical=bool((config.meta or {}).get("critical", False)),
+                    unexpected_count=details.get("unexpected_count"),
+                    observed=_observed(details),
+                )
+            )
+        outcomes.append(outcome)
+    context.build_data_docs(site_names=["warehouse"])
+    return outcomes

@@ -1,0 +1,180 @@
+"""Propensity: calibrated probability of a target event (e.g. a purchase) in the next N days.
+
+Time-based, leak-free protocol (the caller builds the frames from events):
+- train: features as of cutoff T1, label = the event happened in (T1, T1 + N days];
+- test: features as of T2 = T1 + N days, label in (T2, T2 + N days] (a later, held-out period);
+- score: features as of the run's as-of time, with the chosen model refitted on the test period
+  (the most recent labelled window).
+Two model families compete, logistic regression (on standardized features) and gradient-boosted
+trees; each is calibrated with cross-validated isotonic regression (sigmoid below
+`ISOTONIC_MIN_ROWS` rows), and the one with the better held-out AUC is kept. Calibration is
+reported as the Brier score, the expected calibration error and a reliability table.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from models_ml.columns import PERSON_ID, SCORE, SEGMENT_ID, SEGMENT_NAME, SEGMENT_TYPE
+
+PROPENSITY_SEGMENT_TYPE = "propensity"
+MODEL_FAMILIES = ("logistic_regression", "gradient_boosting")
+ISOTONIC_MIN_ROWS = 1000
+CALIBRATION_BINS = 10
+
+
+def _base_model(family: str, random_state: int | None):
+    if family == "logistic_regression":
+        return make_pipeline(
+            SimpleImputer(strategy="median", keep_empty_features=True),
+            StandardScaler(),
+            LogisticRegression(max_iter=1000),
+        )
+    if family == "gradient_boosting":
+        return HistGradientBoostingClassifier(
+            max_iter=100, learning_rate=0.1, max_leaf_nodes=15, random_state=random_state
+        )
+    raise ValueError(f"model family must be one of {MODEL_FAMILIES}, not {family!r}")
+
+
+class PropensityModel(BaseEstimator):
+    """Calibrated classifier of one model family.
+
+    Parameters:
+        family: `logistic_regression` or `gradient_boosting`.
+        cv: folds of the calibration.
+        random_state: seeds the trees and the calibration folds.
+
+    Fitted attributes: model_ (the calibrated classifier), feature_names_in_, base_rate_.
+    """
+
+    def __init__(self, family: str = "logistic_regression", cv: int = 3, random_state=42):
+        self.family = family
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y) -> PropensityModel:
+        y = np.asarray(y, dtype=int)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.base_rate_ = float(y.mean()) if len(y) else 0.0
+        n_minority = int(min(y.sum(), len(y) - y.sum()))
+        if n_minority < self.cv:
+            self.model_ = None  # one class (or almost): predict the base rate
+            return self
+        method = "isotonic" if len(y) >= ISOTONIC_MIN_ROWS else "sigmoid"
+        self.model_ = CalibratedClassifierCV(
+            _base_model(self.family, self.random_state), method=method, cv=self.cv
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self.model_.fit(_values(X, self.feature_names_in_), y)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "base_rate_")
+        if self.model_ is None:
+            p = np.full(len(X), self.base_rate_)
+            return np.column_stack([1 - p, p])
+        return self.model_.predict_proba(_values(X, self.feature_names_in_))
+
+
+def calibration_table(y_true, probability, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Reliability table: equal-width probability bins with mean predicted vs observed rate."""
+    y_true = np.asarray(y_true, dtype=float)
+    probability = np.asarray(probability, dtype=float)
+    bins = np.minimum((probability * n_bins).astype(int), n_bins - 1)
+    frame = pd.DataFrame({"bin": bins, "predicted": probability, "observed": y_true})
+    table = frame.groupby("bin").agg(
+        n=("observed", "size"),
+        mean_predicted=("predicted", "mean"),
+        observed_rate=("observed", "mean"),
+    )
+    return table.reset_index()
+
+
+def expected_calibration_error(y_true, probability, n_bins: int = CALIBRATION_BINS) -> float:
+    table = calibration_table(y_true, probability, n_bins)
+    if table.empty:
+        return float("nan")
+    gaps = (table["mean_predicted"] - table["observed_rate"]).abs()
+    return float((gaps * table["n"]).sum() / table["n"].sum())
+
+
+def evaluate(y_true, probability) -> dict[str, float]:
+    y_true = np.asarray(y_true, dtype=int)
+    has_both = 0 < y_true.sum() < len(y_true)
+    return {
+        "auc": float(roc_auc_score(y_true, probability)) if has_both else float("nan"),
+        "brier": float(brier_score_loss(y_true, probability)) if len(y_true) else float("nan"),
+        "ece": expected_calibration_error(y_true, probability),
+        "n_people": int(len(y_true)),
+        "positive_rate": float(y_true.mean()) if len(y_true) else float("nan"),
+    }
+
+
+def select_propensity_model(
+    train_X: pd.DataFrame,
+    train_y,
+    test_X: pd.DataFrame,
+    test_y,
+    *,
+    families: tuple[str, ...] = MODEL_FAMILIES,
+    random_state: int | None = 42,
+) -> tuple[PropensityModel, pd.DataFrame, pd.DataFrame]:
+    """Fit every family on the train period, evaluate on the later test period.
+
+    Returns (the best family by test AUC, refitted on the test period; one evaluation row per
+    family with is_chosen; the chosen family's reliability table on the test period).
+    """
+    rows, tables = [], {}
+    for family in families:
+        model = PropensityModel(family=family, random_state=random_state).fit(train_X, train_y)
+        probability = model.predict_proba(test_X)[:, 1]
+        rows.append({"model": family, **evaluate(test_y, probability)})
+        tables[family] = calibration_table(test_y, probability)
+    evaluation = pd.DataFrame(rows)
+    ranked = evaluation["auc"].fillna(-1.0)
+    chosen = str(evaluation.loc[ranked.idxmax(), "model"])
+    evaluation["is_chosen"] = evaluation["model"] == chosen
+    final = clone(PropensityModel(family=chosen, random_state=random_state)).fit(test_X, test_y)
+    return final, evaluation, tables[chosen]
+
+
+def propensity_segments(
+    model: PropensityModel,
+    features: pd.DataFrame,
+    segment_id: str,
+    segment_name: str,
+    *,
+    col_person: str = PERSON_ID,
+) -> pd.DataFrame:
+    """`ml.propensity_segments` rows: every person of `features` (indexed by person) with the
+    calibrated probability as score."""
+    if col_person in features.columns:
+        features = features.set_index(col_person)
+    probability = model.predict_proba(features)[:, 1] if len(features) else np.zeros(0)
+    return pd.DataFrame(
+        {
+            col_person: features.index.to_numpy(),
+            SEGMENT_TYPE: PROPENSITY_SEGMENT_TYPE,
+            SEGMENT_ID: segment_id,
+            SEGMENT_NAME: segment_name,
+            SCORE: probability,
+        }
+    )
+
+
+def _values(X: pd.DataFrame, columns) -> np.ndarray:
+    return X[list(columns)].to_numpy(dtype=float, na_value=np.nan)

@@ -1,0 +1,71 @@
+"""Model selection: every candidate fitted on a holdout split, scored, the best one chosen."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pandas as pd
+from sklearn.base import clone
+
+from models_ml.columns import ALGORITHM, PERSON_ID
+from models_ml.evaluation import latest_holdout, novelty, ranking_metrics
+from models_ml.recommenders._base import InteractionRecommender
+
+EVALUATION_COLUMNS = (
+    ALGORITHM,
+    "k",
+    "n_users",
+    "precision_at_k",
+    "recall_at_k",
+    "ndcg_at_k",
+    "map_at_k",
+    "catalog_coverage",
+    "novelty",
+    "fit_seconds",
+    "is_chosen",
+)
+
+
+def evaluate_recommenders(
+    candidates: dict[str, InteractionRecommender],
+    interactions: pd.DataFrame,
+    catalog,
+    k: int = 10,
+    *,
+    n_latest: int = 1,
+    min_history: int = 3,
+    selection_metric: str = "ndcg_at_k",
+    fit_kwargs: Callable[[str], dict] | None = None,
+    as_of=None,
+) -> pd.DataFrame:
+    """One row per candidate (EVALUATION_COLUMNS): a clone of each is fitted on everything but
+    each person's latest `n_latest` items and scored on them; `is_chosen` marks the best by
+    `selection_metric` (ties to the earlier candidate)."""
+    train, test = latest_holdout(interactions, n_latest, min_history)
+    people = test[PERSON_ID].unique()
+    rows = []
+    for name, candidate in candidates.items():
+        model = clone(candidate)
+        started = time.perf_counter()
+        model.fit(train, as_of=as_of, **(fit_kwargs(name) if fit_kwargs else {}))
+        fit_seconds = time.perf_counter() - started
+        recs = model.recommend_k_items(people, k=k, remove_seen=True)
+        metrics = ranking_metrics(test, recs, k=k, catalog=catalog)
+        metrics["novelty"] = novelty(recs, train)
+        rows.append({ALGORITHM: name, **metrics, "fit_seconds": fit_seconds})
+    table = pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
+    table["is_chosen"] = False
+    if len(table) and len(people):
+        table.loc[table[selection_metric].idxmax(), "is_chosen"] = True
+    table["n_users"] = table["n_users"].fillna(0).astype("int64")
+    table["k"] = k
+    return table
+
+
+def chosen_algorithm(evaluation: pd.DataFrame, default: str) -> str:
+    chosen = evaluation.loc[evaluation["is_chosen"], ALGORITHM]
+    return str(chosen.iloc[0]) if len(chosen) else default
+
+
+__all__ = ["EVALUATION_COLUMNS", "chosen_algorithm", "evaluate_recommenders"]

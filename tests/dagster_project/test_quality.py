@@ -1,0 +1,116 @@
+"""Quality helpers on small real DuckDB databases: reconciliation, audit SQL, consistency,
+and the suite files themselves."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dagster_project.ingest.loader import ensure_tables, ingest_source
+from dagster_project.ingest.sources import SOURCES
+from dagster_project.ingest.sql import install_macros
+from dagster_project.quality.audit import column_profile_sql
+from dagster_project.quality.consistency import CONSISTENCY_CHECKS, find_inconsistencies
+from dagster_project.quality.expectations import SUITES_DIR, load_suites, referenced_columns
+from dagster_project.quality.reconciliation import reconcile_source
+from tests.conftest import TEST_PII_KEY
+
+
+@pytest.fixture
+def con(tmp_path: Path):
+    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    connection.execute("set TimeZone = 'UTC'")
+    connection.execute(f"attach '{tmp_path / 'pii.duckdb'}' as pii")
+    install_macros(connection, TEST_PII_KEY.encode())
+    ensure_tables(connection)
+    yield connection
+    connection.close()
+
+
+def test_reconciliation_passes_after_ingest_and_catches_a_lost_row(con, tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "events").mkdir(parents=True)
+    (raw / "events" / "a.csv").write_text(
+        "event_id,event_type,timestamp,user_id\n"
+        "e1,view,2026-10-01T10:00:00Z,u1\ne2,view,never,u1\ne3,view,1790841600,u2\n"
+    )
+    ingest_source(con, "events", raw, datetime(2026, 11, 1))
+    counts = reconcile_source(con, "events")
+    assert (counts["files"], counts["rows_read"], counts["rows_loaded"]) == (1, 3, 2)
+    assert counts["unreconciled"].empty
+    con.execute("delete from raw.events where event_id = 'e3'")  # a row silently lost
+    bad = reconcile_source(con, "events")["unreconciled"]
+    assert bad[["file", "rows_loaded", "rows_in_raw"]].values.tolist() == [["events/a.csv", 2, 1]]
+    # Once erasures exist, fewer rows than loaded is their doing and is reported, not failed;
+    # more rows than loaded (a double load) still fails.
+    con.execute("create table audit.erasure_registry as select 'token' as subject_token")
+    erased = reconcile_source(con, "events")
+    assert erased["unreconciled"].empty and erased["rows_erased"] == 1
+    con.execute("insert into raw.events select * from raw.events")  # 2 rows: as loaded
+    con.execute("insert into raw.events select * from raw.events limit 1")  # 3 rows
+    assert len(reconcile_source(con, "events")["unreconciled"]) == 1
+
+
+def test_column_profile_counts_nulled_values_and_numbers(con):
+    con.execute(
+        """
+        create schema staging;
+        create table staging.stg as select * from (values
+            (1.0::double, false, 'a', timestamp '2026-10-01 10:00'),
+            (3.0, false, 'a', timestamp '2026-10-01 12:00'),
+            (null, true, null, timestamp '2026-10-02 10:00')
+        ) as t(price, is_price_invalid, category, occurred_at)
+        """
+    )
+    described = [(r[0], r[1]) for r in con.execute("describe staging.stg").fetchall()]
+    sql = column_profile_sql("staging.stg", described, "occurred_at")
+    got = {r[0]: r[1:] for r in con.execute(f"select * from ({sql})").fetchall()}
+    assert set(got) == {"price", "category", "occurred_at", "*"}
+    price = got["price"]  # data_type, rows, non_null, distinct, min, max, mean, var, invalid
+    assert price[1:9] == (3, 2, 2, "1.0", "3.0", 2.0, 2.0, 1)
+    assert got["category"][6:10] == (None, None, None, None)
+    assert got["*"][10:] == (datetime(2026, 10, 2, 10, 0), 1.5)
+
+
+def test_consistency_checks_find_shared_devices_and_conflicting_birth_dates(con):
+    con.execute(
+        """
+        create schema staging; create schema marts;
+        create table staging.stg_events__events as select * from (values
+            ('d1', 'u1'), ('d1', 'u2'), ('d2', 'u3'), ('d2', 'u3'), (null, 'u4')
+        ) as t(anonymous_id, user_id);
+        create table staging.stg_profiles__profiles as select * from (values
+            ('u1', 'crm', date '1980-01-01'), ('u1', 'shop', date '1981-01-01'),
+            ('u2', 'crm', date '1990-01-01'), ('u2', 'shop', date '1990-01-01')
+        ) as t(user_id, source_system, birth_date);
+        create table marts.sessions as select * from (values
+            ('s1', timestamp '2026-10-01 23:50', timestamp '2026-10-02 00:10'),
+            ('s2', timestamp '2026-10-01 10:00', timestamp '2026-10-01 10:30')
+        ) as t(session_id, started_at, ended_at);
+        """
+    )
+    found = {c.name: find_inconsistencies(con, c) for c in CONSISTENCY_CHECKS}
+    assert found["device_with_several_users"] == (1, [("d1", "2 users: u1, u2")])
+    assert found["user_with_conflicting_birth_dates"] == (
+        1,
+        [("u1", "crm=1980-01-01, shop=1981-01-01")],
+    )
+    assert found["session_spanning_days"][0] == 1
+
+
+def test_every_raw_source_has_a_suite_and_suites_are_valid_gx_json():
+    raw = load_suites("raw")
+    assert {s["meta"]["relation"] for s in raw} == {f"raw.{s}" for s in SOURCES}
+    marts = load_suites("marts") + load_suites("ml_marts")
+    assert {"marts.events", "marts.items", "marts.user_profiles", "marts.recommendations"} <= {
+        s["meta"]["relation"] for s in marts
+    }
+    for path in SUITES_DIR.glob("*.json"):
+        suite = json.loads(path.read_text())
+        assert suite["name"] == path.stem
+        assert all(e["type"].startswith("expect_") for e in suite["expectations"])
+        assert referenced_columns(suite)

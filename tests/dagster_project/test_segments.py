@@ -1,0 +1,176 @@
+"""Segments on generated data: real ingest, dbt and Dagster assets, two runs and a shifted one.
+
+Trigger segments (dbt, from segments.yaml) are checked against the generator's planted engaged
+sessions; cluster and propensity segments only reach consenting people; cluster ids, names and
+centroids persist between runs; drift is ~0 between identical runs and flagged (the asset check
+warns) after a planted shift.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from dagster import materialize
+
+from dagster_project.assets.identity import identity_assets
+from dagster_project.assets.ingest import ingest_assets, pipeline_config
+from dagster_project.assets.segments import segment_assets, segment_checks
+from dagster_project.resources import WarehouseResource
+from dagster_project.sample_data import generate
+from dagster_project.tunables import load_tunables
+
+ROOT = Path(__file__).resolve().parents[2]
+DBT = str(Path(sys.executable).with_name("dbt"))
+
+
+def _dbt(*args: str) -> None:
+    profiles_dir = os.environ.get("PZ_TEST_DBT_PROFILES_DIR", str(ROOT / "dbt_project"))
+    command = [DBT, "build", "--project-dir", str(ROOT / "dbt_project")]
+    done = subprocess.run(
+        [*command, "--profiles-dir", profiles_dir, *args], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+
+
+def _frame(data_dir: Path, sql: str) -> pd.DataFrame:
+    con = duckdb.connect(str(data_dir / "warehouse/warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(sql).df()
+    finally:
+        con.close()
+
+
+def _segment_run(data_dir: Path):
+    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
+    result = materialize([*segment_assets, *segment_checks], resources=resources)
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 1
+    return evaluations[0]
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("segments")
+    generate(data_dir, users=400, items=80, days=21, seed=5)
+    os.environ["PZ_WAREHOUSE_PATH"] = str(data_dir / "warehouse/warehouse.duckdb")
+    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
+    assert materialize([pipeline_config, *ingest_assets], resources=resources).success
+    _dbt("--selector", "pre_identity")
+    assert materialize(identity_assets, resources=resources).success
+    _dbt("--selector", "post_identity")
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def people(warehouse):
+    """person_id -> user_id and the truth about that user."""
+    identity = _frame(
+        warehouse,
+        "select identifier as user_id, person_id from marts.identity_map "
+        "where identifier_type = 'user_id'",
+    )
+    truth = pd.read_csv(warehouse / "truth/users.csv")
+    return identity.merge(truth, on="user_id")
+
+
+def test_engaged_shoppers_match_the_planted_sessions(warehouse, people):
+    members = _frame(
+        warehouse,
+        "select person_id from intermediate.int_segment_triggers "
+        "where segment_id = 'engaged_shoppers'",
+    )
+    planted = set(people.loc[people["is_engaged_shopper"], "person_id"])
+    found = set(members["person_id"])
+    true_positives = len(found & planted)
+    assert true_positives / len(found) >= 0.95
+    assert true_positives / len(planted) >= 0.95
+
+
+def test_every_trigger_of_the_yaml_is_compiled_and_rfm_tiers_split_the_buyers(warehouse):
+    triggers = _frame(warehouse, "select * from intermediate.int_segment_triggers")
+    configured = set(load_tunables().trigger_rules["segment_id"])
+    assert set(triggers["segment_id"]) == configured
+    assert (triggers["segment_type"] == "trigger").all()
+    buyers = _frame(
+        warehouse, "select person_id from intermediate.int_segment_metrics where frequency >= 1"
+    )
+    tiers = triggers[triggers["segment_id"].str.startswith("rfm_")]
+    assert sorted(tiers["person_id"]) == sorted(buyers["person_id"])  # each buyer in one tier
+    assert tiers["score"].between(0, 1).all()
+    assert (triggers.loc[triggers["segment_id"] == "new_visitors", "score"] == 1.0).all()
+
+
+@pytest.fixture(scope="module")
+def two_runs(warehouse):
+    first_check = _segment_run(warehouse)
+    first = _frame(warehouse, "select * from ml.user_segments")
+    second_check = _segment_run(warehouse)
+    second = _frame(warehouse, "select * from ml.user_segments")
+    return first, second, first_check, second_check
+
+
+def test_cluster_and_propensity_segments_only_for_consenting_people(warehouse, two_runs):
+    consenting = set(
+        _frame(
+            warehouse, "select person_id from marts.user_features where has_personalization_consent"
+        )["person_id"]
+    )
+    clusters = two_runs[0]
+    propensity = _frame(warehouse, "select * from ml.propensity_segments")
+    assert set(clusters["person_id"]) == consenting
+    assert set(propensity["person_id"]) <= consenting and len(propensity) > 0
+    assert propensity["score"].between(0, 1).all()
+    assert (propensity["segment_type"] == "propensity").all()
+    evaluation = _frame(warehouse, "select * from ml.propensity_evaluation")
+    assert set(evaluation["model"]) == {"logistic_regression", "gradient_boosting"}
+    assert evaluation["auc"].notna().all()
+
+
+def test_cluster_ids_and_names_are_stable_across_runs(warehouse, two_runs):
+    first, second = two_runs[0], two_runs[1]
+    merged = first.merge(second, on="person_id", suffixes=("_1", "_2"))
+    assert len(merged) == len(first)
+    assert (merged["segment_id_1"] == merged["segment_id_2"]).all()
+    assert (merged["segment_name_1"] == merged["segment_name_2"]).all()
+    runs = _frame(warehouse, "select count(distinct run_at) as n from ml.cluster_centroids")
+    assert runs["n"].iloc[0] == 2
+    quality = _frame(warehouse, "select count(distinct run_at) as n from ml.segment_quality")
+    assert quality["n"].iloc[0] == 2
+
+
+def test_identical_runs_do_not_drift_and_a_shift_is_flagged(warehouse, two_runs):
+    first_check, second_check = two_runs[2], two_runs[3]
+    assert first_check.passed and second_check.passed
+    drift = _frame(warehouse, "select * from ml.segment_drift")
+    assert drift["run_at"].nunique() == 1  # the first run had nothing to compare with
+    assert drift["psi"].max() < 1e-9
+    kinds = set(drift["drift_kind"])
+    assert kinds == {"segment_share", "feature"}
+
+    con = duckdb.connect(str(warehouse / "warehouse/warehouse.duckdb"))
+    try:  # a planted shift: half of the people move to mobile
+        con.execute(
+            "update marts.user_features set share_device_mobile = 1.0 where hash(person_id) % 2 = 0"
+        )
+    finally:
+        con.close()
+    shifted_check = _segment_run(warehouse)
+    assert not shifted_check.passed
+    assert shifted_check.severity.value == "WARN"
+    latest = _frame(
+        warehouse,
+        "select * from ml.segment_drift where run_at = (select max(run_at) from ml.segment_drift)",
+    ).set_index("subject")
+    assert latest.loc["share_device_mobile", "is_above_threshold"]
+
+    _dbt("--select", "user_segments", "segment_drift", "segment_quality")
+    segments = _frame(
+        warehouse, "select segment_type, count(*) as n from marts.user_segments group by all"
+    )
+    assert set(segments["segment_type"]) == {"trigger", "cluster", "propensity"}
+    assert _frame(warehouse, "select count(*) as n from marts.segment_drift")["n"].iloc[0] > 0

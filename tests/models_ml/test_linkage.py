@@ -1,0 +1,162 @@
+"""Guardrails, person_id carry-over and pairwise scores on small inline graphs."""
+
+import pandas as pd
+import pytest
+
+from models_ml.identity import resolve_identities
+from models_ml.linkage import (
+    GUARDRAIL_CLUSTER_SIZE,
+    GUARDRAIL_USER_IDS,
+    apply_guardrails,
+    carry_over_person_ids,
+    pairwise_scores,
+)
+
+
+def _nodes(keys):
+    return pd.DataFrame(
+        {
+            "node_key": keys,
+            "identifier_type": [k.split("|")[0] for k in keys],
+            "identifier": [k.split("|")[2] for k in keys],
+            "source_system": [k.split("|")[1] or None for k in keys],
+        }
+    )
+
+
+def _edges(rows):
+    return pd.DataFrame(rows, columns=["node_key_a", "node_key_b", "method", "match_probability"])
+
+
+R1, R2, R3, R4 = (f"record_id|crm|r{i}" for i in range(1, 5))
+U1, U2 = "user_id||u1", "user_id||u2"
+
+
+def test_user_id_conflict_cuts_the_weakest_probabilistic_edge():
+    nodes = _nodes([R1, R2, R3, U1, U2])
+    edges = _edges(
+        [
+            (R1, U1, "profile_user_id", 1.0),
+            (R3, U2, "profile_user_id", 1.0),
+            (R1, R2, "splink", 0.99),
+            (R2, R3, "splink", 0.91),  # the weak link that joins two users
+        ]
+    )
+    kept, firings = apply_guardrails(nodes, edges, max_user_ids=1, max_records=10)
+    assert sorted(kept["match_probability"]) == [0.99, 1.0, 1.0]
+    assert firings.to_dict("records") == [
+        {
+            "guardrail": GUARDRAIL_USER_IDS,
+            "anchor_node_key": R1,
+            "user_ids": 2,
+            "records": 3,
+            "edges_cut": 1,
+            "resolved": True,
+        }
+    ]
+    people = resolve_identities(nodes, kept).set_index("identifier")["person_id"]
+    assert people["r1"] == people["r2"] == people["u1"] != people["r3"]
+
+
+def test_cluster_size_cap_and_unbreakable_edges():
+    nodes = _nodes([R1, R2, R3, R4, U1])
+    edges = _edges(
+        [
+            (R1, U1, "profile_user_id", 1.0),
+            (R2, U1, "profile_user_id", 1.0),
+            (R3, U1, "profile_user_id", 1.0),
+            (R3, R4, "splink", 0.95),
+        ]
+    )
+    kept, firings = apply_guardrails(nodes, edges, max_user_ids=1, max_records=2)
+    assert len(kept) == 3  # the splink edge is cut, the user_id edges cannot be
+    assert firings["guardrail"].tolist() == [GUARDRAIL_CLUSTER_SIZE]
+    assert firings["edges_cut"].tolist() == [1]
+    assert firings["resolved"].tolist() == [False]
+
+
+def test_no_firing_when_every_component_is_fine():
+    nodes = _nodes([R1, R2, U1])
+    edges = _edges([(R1, U1, "profile_user_id", 1.0), (R1, R2, "splink", 0.97)])
+    kept, firings = apply_guardrails(nodes, edges)
+    assert len(kept) == 2 and firings.empty
+
+
+def _assign(rows):
+    return pd.DataFrame(
+        rows, columns=["identifier_type", "identifier", "source_system", "person_id"]
+    ).assign(method="self", match_probability=1.0)
+
+
+def test_carry_over_keeps_ids_and_records_merge_and_split():
+    previous = _assign(
+        [
+            ("record_id", "r1", "crm", "p_old_a"),
+            ("record_id", "r2", "crm", "p_old_a"),
+            ("record_id", "r3", "crm", "p_old_b"),
+            ("record_id", "r4", "crm", "p_old_c"),
+            ("record_id", "r5", "crm", "p_old_c"),
+            ("record_id", "r6", "crm", "p_old_c"),
+        ]
+    )
+    current = _assign(
+        [
+            ("record_id", "r1", "crm", "p_new_1"),  # a and b merged
+            ("record_id", "r2", "crm", "p_new_1"),
+            ("record_id", "r3", "crm", "p_new_1"),
+            ("record_id", "r4", "crm", "p_new_2"),  # c split 2 + 1
+            ("record_id", "r5", "crm", "p_new_2"),
+            ("record_id", "r6", "crm", "p_new_3"),
+            ("record_id", "r7", "crm", "p_new_4"),  # a new person
+        ]
+    )
+    carried, changes = carry_over_person_ids(current, previous)
+    assert carried["person_id"].tolist() == [
+        "p_old_a",
+        "p_old_a",
+        "p_old_a",
+        "p_old_c",
+        "p_old_c",
+        "p_new_3",
+        "p_new_4",
+    ]
+    assert changes.to_dict("records") == [
+        {
+            "change_type": "merge",
+            "person_id": "p_old_a",
+            "previous_person_id": "p_old_b",
+            "identifiers": 1,
+        },
+        {
+            "change_type": "split",
+            "person_id": "p_new_3",
+            "previous_person_id": "p_old_c",
+            "identifiers": 1,
+        },
+    ]
+
+
+def test_carry_over_rederives_a_fresh_id_that_collides():
+    previous = _assign([("record_id", "r1", "crm", "p_x"), ("record_id", "r2", "crm", "p_x")])
+    current = _assign([("record_id", "r1", "crm", "p_y"), ("record_id", "r2", "crm", "p_x")])
+    carried, changes = carry_over_person_ids(current, previous)
+    assert carried["person_id"].iloc[0] == "p_x" or carried["person_id"].iloc[1] == "p_x"
+    assert carried["person_id"].nunique() == 2
+    assert changes["change_type"].tolist() == ["split"]
+
+
+def test_carry_over_without_previous_run_changes_nothing():
+    current = _assign([("record_id", "r1", "crm", "p_1")])
+    carried, changes = carry_over_person_ids(current, None)
+    assert carried.equals(current) and changes.empty
+
+
+def test_pairwise_scores():
+    predicted = pd.Series(["a", "a", "a", "b", "c"])
+    truth = pd.Series(["x", "x", "y", "y", None])
+    scores = pairwise_scores(predicted, truth)
+    # predicted pairs: 3 (aaa); true pairs: 2 (xx, yy); shared: 1 (the two x in a)
+    assert scores["predicted_pairs"] == 3 and scores["true_pairs"] == 2
+    assert scores["precision"] == pytest.approx(1 / 3)
+    assert scores["recall"] == pytest.approx(1 / 2)
+    assert scores["f1"] == pytest.approx(0.4)

@@ -1,0 +1,87 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from models_ml.propensity import (
+    PropensityModel,
+    calibration_table,
+    evaluate,
+    expected_calibration_error,
+    propensity_segments,
+    select_propensity_model,
+)
+
+
+def _period(n, seed):
+    """Buying depends on activity and past purchase rate, as in the sample generator."""
+    rng = np.random.default_rng(seed)
+    sessions = rng.poisson(4, n) + 1
+    rate = rng.beta(1, 3, n)
+    purchases = rng.binomial(sessions, rate)
+    features = pd.DataFrame(
+        {
+            "n_sessions": sessions.astype(float),
+            "frequency": purchases.astype(float),
+            "recency_days": rng.exponential(5, n),
+        },
+        index=pd.Index([f"p{seed}_{i}" for i in range(n)], name="person_id"),
+    )
+    chance = 1 - (1 - rate) ** sessions
+    return features, (rng.random(n) < chance).astype(int)
+
+
+def test_both_families_beat_chance_on_a_later_period_and_the_best_is_chosen():
+    train_X, train_y = _period(1200, 1)
+    test_X, test_y = _period(1200, 2)
+    model, evaluation, calibration = select_propensity_model(
+        train_X, train_y, test_X, test_y, random_state=0
+    )
+
+    assert evaluation["model"].tolist() == ["logistic_regression", "gradient_boosting"]
+    assert (evaluation["auc"] > 0.7).all()
+    assert evaluation["is_chosen"].sum() == 1
+    chosen = evaluation.loc[evaluation["is_chosen"]].iloc[0]
+    assert chosen["auc"] == evaluation["auc"].max()
+    assert model.family == chosen["model"]
+    assert chosen["ece"] < 0.06  # calibrated
+    assert calibration["n"].sum() == len(test_y)
+
+
+def test_calibration_helpers_exact():
+    y = [0, 0, 1, 1]
+    p = [0.05, 0.15, 0.95, 0.85]
+    table = calibration_table(y, p, n_bins=2)
+    assert table.to_dict("records") == [
+        {"bin": 0, "n": 2, "mean_predicted": pytest.approx(0.1), "observed_rate": 0.0},
+        {"bin": 1, "n": 2, "mean_predicted": pytest.approx(0.9), "observed_rate": 1.0},
+    ]
+    assert expected_calibration_error(y, p, n_bins=2) == pytest.approx(0.1)
+    assert evaluate(y, p)["auc"] == 1.0
+
+
+def test_single_class_predicts_the_base_rate():
+    X = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    model = PropensityModel().fit(X, [0, 0, 0])
+    assert model.predict_proba(X)[:, 1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_propensity_segments_rows():
+    X, y = _period(200, 3)
+    model = PropensityModel(family="gradient_boosting", random_state=0).fit(X, y)
+    segments = propensity_segments(model, X, "propensity_purchase_7d", "purchase within 7 days")
+
+    assert list(segments.columns) == [
+        "person_id",
+        "segment_type",
+        "segment_id",
+        "segment_name",
+        "score",
+    ]
+    assert segments["person_id"].tolist() == X.index.tolist()
+    assert (segments["segment_type"] == "propensity").all()
+    assert segments["score"].between(0, 1).all()
+
+
+def test_unknown_family_is_rejected():
+    with pytest.raises(ValueError, match="family"):
+        PropensityModel(family="svm").fit(pd.DataFrame({"x": [0.0, 1.0] * 5}), [0, 1] * 5)

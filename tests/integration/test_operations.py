@@ -38,6 +38,15 @@ RUN_TIMEOUT = 600
 # run. Fix: `order by person_id` in FEATURES_SQL/AFFINITY_SQL of dagster_project/assets/
 # segments.py. Until then these tables are compared in their own, non-strict xfail test.
 ROW_ORDER_SENSITIVE = {"user_segments", "segment_quality"}
+# Per-run history (one row set appended per run) and evaluation tables that carry timings:
+# they legitimately grow or change with every run, so they are not compared across runs.
+PER_RUN_TABLES = {
+    "data_audit",
+    "identity_evaluation",
+    "identity_changes",
+    "segment_drift",
+    "recommendation_evaluation",
+}
 
 READER = """
 import json, sys, time
@@ -110,7 +119,9 @@ def table_counts(path: Path) -> dict[str, int]:
     con = duckdb.connect(str(path), read_only=True)
     try:
         return {
-            t: con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in PUBLISHED_TABLES
+            t: con.execute(f"select count(*) from {t}").fetchall()[0][0]
+            for t in PUBLISHED_TABLES
+            if t not in PER_RUN_TABLES
         }
     finally:
         con.close()
@@ -133,7 +144,7 @@ def table_differences(left: Path, right: Path) -> dict[str, str]:
             tables[db] = dict(rows)
         if set(tables["l"]) != set(tables["r"]):
             differences["<tables>"] = f"{sorted(tables['l'])} != {sorted(tables['r'])}"
-        for table in sorted(set(tables["l"]) & set(tables["r"])):
+        for table in sorted(set(tables["l"]) & set(tables["r"]) - PER_RUN_TABLES):
             if tables["l"][table] != tables["r"][table]:
                 differences[table] = f"columns {tables['l'][table]} != {tables['r'][table]}"
                 continue
@@ -286,8 +297,7 @@ def test_source_freshness_is_configured_and_fresh(operations: dict) -> None:
     assert result.returncode == 0, result.stdout[-3000:]
     sources = json.loads((data_dir / "dbt_target" / "sources.json").read_text())["results"]
     raw = {r["unique_id"].split(".", 2)[2]: r["status"] for r in sources}
-    expected = {
-        f"{s}.{s}" for s in ("catalog", "consent", "context", "erasure", "events", "profiles")
-    }
+    # erasure has none: its requests are purged once registered, so it is empty by design.
+    expected = {f"{s}.{s}" for s in ("catalog", "consent", "context", "events", "profiles")}
     assert expected <= set(raw), raw
     assert {raw[s] for s in expected} == {"pass"}, raw

@@ -21,7 +21,7 @@ fi
 if [ ! -d node_modules/playwright-core ]; then
     if command -v npm >/dev/null 2>&1; then
         echo "setup_browser: installing playwright-core into tests/ui/node_modules"
-        npm install --no-save --no-audit --no-fund --silent playwright-core \
+        npm install --no-save --no-audit --no-fund --silent playwright-core@1.65.1 \
             || echo "setup_browser: could not install playwright-core"
     else
         echo "setup_browser: no npm; the browser test will skip"

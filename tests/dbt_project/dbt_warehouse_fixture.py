@@ -20,6 +20,9 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from dagster_project.ingest.loader import raw_table_ddl
+from dagster_project.ingest.sources import SOURCES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 CONFIG_DIR = REPO_ROOT / "dagster_project" / "config"
@@ -30,85 +33,6 @@ if not DBT_EXECUTABLE.exists():
 
 PII_TEST_KEY = b"dbt-project-test-key"
 
-# Contract columns (all varchar) and the typed UTC `_x` columns ingest adds, per raw table.
-RAW_CONTRACT_COLUMNS: dict[str, list[str]] = {
-    "events": [
-        "event_id",
-        "event_type",
-        "timestamp",
-        "timezone",
-        "user_id",
-        "anonymous_id",
-        "session_id",
-        "item_id",
-        "value",
-        "quantity",
-        "page_url",
-        "referrer",
-        "properties",
-    ],
-    "profiles": [
-        "record_id",
-        "source_system",
-        "user_id",
-        "email_token",
-        "phone_token",
-        "first_name_token",
-        "last_name_token",
-        "address_token",
-        "birth_date",
-        "age",
-        "gender",
-        "city",
-        "postcode",
-        "region",
-        "country",
-        "signup_at",
-        "updated_at",
-    ],
-    "context": [
-        "event_id",
-        "session_id",
-        "device_type",
-        "os",
-        "browser",
-        "user_agent",
-        "ip_token",
-        "geo_country",
-        "geo_city",
-        "latitude",
-        "longitude",
-        "timezone",
-    ],
-    "catalog": [
-        "item_id",
-        "title",
-        "category",
-        "subcategory",
-        "brand",
-        "price",
-        "tags",
-        "in_stock",
-        "is_curated",
-    ],
-    "consent": ["user_id", "email_token", "purpose", "granted", "recorded_at", "source"],
-    "erasure": ["user_id", "email_token", "requested_at"],
-}
-RAW_TYPED_COLUMNS: dict[str, list[str]] = {
-    "events": ["_occurred_at"],
-    "profiles": ["_signup_at", "_updated_at"],
-    "context": [],
-    "catalog": [],
-    "consent": ["_recorded_at"],
-    "erasure": ["_requested_at"],
-}
-METADATA_COLUMNS = {
-    "extra": "varchar",
-    "_file": "varchar",
-    "_line": "bigint",
-    "_file_sha256": "varchar",
-    "_loaded_at": "timestamp",
-}
 LOADED_AT = datetime(2024, 3, 2)
 
 
@@ -119,12 +43,11 @@ def token(value: str) -> str:
 
 def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Every raw table exists, empty, with all its columns (as ingest guarantees)."""
+    # The very DDL ingest uses, so the fixture cannot drift from the contract.
     con.execute("create schema if not exists raw")
-    for table, contract in RAW_CONTRACT_COLUMNS.items():
-        columns = [f'"{name}" varchar' for name in contract]
-        columns += [f"{name} timestamp" for name in RAW_TYPED_COLUMNS[table]]
-        columns += [f"{name} {kind}" for name, kind in METADATA_COLUMNS.items()]
-        con.execute(f"create or replace table raw.{table} ({', '.join(columns)})")
+    for spec in SOURCES.values():
+        con.execute(f"drop table if exists raw.{spec.name}")
+        con.execute(raw_table_ddl(spec))
 
 
 def insert_raw(

@@ -45,6 +45,7 @@ PER_RUN_TABLES = {
     "identity_evaluation",
     "identity_changes",
     "segment_drift",
+    "segment_quality",
     "recommendation_evaluation",
 }
 

@@ -21,18 +21,25 @@ from dagster_project.warehouse_io import read_frame, write_frame
 from models_ml.recommenders.serving import recommend_for_people
 from models_ml.rules import RecommendationRules
 
+# Every read is ordered: ties in scores are broken by input order, which DuckDB does not keep
+# between builds, and the same input must publish the same recommendations.
 INTERACTIONS_SQL = """
     select person_id, item_id, weight, occurred_at
     from intermediate.int_interactions_weighted
     where item_id is not null
+    order by person_id, item_id, occurred_at, weight
 """
-ITEMS_SQL = "select item_id, title, category, tags from marts.items"
-PEOPLE_SQL = "select person_id from marts.user_profiles where has_personalization_consent"
+ITEMS_SQL = "select item_id, title, category, tags from marts.items order by item_id"
+PEOPLE_SQL = (
+    "select person_id from marts.user_profiles where has_personalization_consent "
+    "order by person_id"
+)
 PURCHASED_SQL = """
     select distinct person_id, item_id from marts.events
     where event_type = 'purchase' and person_id is not null and item_id is not null
+    order by person_id, item_id
 """
-OUT_OF_STOCK_SQL = "select item_id from marts.items where is_in_stock = false"
+OUT_OF_STOCK_SQL = "select item_id from marts.items where is_in_stock = false order by item_id"
 CURATED_SQL = """
     select i.item_id from marts.items as i
     left join (select item_id, count(*) as n from marts.events group by item_id) as e

@@ -33,11 +33,8 @@ DBT = Path(sys.executable).with_name("dbt")
 # Columns that say when a run happened, not what it computed.
 RUN_COLUMNS = {"run_at", "published_at", "loaded_at", "quarantined_at", "_loaded_at", "run_id"}
 RUN_TIMEOUT = 600
-# Found by these tests: k-means reads `marts.user_features` without `order by`, and its
-# k-means++ start depends on row order, which DuckDB's parallel CTAS does not keep from run to
-# run. Fix: `order by person_id` in FEATURES_SQL/AFFINITY_SQL of dagster_project/assets/
-# segments.py. Until then these tables are compared in their own, non-strict xfail test.
-ROW_ORDER_SENSITIVE = {"user_segments", "segment_quality"}
+# Found by these tests and fixed: k-means and top-k ties depend on input row order, which
+# DuckDB's parallel CTAS does not keep from run to run; the ML assets read ordered inputs.
 # Per-run history (one row set appended per run) and evaluation tables that carry timings:
 # they legitimately grow or change with every run, so they are not compared across runs.
 PER_RUN_TABLES = {
@@ -228,7 +225,7 @@ def test_readers_never_fail_nor_see_a_half_written_snapshot(operations: dict) ->
 
 
 def stable(differences: dict[str, str]) -> dict[str, str]:
-    return {t: why for t, why in differences.items() if t not in ROW_ORDER_SENSITIVE}
+    return differences
 
 
 def test_two_runs_over_the_same_input_publish_identical_tables(operations: dict) -> None:
@@ -245,16 +242,6 @@ def test_the_run_after_a_kill_publishes_what_a_clean_run_does(operations: dict) 
     assert stable(table_differences(operations["clean"], operations["recovered"])) == {}
     published = published_path(operations["data_dir"]).parent
     assert [p.name for p in published.iterdir()] == ["personalization.duckdb"]
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="segments depend on the row order of marts.user_features (see ROW_ORDER_SENSITIVE)",
-)
-def test_segments_are_identical_across_runs(operations: dict) -> None:
-    for other in ("second", "recovered"):
-        differences = table_differences(operations["clean"], operations[other])
-        assert {t: differences[t] for t in ROW_ORDER_SENSITIVE if t in differences} == {}
 
 
 def run_dbt(data_dir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -224,12 +224,8 @@ def test_readers_never_fail_nor_see_a_half_written_snapshot(operations: dict) ->
     assert len(reader["run_ids"]) == 2, reader  # it saw the old snapshot, then the new one
 
 
-def stable(differences: dict[str, str]) -> dict[str, str]:
-    return differences
-
-
 def test_two_runs_over_the_same_input_publish_identical_tables(operations: dict) -> None:
-    assert stable(table_differences(operations["clean"], operations["second"])) == {}
+    assert table_differences(operations["clean"], operations["second"]) == {}
 
 
 def test_sigkill_mid_run_leaves_the_previous_snapshot(operations: dict) -> None:
@@ -239,7 +235,7 @@ def test_sigkill_mid_run_leaves_the_previous_snapshot(operations: dict) -> None:
 
 
 def test_the_run_after_a_kill_publishes_what_a_clean_run_does(operations: dict) -> None:
-    assert stable(table_differences(operations["clean"], operations["recovered"])) == {}
+    assert table_differences(operations["clean"], operations["recovered"]) == {}
     published = published_path(operations["data_dir"]).parent
     assert [p.name for p in published.iterdir()] == ["personalization.duckdb"]
 

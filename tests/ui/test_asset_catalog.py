@@ -52,7 +52,9 @@ def test_raw_sources_have_freshness_on_their_load_time() -> None:
     manifest = json.loads(dbt_project.manifest_path.read_text())
     raw = {s["name"]: s for s in manifest["sources"].values() if s["schema"] == "raw"}
     assert set(SOURCES) <= set(raw)
-    for name in SOURCES:
+    # erasure requests are purged once registered (kept as tokens), so that table is empty
+    # between deliveries by design and carries no freshness rule.
+    for name in set(SOURCES) - {"erasure"}:
         source = raw[name]
         assert source["loaded_at_field"] == "_loaded_at", name
         assert source["freshness"]["warn_after"]["count"], name

@@ -36,6 +36,8 @@ class Tunables:
     rating_weight: float
     pipeline: dict[str, Any]
     segments: dict[str, Any] = field(default_factory=dict)  # segments.yaml
+    # identity.yaml `survivorship`, resolved: every master-record field -> (rule, sources)
+    survivorship: dict[str, SurvivorshipRule] = field(default_factory=dict)
 
     @property
     def canonical_event_types(self) -> list[str]:
@@ -84,6 +86,12 @@ class Tunables:
         return pd.DataFrame(rows, columns=columns).astype(
             {"segment_id": str, "segment_name": str, "description": str, "score_metric": object}
         )
+
+    @property
+    def survivorship_rules(self) -> pd.DataFrame:
+        """`config.survivorship_rules`: one row per field, or per field and source for
+        `source_priority` (`priority` 1 = most trusted)."""
+        return survivorship_rules_frame(self.survivorship or resolve_survivorship(None))
 
     def segment_settings(self, section: str) -> dict[str, Any]:
         """A section of segments.yaml (`clustering`, `propensity`, `drift`)."""
@@ -152,6 +160,9 @@ def load_tunables(config_dir: Path = CONFIG_DIR) -> Tunables:
         if section not in pipeline:
             raise TunablesError(f"pipeline.yaml: missing section `{section}`")
     segments = _check_segments(_read_yaml(config_dir / "segments.yaml"))
+    survivorship = resolve_survivorship(
+        _read_yaml(config_dir / "identity.yaml").get("survivorship")
+    )
     return Tunables(
         event_types=event_types,
         categorical=fields,
@@ -159,6 +170,7 @@ def load_tunables(config_dir: Path = CONFIG_DIR) -> Tunables:
         rating_weight=float(weights.get("rating_weight", 1.0)),
         pipeline=pipeline,
         segments=segments,
+        survivorship=survivorship,
     )
 
 
@@ -225,6 +237,7 @@ def config_frames(tunables: Tunables, as_of: datetime | None) -> dict[str, pd.Da
             {"value": sorted({v.strip().lower() for v in tunables.identity_junk_values})}
         ),
         "segment_trigger_rules": tunables.trigger_rules,
+        "survivorship_rules": tunables.survivorship_rules,
     }
 
 
@@ -275,4 +288,121 @@ def load_identity_tunables(config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
         value = data["guardrails"].get(name)
         if not isinstance(value, int) or value < 1:
             raise TunablesError(f"identity.yaml: guardrails.{name} must be a positive integer")
+    resolve_survivorship(data.get("survivorship"))
     return data
+
+
+# --- survivorship of the master record (identity.yaml `survivorship`) ---------------------------
+
+# The user_profiles columns chosen among a person's profile records (`age`: the reported age,
+# used when the birth date gives none). dbt_project/models/marts/user_profiles.sql unpivots
+# exactly these; signup_at (earliest) and updated_at (latest) are aggregates, not chosen.
+SURVIVORSHIP_FIELDS = (
+    "user_id",
+    "email_token",
+    "phone_token",
+    "first_name_token",
+    "last_name_token",
+    "address_token",
+    "birth_date",
+    "age",
+    "gender",
+    "city",
+    "postcode",
+    "region",
+    "country",
+)
+SURVIVORSHIP_RULES = ("most_recent", "most_frequent", "source_priority")
+DEFAULT_SURVIVORSHIP_RULE = "most_recent"
+
+
+@dataclass(frozen=True)
+class SurvivorshipRule:
+    rule: str
+    sources: tuple[str, ...] = ()  # source systems, most trusted first (source_priority only)
+
+
+def _check_survivorship_rule(where: str, spec: Any) -> SurvivorshipRule:
+    """A rule is its name, or a mapping `{rule: ..., sources: [...]}`."""
+    if isinstance(spec, str):
+        spec = {"rule": spec}
+    if not isinstance(spec, dict):
+        raise TunablesError(f"{where}: expected a rule name or a mapping {{rule, sources}}")
+    unknown_keys = sorted(set(spec) - {"rule", "sources"})
+    if unknown_keys:
+        raise TunablesError(f"{where}: unknown keys {unknown_keys} (expected `rule`, `sources`)")
+    rule = spec.get("rule")
+    if rule not in SURVIVORSHIP_RULES:
+        raise TunablesError(f"{where}: unknown rule {rule!r}; expected one of {SURVIVORSHIP_RULES}")
+    sources = spec.get("sources")
+    if rule != "source_priority":
+        if sources is not None:
+            raise TunablesError(f"{where}: `sources` applies only to rule `source_priority`")
+        return SurvivorshipRule(rule)
+    if (
+        not isinstance(sources, list)
+        or not sources
+        or not all(isinstance(s, str) and s.strip() for s in sources)
+    ):
+        raise TunablesError(
+            f"{where}: rule `source_priority` needs `sources`, a non-empty list of source "
+            "systems, most trusted first"
+        )
+    normalized = [s.strip().lower() for s in sources]
+    if len(set(normalized)) != len(normalized):
+        raise TunablesError(f"{where}: a source system is listed twice in {sources}")
+    return SurvivorshipRule(rule, tuple(normalized))
+
+
+def resolve_survivorship(section: Any) -> dict[str, SurvivorshipRule]:
+    """Validate identity.yaml's `survivorship` section; return the rule of every field.
+
+    `{default: <rule>, fields: {<field>: <rule>}}`; a missing section, default or field means
+    `most_recent`.
+    """
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise TunablesError("identity.yaml: `survivorship` must be a mapping {default, fields}")
+    unknown_keys = sorted(set(section) - {"default", "fields"})
+    if unknown_keys:
+        raise TunablesError(
+            f"identity.yaml: survivorship has unknown keys {unknown_keys} "
+            "(expected `default`, `fields`)"
+        )
+    default = _check_survivorship_rule(
+        "identity.yaml: survivorship.default",
+        section.get("default") or DEFAULT_SURVIVORSHIP_RULE,
+    )
+    fields = section.get("fields") or {}
+    if not isinstance(fields, dict):
+        raise TunablesError("identity.yaml: survivorship.fields must map field -> rule")
+    unknown_fields = sorted(set(fields) - set(SURVIVORSHIP_FIELDS))
+    if unknown_fields:
+        raise TunablesError(
+            f"identity.yaml: survivorship.fields: unknown fields {unknown_fields}; "
+            f"expected some of {list(SURVIVORSHIP_FIELDS)}"
+        )
+    return {
+        name: (
+            _check_survivorship_rule(f"identity.yaml: survivorship.fields.{name}", fields[name])
+            if name in fields
+            else default
+        )
+        for name in SURVIVORSHIP_FIELDS
+    }
+
+
+def survivorship_rules_frame(rules: dict[str, SurvivorshipRule]) -> pd.DataFrame:
+    """The `config.survivorship_rules` rows of resolved rules."""
+    rows = [
+        (name, spec.rule, source, priority)
+        for name, spec in rules.items()
+        for priority, source in (
+            enumerate(spec.sources, start=1) if spec.sources else [(None, None)]
+        )
+    ]
+    frame = pd.DataFrame(rows, columns=["field", "rule", "source_system", "priority"])
+    return frame.astype(
+        {"field": "string", "rule": "string", "source_system": "string", "priority": "Int64"}
+    )

@@ -127,15 +127,20 @@ def load_config(con: duckdb.DuckDBPyConnection, config_dir: Path = CONFIG_DIR) -
         "insert into config.identity_junk_values values (?)",
         [(value,) for value in junk] + [(token(value),) for value in junk if value],
     )
-    # Trigger segment rules (segments.yaml), in the shape the pipeline writes them.
+    # Trigger segment rules (segments.yaml) and survivorship rules (identity.yaml), in the
+    # shape the pipeline writes them.
     from dagster_project.tunables import load_tunables
 
-    con.register("_segment_trigger_rules", load_tunables(config_dir).trigger_rules)
-    con.execute(
-        "create or replace table config.segment_trigger_rules as "
-        "select * from _segment_trigger_rules"
-    )
-    con.unregister("_segment_trigger_rules")
+    tunables = load_tunables(config_dir)
+    write_config_frame(con, "segment_trigger_rules", tunables.trigger_rules)
+    write_config_frame(con, "survivorship_rules", tunables.survivorship_rules)
+
+
+def write_config_frame(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
+    """Replace `config.<table>` with the rows of a DataFrame."""
+    con.register("_config_frame", frame)
+    con.execute(f"create or replace table config.{table} as select * from _config_frame")
+    con.unregister("_config_frame")
 
 
 def create_empty_ml_tables(con: duckdb.DuckDBPyConnection) -> None:

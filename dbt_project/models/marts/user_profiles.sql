@@ -1,3 +1,25 @@
+{#-
+    The fields chosen among a person's profile records by the configured survivorship rules
+    (config.survivorship_rules, from identity.yaml `survivorship`), with their types. Values
+    are compared as text and cast back. `age` is the reported age. The same list is
+    SURVIVORSHIP_FIELDS in dagster_project/tunables.py, which validates the YAML.
+-#}
+{%- set survivorship_fields = {
+    'user_id': 'varchar',
+    'email_token': 'varchar',
+    'phone_token': 'varchar',
+    'first_name_token': 'varchar',
+    'last_name_token': 'varchar',
+    'address_token': 'varchar',
+    'birth_date': 'date',
+    'age': 'integer',
+    'gender': 'varchar',
+    'city': 'varchar',
+    'postcode': 'varchar',
+    'region': 'varchar',
+    'country': 'varchar',
+} -%}
+
 with
 
 identity_map as (
@@ -22,6 +44,10 @@ run_settings as (
 
 junk_values as (
     select * from {{ ref('stg_config__identity_junk_values') }}
+),
+
+survivorship_rules as (
+    select * from {{ ref('stg_config__survivorship_rules') }}
 ),
 
 people as (
@@ -81,34 +107,124 @@ ranked_records as (
     from person_records
 ),
 
-survived as (
-    -- survivorship: per field, the value of the most recently updated record that has one
+record_summaries as (
     select
         person_id,
         count(*) as n_source_records,
         count(distinct source_system) as n_source_systems,
-        arg_min(user_id, recency_rank) filter (where user_id is not null) as user_id,
-        arg_min(email_token, recency_rank) filter (where email_token is not null)
-            as email_token,
-        arg_min(phone_token, recency_rank) filter (where phone_token is not null)
-            as phone_token,
-        arg_min(first_name_token, recency_rank) filter (where first_name_token is not null)
-            as first_name_token,
-        arg_min(last_name_token, recency_rank) filter (where last_name_token is not null)
-            as last_name_token,
-        arg_min(address_token, recency_rank) filter (where address_token is not null)
-            as address_token,
-        arg_min(birth_date, recency_rank) filter (where birth_date is not null) as birth_date,
-        arg_min(age, recency_rank) filter (where age is not null) as reported_age,
-        arg_min(gender, recency_rank) filter (where gender is not null) as gender,
-        arg_min(city, recency_rank) filter (where city is not null) as city,
-        arg_min(postcode, recency_rank) filter (where postcode is not null) as postcode,
-        arg_min(region, recency_rank) filter (where region is not null) as region,
-        arg_min(country, recency_rank) filter (where country is not null) as country,
         min(signup_at) as signup_at,
         max(updated_at) as updated_at
-    from ranked_records
+    from person_records
     group by person_id
+),
+
+record_values as (
+    -- unpivoted: one row per record and field that has a value
+    {%- for field_name in survivorship_fields %}
+    select
+        person_id,
+        '{{ field_name }}' as field,
+        cast({{ field_name }} as varchar) as value,
+        lower(source_system) as source_system,
+        recency_rank
+    from ranked_records
+    where {{ field_name }} is not null
+    {%- if not loop.last %}
+
+    union all
+    {%- endif %}
+    {%- endfor %}
+),
+
+field_rules as (
+    -- a field without a rule row is `most_recent`
+    select
+        field,
+        min(rule) as rule
+    from survivorship_rules
+    group by field
+),
+
+source_priorities as (
+    select
+        field,
+        source_system,
+        priority
+    from survivorship_rules
+    where rule = 'source_priority'
+),
+
+candidate_values as (
+    select
+        record_values.person_id,
+        record_values.field,
+        record_values.value,
+        record_values.recency_rank,
+        coalesce(field_rules.rule, 'most_recent') as rule,
+        source_priorities.priority as source_priority,
+        count(*) over (
+            partition by record_values.person_id, record_values.field, record_values.value
+        ) as value_frequency
+    from record_values
+    left join field_rules
+        on record_values.field = field_rules.field
+    left join source_priorities
+        on record_values.field = source_priorities.field
+        and record_values.source_system = source_priorities.source_system
+),
+
+ranked_values as (
+    select
+        candidate_values.*,
+        row_number() over (
+            partition by candidate_values.person_id, candidate_values.field
+            order by
+                -- source_priority: the listed sources in order, then the unlisted ones
+                case
+                    when candidate_values.rule = 'source_priority'
+                        then coalesce(candidate_values.source_priority, 2147483647)
+                    else 0
+                end,
+                -- most_frequent: the value most records carry
+                case
+                    when candidate_values.rule = 'most_frequent'
+                        then candidate_values.value_frequency
+                    else 0
+                end desc,
+                -- every rule, and its ties: the most recently updated record
+                candidate_values.recency_rank
+        ) as survivorship_rank
+    from candidate_values
+),
+
+survived_values as (
+    -- pivoted back: one row per person, the winning value of each field
+    select
+        person_id,
+        {%- for field_name, field_type in survivorship_fields.items() %}
+        cast(max(case when field = '{{ field_name }}' then value end) as {{ field_type }})
+            as {{ field_name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from ranked_values
+    where survivorship_rank = 1
+    group by person_id
+),
+
+survived as (
+    -- survivorship: per field, the value the configured rule picks
+    select
+        record_summaries.person_id,
+        record_summaries.n_source_records,
+        record_summaries.n_source_systems,
+        {%- for field_name in survivorship_fields if field_name != 'age' %}
+        survived_values.{{ field_name }},
+        {%- endfor %}
+        survived_values.age as reported_age,
+        record_summaries.signup_at,
+        record_summaries.updated_at
+    from record_summaries
+    left join survived_values
+        on record_summaries.person_id = survived_values.person_id
 ),
 
 aged as (

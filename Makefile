@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test ui lint manifest sample clean bench
+.PHONY: setup run full-refresh test ui lint manifest sample clean bench
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -27,6 +27,10 @@ manifest: setup  ## dbt manifest for the Dagster code location (dbt parse)
 run: setup  ## the whole pipeline; sample data first if $(PZ_DATA_DIR)/raw is empty
 	@mkdir -p $(DAGSTER_HOME)
 	$(PY) -m dagster_project.cli run
+
+full-refresh: setup  ## the whole pipeline, rebuilding the incremental event models from scratch
+	@mkdir -p $(DAGSTER_HOME)
+	$(PY) -m dagster_project.cli run --full-refresh
 
 test: setup
 	@mkdir -p $(DAGSTER_HOME)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -57,7 +57,7 @@ def peak_rss_mb() -> float:
 
 def run_job(data_dir: Path) -> dict:
     """Run every asset in process on `data_dir`; return seconds per stage and in total."""
-    from dagster import DagsterInstance, DagsterEventType
+    from dagster import DagsterEventType, DagsterInstance
 
     os.environ["PZ_DATA_DIR"] = str(data_dir)
     from dagster_project.definitions import defs
@@ -92,9 +92,7 @@ def duckdb_floor(raw_dir: Path) -> float:
     `create table as select * from read_...` per file, lenient so the deliberately bad rows in
     the sample data do not stop it (no validation, no quarantine, no tokenization)."""
     con = duckdb.connect()
-    files = sorted(
-        p for p in raw_dir.rglob("*") if p.is_file() and not p.name.startswith(".")
-    )
+    files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
     started = time.perf_counter()
     for index, path in enumerate(files):
         name = path.name.lower()
@@ -106,9 +104,7 @@ def duckdb_floor(raw_dir: Path) -> float:
                 "strict_mode = false, null_padding = true)"
             )
         else:
-            reader = (
-                f"read_json('{path}', format = 'newline_delimited', ignore_errors = true)"
-            )
+            reader = f"read_json('{path}', format = 'newline_delimited', ignore_errors = true)"
         con.execute(f"create table t{index} as select * from {reader}")
     return time.perf_counter() - started
 
@@ -122,32 +118,9 @@ def count_events(data_dir: Path) -> int:
         con.close()
 
 
-def add_one_day(data_dir: Path, users: int, items: int, end: date) -> int:
-    """Land one more day of events and context (new file names) on top of a tier."""
-    from dagster_project.sample_data import generate
-
-    extra = data_dir.parent / f"{data_dir.name}_next_day"
-    shutil.rmtree(extra, ignore_errors=True)
-    generate(
-        extra,
-        users=users,
-        items=items,
-        days=1,
-        seed=4242,
-        end_date=(end + timedelta(days=1)).isoformat(),
-    )
-    landed = 0
-    for source in ("events", "context"):
-        for path in (extra / "raw" / source).iterdir():
-            target = data_dir / "raw" / source / f"next_day_{path.name}"
-            shutil.copy(path, target)
-            landed += 1
-    shutil.rmtree(extra, ignore_errors=True)
-    return landed
-
-
 def bench_tier(name: str, work: Path) -> dict:
     from dagster_project.sample_data import generate
+    from dagster_project.sample_data.next_day import land_next_day
 
     users, items, days = TIERS[name]
     end = date(2026, 10, 31)
@@ -161,7 +134,7 @@ def bench_tier(name: str, work: Path) -> dict:
     print(f"[{name}] full run ...", flush=True)
     full = run_job(data_dir)
     events = count_events(data_dir)
-    add_one_day(data_dir, users, items, end)
+    land_next_day(data_dir, users, items, end)
     print(f"[{name}] incremental run with one new day ...", flush=True)
     incremental = run_job(data_dir)
     result = {

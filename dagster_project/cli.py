@@ -2,7 +2,9 @@
 
 `run` generates sample data when the landing folder is empty, prepares the dbt manifest,
 materializes every asset with the in-process executor (recorded in `$DAGSTER_HOME`, so the
-run shows up in `make ui`), and prints a summary of the published snapshot.
+run shows up in `make ui`), and prints a summary of the published snapshot. `run
+--full-refresh` (`make full-refresh`) rebuilds the incremental event models from every raw row
+instead of the files loaded since the last build (see dagster_project/incremental.py).
 """
 
 from __future__ import annotations
@@ -67,17 +69,19 @@ def ensure_landing_data(settings: Settings) -> None:
         )
 
 
-def materialize_all() -> bool:
+def materialize_all(full_refresh: bool = False) -> bool:
     from dagster import DagsterInstance
 
     from dagster_project.definitions import defs
+    from dagster_project.incremental import FULL_REFRESH_TAG
 
     job = defs.resolve_job_def("nightly_refresh")
     home = os.environ.get("DAGSTER_HOME")
     if home:
         Path(home).mkdir(parents=True, exist_ok=True)
     instance = DagsterInstance.get() if home else DagsterInstance.ephemeral()
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    tags = {FULL_REFRESH_TAG: "true"} if full_refresh else None
+    result = job.execute_in_process(instance=instance, raise_on_error=False, tags=tags)
     return result.success
 
 
@@ -108,6 +112,11 @@ def summary(settings: Settings) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dagster_project.cli", description=__doc__)
     parser.add_argument("command", choices=["run", "prepare", "summary"])
+    parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the incremental event models from all raw rows (run only)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     if args.command == "prepare":
@@ -120,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_dbt_manifest()
     started = time.monotonic()
     print(f"materializing every asset (data: {settings.data_dir}) ...")
-    if not materialize_all():
+    if not materialize_all(full_refresh=args.full_refresh):
         print(
             "the run failed: see the log above, or `make ui` for the run's details", file=sys.stderr
         )

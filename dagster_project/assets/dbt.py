@@ -7,6 +7,8 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from dagster_project import incremental
+from dagster_project.incremental import FULL_REFRESH_TAG
 from dagster_project.project import dbt_project
 from dagster_project.resources import WarehouseResource
 
@@ -53,9 +55,17 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
         return DEFAULT_OWNERS
 
 
-def dbt_build_args() -> list[str]:
+def dbt_build_args(full_refresh: bool = False) -> list[str]:
     """The dbt command every materialization runs; Dagster adds the selection of the subset."""
-    return ["build"]
+    return ["build", "--full-refresh"] if full_refresh else ["build"]
+
+
+def _full_refresh_requested(context: AssetExecutionContext) -> bool:
+    tag = context.run.tags.get(FULL_REFRESH_TAG, "") if context.run else ""
+    return tag.lower() in {"1", "true", "yes"} or os.environ.get("PZ_FULL_REFRESH") == "1"
+
+
+INCREMENTAL_PHASE = "pre_identity"  # holds the incremental event chain
 
 
 def _build_dbt_phase(selector: str, description: str):
@@ -75,7 +85,17 @@ def _build_dbt_phase(selector: str, description: str):
     def _phase(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         # dbt-duckdb reads the warehouse path from the environment (dbt_project/profiles.yml).
         os.environ["PZ_WAREHOUSE_PATH"] = str(warehouse.settings().warehouse_path)
-        yield from dbt.cli(dbt_build_args(), context=context).stream()
+        if selector != INCREMENTAL_PHASE:
+            yield from dbt.cli(dbt_build_args(), context=context).stream()
+            return
+        # The event chain is incremental; the warehouse says whether that is still exact.
+        with warehouse.connect() as con:
+            decision = incremental.decide(con, requested=_full_refresh_requested(context))
+        mode = "full refresh" if decision.full_refresh else "incremental"
+        context.log.info(f"event models: {mode} ({decision.reason})")
+        yield from dbt.cli(dbt_build_args(decision.full_refresh), context=context).stream()
+        with warehouse.connect() as con:
+            incremental.record_baseline(con)
 
     _phase.__doc__ = description
     return _phase

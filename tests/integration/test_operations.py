@@ -86,10 +86,10 @@ def cli_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def start_run(data_dir: Path, log: Path) -> subprocess.Popen:
+def start_run(data_dir: Path, log: Path, *extra: str) -> subprocess.Popen:
     """The CLI run in its own process group (so a kill reaches dbt, its child, too)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "dagster_project.cli", "run"],
+        [sys.executable, "-m", "dagster_project.cli", "run", *extra],
         cwd=REPO_ROOT,
         env=cli_env(data_dir),
         stdout=log.open("w"),

@@ -1,13 +1,68 @@
-{{ config(materialized='table') }}
+{#
+    Incremental: a run re-enriches the events the sessionized model (re)wrote since the last
+    build and the events and sessions that received a new context row; the rest is kept.
+#}
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
 
 with
 
-events as (
+all_events as (
     select * from {{ ref('int_events_sessionized') }}
 ),
 
-contexts as (
+all_contexts as (
     select * from {{ ref('stg_context__contexts') }}
+),
+
+{% if is_incremental() %}
+new_contexts as (
+    select event_id, session_id
+    from all_contexts
+    where _loaded_at > (
+        select coalesce(max(_contexts_watermark), timestamp '-infinity') from {{ this }}
+    )
+),
+
+previous as (
+    select event_id, session_id, actor_key, _last_loaded_at from {{ this }}
+),
+
+events as (
+    select all_events.*
+    from all_events
+    left join previous
+        on all_events.event_id = previous.event_id
+        and all_events.session_id = previous.session_id
+        and all_events.actor_key = previous.actor_key
+        and all_events._last_loaded_at = previous._last_loaded_at
+    where previous.event_id is null
+        or all_events.event_id in (select event_id from new_contexts)
+        or all_events.session_id in (select session_id from new_contexts)
+),
+
+contexts as (
+    select all_contexts.*
+    from all_contexts
+    where all_contexts.event_id in (select event_id from events)
+        or all_contexts.session_id in (select session_id from events)
+),
+{% else %}
+events as (
+    select * from all_events
+),
+
+contexts as (
+    select * from all_contexts
+),
+{% endif %}
+
+contexts_watermark as (
+    select max(_loaded_at) as _contexts_watermark from all_contexts
 ),
 
 ranked_contexts as (
@@ -80,8 +135,10 @@ with_daypart as (
     select
         with_local_time.*,
         extract(hour from with_local_time.local_occurred_at) as local_hour,
-        {{ daypart('extract(hour from with_local_time.local_occurred_at)') }} as daypart
+        {{ daypart('extract(hour from with_local_time.local_occurred_at)') }} as daypart,
+        contexts_watermark._contexts_watermark
     from with_local_time
+    cross join contexts_watermark
 )
 
 select * from with_daypart

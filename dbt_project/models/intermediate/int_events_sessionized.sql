@@ -1,3 +1,16 @@
+{#
+    Incremental by actor: a run re-sessionizes the whole history of every actor (user, or
+    device) that has a new or re-delivered event, or whose events changed actor because a
+    new login tied a device to a user (or to a second user). Late events of any age land in
+    the right session, and the rows equal a full rebuild's; untouched actors are not read.
+#}
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
+
 with
 
 events as (
@@ -27,7 +40,7 @@ device_logins as (
     having count(distinct events.user_id) = 1
 ),
 
-keyed as (
+keyed_all as (
     select
         events.*,
         -- whose inactivity splits derived sessions: the user, else the user the device logged
@@ -46,6 +59,49 @@ keyed as (
         on lower(events.user_id) = junk_values.junk_value
     left join device_logins
         on events.anonymous_id = device_logins.anonymous_id
+),
+
+{% if is_incremental() %}
+previous as (
+    select event_id, actor_key from {{ this }}
+),
+
+changed as (
+    -- new events, re-delivered ones (first delivery unchanged, count changed), and events
+    -- whose actor changed; both the old and the new actor are re-sessionized
+    select
+        keyed_all.actor_key as new_actor_key,
+        previous.actor_key as old_actor_key
+    from keyed_all
+    left join previous
+        on keyed_all.event_id = previous.event_id
+    where previous.event_id is null
+        or previous.actor_key <> keyed_all.actor_key
+        or keyed_all._last_loaded_at > (
+            select coalesce(max(_events_watermark), timestamp '-infinity') from {{ this }}
+        )
+),
+
+affected_actors as (
+    select new_actor_key as actor_key from changed
+    union
+    select old_actor_key as actor_key from changed where old_actor_key is not null
+),
+
+keyed as (
+    select keyed_all.*
+    from keyed_all
+    semi join affected_actors
+        on keyed_all.actor_key = affected_actors.actor_key
+),
+{% else %}
+keyed as (
+    select * from keyed_all
+),
+{% endif %}
+
+events_watermark as (
+    select max(_last_loaded_at) as _events_watermark from events
 ),
 
 without_given_session as (
@@ -135,10 +191,13 @@ joined as (
         keyed.n_deliveries,
         keyed._file,
         keyed._line,
-        keyed._loaded_at
+        keyed._loaded_at,
+        keyed._last_loaded_at,
+        events_watermark._events_watermark
     from keyed
     inner join sessionized
         on keyed.event_id = sessionized.event_id
+    cross join events_watermark
 )
 
 select * from joined

@@ -1,0 +1,152 @@
+"""When the nightly dbt step may run incrementally, and when it must rebuild from scratch.
+
+The event chain (`int_events_deduplicated` -> `int_events_sessionized` -> `int_events_enriched`)
+is incremental: a run reads the files loaded since the last build and re-derives only the
+events, actors (sessions) and contexts they touch. That is exact only while the raw input grew
+by appending. Anything else rebuilds those models with `dbt build --full-refresh`:
+
+- a landing file that was part of the last build is no longer current (a changed file replaced
+  its rows, or it was forgotten);
+- the erasure registry changed (an erasure deleted raw rows);
+- a configuration table the event chain reads changed (event-type or device mapping, junk
+  values, the session gap);
+- the SQL of the event chain (its models or macros) changed;
+- nothing was built yet, or the operator asked for it (`python -m dagster_project.cli run
+  --full-refresh`, or the run tag `pz/full_refresh=true` in the Dagster UI).
+
+The baseline (files and fingerprints of the last successful build) lives in
+`audit.incremental_baseline`; it is written only after the dbt step succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+FULL_REFRESH_TAG = "pz/full_refresh"
+INCREMENTAL_SOURCES = ("events", "context")
+INCREMENTAL_MODELS = ("int_events_deduplicated", "int_events_sessionized", "int_events_enriched")
+DBT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+# The SQL whose change invalidates incrementally built rows.
+_CODE_GLOBS = (
+    "models/staging/events/*.sql",
+    "models/staging/context/*.sql",
+    "models/staging/config/*.sql",
+    "models/intermediate/int_events_*.sql",
+    "models/intermediate/int_erased_identifiers.sql",
+    "macros/**/*.sql",
+)
+# Config tables (and columns) the event chain reads; run_settings.as_of moves every run.
+_CONFIG_QUERIES = {
+    "event_type_map": "select raw_key, event_type from config.event_type_map",
+    "categorical_map": "select field, raw_key, value from config.categorical_map",
+    "identity_junk_values": "select value from config.identity_junk_values",
+    "session_gap": "select session_gap_minutes from config.run_settings",
+}
+
+
+@dataclass(frozen=True)
+class RefreshDecision:
+    full_refresh: bool
+    reason: str
+
+
+def code_fingerprint(dbt_dir: Path = DBT_DIR) -> str:
+    digest = hashlib.sha256()
+    for pattern in _CODE_GLOBS:
+        for path in sorted(dbt_dir.glob(pattern)):
+            digest.update(str(path.relative_to(dbt_dir)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _table_fingerprint(con: duckdb.DuckDBPyConnection, query: str) -> str:
+    try:
+        row = con.execute(
+            f"select md5(coalesce(string_agg(t::varchar, '|' order by t::varchar), '')) "
+            f"from ({query}) as t"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return "absent"
+    return row[0]
+
+
+def fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """What must stay the same for an incremental build to equal a full one."""
+    found = {f"config:{name}": _table_fingerprint(con, q) for name, q in _CONFIG_QUERIES.items()}
+    found["erasure_registry"] = _table_fingerprint(con, "select * from audit.erasure_registry")
+    found["code"] = code_fingerprint()
+    return found
+
+
+def _ensure_baseline(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        create schema if not exists audit;
+        create table if not exists audit.incremental_baseline (
+            kind varchar, key varchar, value varchar, built_at timestamp
+        );
+        """
+    )
+
+
+def _incremental_tables_exist(con: duckdb.DuckDBPyConnection) -> bool:
+    names = ", ".join(f"'{m}'" for m in INCREMENTAL_MODELS)
+    found = con.execute(
+        f"select count(*) from information_schema.tables where table_name in ({names})"
+    ).fetchone()[0]
+    return found == len(INCREMENTAL_MODELS)
+
+
+def decide(con: duckdb.DuckDBPyConnection, requested: bool = False) -> RefreshDecision:
+    """Incremental unless the input stopped being append-only since the last build."""
+    if requested:
+        return RefreshDecision(True, "full refresh requested")
+    _ensure_baseline(con)
+    if not _incremental_tables_exist(con):
+        return RefreshDecision(True, "first build")
+    baseline = con.execute("select kind, key, value from audit.incremental_baseline").fetchall()
+    if not baseline:
+        return RefreshDecision(True, "no baseline of a previous build")
+    stored = {key: value for kind, key, value in baseline if kind == "fingerprint"}
+    for key, value in fingerprints(con).items():
+        if stored.get(key) != value:
+            return RefreshDecision(True, f"{key} changed since the last build")
+    sources = ", ".join(f"'{s}'" for s in INCREMENTAL_SOURCES)
+    gone = con.execute(
+        f"""
+        select count(*) from (
+            select key as file, value as sha256 from audit.incremental_baseline
+            where kind = 'file'
+            except
+            select file, sha256 from audit.load_manifest
+            where is_current and source in ({sources})
+        )
+        """
+    ).fetchone()[0]
+    if gone:
+        return RefreshDecision(True, f"{gone} previously built file(s) replaced or forgotten")
+    return RefreshDecision(False, "append-only since the last build")
+
+
+def record_baseline(con: duckdb.DuckDBPyConnection) -> None:
+    """After a successful build: remember its files and fingerprints."""
+    _ensure_baseline(con)
+    sources = ", ".join(f"'{s}'" for s in INCREMENTAL_SOURCES)
+    con.execute("begin")
+    con.execute("delete from audit.incremental_baseline")
+    con.execute(
+        f"""
+        insert into audit.incremental_baseline
+        select 'file', file, sha256, now()::timestamp from audit.load_manifest
+        where is_current and source in ({sources})
+        """
+    )
+    con.executemany(
+        "insert into audit.incremental_baseline values ('fingerprint', ?, ?, now()::timestamp)",
+        list(fingerprints(con).items()),
+    )
+    con.execute("commit")

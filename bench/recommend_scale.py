@@ -2,17 +2,21 @@
 
     .venv/bin/python bench/recommend_scale.py --people 1000000 --items 10000
 
-Synthetic shoppers: `--clusters` taste groups, each person ~`--per-person` interactions, 80%
-in their group's items (Zipf-popular within it), the rest anywhere; 2% of items out of stock,
-1% curated, 2% of people with an open checkout, purchases excluded. Timed: fitting the serving
-chain (the chosen algorithm, content-based, popularity), the chain's top-k for every person,
-and the rules (exclusions, pins, context, boosts). Model selection runs on a sample in the
-pipeline and is timed separately with `--evaluate-sample`.
+Synthetic shoppers: `--clusters` taste groups (also their cluster segment), each person
+~`--per-person` interactions, 80% in their group's items (Zipf-popular within it), the rest
+anywhere; 2% of items out of stock, 1% curated, 2% of people with an open checkout, 1% who
+revoked analytics consent (their interactions count in no aggregate), purchases excluded.
+Timed: fitting the serving chain (the chosen algorithm, content-based, `--fallback`
+popularity), the chain's top-k for every person, and the rules (exclusions, pins, context,
+boosts). Printed at the end: wall and CPU time of the timed steps, peak RSS of the process,
+and the load average (other processes on the machine stretch the wall time).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -38,17 +42,17 @@ def synthetic(people: int, items: int, per_person: int, clusters: int, seed: int
     anywhere = rng.integers(0, items, n)
     item = np.where(rng.random(n) < 0.8, in_group, anywhere)
     kind = rng.choice([1.0, 3.0, 5.0], n, p=[0.8, 0.15, 0.05])  # view, cart, purchase
+    person_ids = pd.Index([f"p{i}" for i in range(people)])
     interactions = pd.DataFrame(
         {
-            "person_id": pd.Categorical.from_codes(person, [f"p{i}" for i in range(people)]),
-            "item_id": pd.Categorical.from_codes(item, [f"i{i}" for i in range(items)]),
+            "person_id": person_ids.take(person),
+            "item_id": pd.Index([f"i{i}" for i in range(items)]).take(item),
             "weight": kind,
             "occurred_at": pd.Timestamp("2024-06-01")
             - pd.to_timedelta(rng.integers(0, 90 * 86400, n), unit="s"),
+            "has_analytics_consent": (rng.random(people) >= 0.01)[person],
         }
     )
-    interactions["person_id"] = interactions["person_id"].astype(str)
-    interactions["item_id"] = interactions["item_id"].astype(str)
     ids = np.array([f"i{i}" for i in range(items)], dtype=object)
     catalog = pd.DataFrame(
         {
@@ -62,7 +66,10 @@ def synthetic(people: int, items: int, per_person: int, clusters: int, seed: int
     out_of_stock = ids[rng.random(items) < 0.02]
     curated = ids[rng.random(items) < 0.01]
     open_checkout = np.array([f"p{i}" for i in np.flatnonzero(rng.random(people) < 0.02)])
-    return interactions, catalog, purchased, out_of_stock, curated, open_checkout
+    segments = pd.DataFrame(
+        {"person_id": person_ids, "segment_id": pd.Index(np.arange(people) % clusters).astype(str)}
+    )
+    return interactions, catalog, purchased, out_of_stock, curated, open_checkout, segments
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,19 +80,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clusters", type=int, default=50)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--algorithm", default="ease")
+    parser.add_argument(
+        "--fallback", default="segment_popularity", choices=["segment_popularity", "popularity"]
+    )
     parser.add_argument("--n-jobs", type=int, default=2)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    interactions, catalog, purchased, out_of_stock, curated, open_checkout = synthetic(
-        args.people, args.items, args.per_person, args.clusters
-    )
+    data = synthetic(args.people, args.items, args.per_person, args.clusters)
+    interactions, catalog, purchased, out_of_stock, curated, open_checkout, segments = data
+    people = pd.Index(segments["person_id"])
     print(
         f"synthetic: {args.people:,} people x {args.items:,} items, "
         f"{len(interactions):,} interactions ({time.perf_counter() - started:.1f} s to make)",
         flush=True,
     )
-    settings = {"candidates": [args.algorithm, "content", "popularity"], "half_life_days": 60}
+    settings = {"candidates": [args.algorithm, "content", args.fallback], "half_life_days": 60}
     rules = RecommendationRules.from_dict(
         {
             "context_rules": [{"name": "open_checkout_curated", "when": "open_checkout"}],
@@ -107,10 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     chain = []
     for name, model in build_candidates(settings).items():
         model.set_params(**({"n_jobs": args.n_jobs} if "n_jobs" in model.get_params() else {}))
-        fit_kwargs = {"items": catalog} if name == "content" else {}
-        chain.append(model.fit(interactions, **fit_kwargs))
+        fit_kwargs = {"content": {"items": catalog}, "segment_popularity": {"segments": segments}}
+        chain.append(model.fit(interactions, **fit_kwargs.get(name, {})))
         lap(f"fit {name}")
-    people = pd.Index([f"p{i}" for i in range(args.people)])
     candidates = recommend_chain(
         chain,
         people,
@@ -135,6 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     wall = sum(t[0] for t in timings.values())
     cpu_total = sum(t[1] for t in timings.values())
     print(f"  {'total (excluding data making)':<30} {wall:8.1f} s wall {cpu_total:8.1f} s CPU")
+    # Linux reports ru_maxrss in KiB.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"  peak RSS {peak:.2f} GiB; load average (1, 5, 15 min) at the end: {load}")
     per_person = final.groupby("person_id", sort=False).size()
     print(
         f"{len(final):,} rows for {len(per_person):,} people; "

@@ -41,6 +41,8 @@ PRICE = "price"
 
 # Consent
 HAS_PERSONALIZATION_CONSENT = "has_personalization_consent"
+# The person's data may count in anonymous aggregates (popularity, model training, evaluation).
+HAS_ANALYTICS_CONSENT = "has_analytics_consent"
 
 # Segments (ml.user_segments, ml.segment_quality)
 SEGMENT_TYPE = "segment_type"

@@ -1,4 +1,8 @@
-"""A/B experiments of experiments.yaml: stable variant assignment and per-variant results."""
+"""A/B experiments of experiments.yaml: stable variant assignment and per-variant results.
+
+People with personalization consent are assigned (they see the variants); the results count
+only those of them whose analytics consent lets their data into aggregates.
+"""
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, multi_asset
@@ -10,6 +14,9 @@ from dagster_project.warehouse_io import read_frame, write_frame
 from models_ml.experiments import Experiment, assign_variants, experiment_results
 
 PEOPLE_SQL = "select person_id from marts.user_profiles where has_personalization_consent"
+COUNTED_SQL = (
+    "select person_id from intermediate.int_analytics_consents_resolved where has_analytics_consent"
+)
 # One row per person: active (exposed), clicked a recommendation, purchased within the window.
 OUTCOMES_SQL = """
     select
@@ -44,10 +51,15 @@ def _outcomes(assigned: pd.DataFrame, per_person: pd.DataFrame) -> pd.DataFrame:
         ),
         AssetSpec(
             AssetKey(["ml", "experiment_results"]),
-            deps=[AssetKey(["marts", "events"]), AssetKey(["marts", "user_profiles"])],
+            deps=[
+                AssetKey(["marts", "events"]),
+                AssetKey(["marts", "user_profiles"]),
+                AssetKey(["intermediate", "int_analytics_consents_resolved"]),
+            ],
             description=(
                 "Per experiment and variant: users, CTR, conversion, lift vs control with a 95% "
-                "interval, two-proportion z-test p-value, sample-ratio-mismatch check."
+                "interval, two-proportion z-test p-value, sample-ratio-mismatch check. Only "
+                "assigned people with analytics consent are counted."
             ),
             group_name="experiments",
             kinds={"python", "scipy"},
@@ -61,12 +73,14 @@ def experiments(context: AssetExecutionContext, warehouse: WarehouseResource):
     assignments, results = [], []
     with warehouse.connect() as con:
         people = read_frame(con, PEOPLE_SQL)["person_id"]
+        counted = read_frame(con, COUNTED_SQL)["person_id"]
         for experiment in defined:
             assigned = assign_variants(experiment, people)
             window = {"start": experiment.start_date, "end": experiment.end_date}
             per_person = read_frame(con, OUTCOMES_SQL, window)
             assignments.append(assigned)
-            results.append(experiment_results(experiment, _outcomes(assigned, per_person)))
+            in_results = assigned[assigned["person_id"].isin(counted)]
+            results.append(experiment_results(experiment, _outcomes(in_results, per_person)))
         assignment_frame = pd.concat(assignments, ignore_index=True) if assignments else None
         result_frame = pd.concat(results, ignore_index=True) if results else None
         if assignment_frame is None:

@@ -1,4 +1,9 @@
-"""Recommendations: model selection on a holdout, the best algorithm served, rules on top."""
+"""Recommendations: model selection on a holdout, the best algorithm served, rules on top.
+
+Consent: recommendations are made only for people with personalization consent, from their own
+history; a person's interactions count in anything computed over people (popularity,
+co-occurrence, model training, the evaluation, curated-item order) only with analytics consent.
+"""
 
 import base64
 import io
@@ -23,16 +28,36 @@ from models_ml.rules import RecommendationRules
 
 # Every read is ordered: ties in scores are broken by input order, which DuckDB does not keep
 # between builds, and the same input must publish the same recommendations.
+# A person's interactions serve their own recommendations (personalization consent) and the
+# aggregates (analytics consent); with neither they are not read at all.
 INTERACTIONS_SQL = """
-    select person_id, item_id, weight, occurred_at
-    from intermediate.int_interactions_weighted
-    where item_id is not null
-    order by person_id, item_id, occurred_at, weight
+    select
+        interactions.person_id,
+        interactions.item_id,
+        interactions.weight,
+        interactions.occurred_at,
+        coalesce(analytics.has_analytics_consent, false) as has_analytics_consent
+    from intermediate.int_interactions_weighted as interactions
+    left join intermediate.int_analytics_consents_resolved as analytics
+        on interactions.person_id = analytics.person_id
+    left join marts.user_profiles as profiles
+        on interactions.person_id = profiles.person_id
+    where interactions.item_id is not null
+        and (analytics.has_analytics_consent or profiles.has_personalization_consent)
+    order by
+        interactions.person_id,
+        interactions.item_id,
+        interactions.occurred_at,
+        interactions.weight
+"""
+SEGMENTS_SQL = """
+    select person_id, segment_id from ml.user_segments
+    where segment_type = 'cluster'
+    order by person_id, segment_id
 """
 ITEMS_SQL = "select item_id, title, category, tags from marts.items order by item_id"
 PEOPLE_SQL = (
-    "select person_id from marts.user_profiles where has_personalization_consent "
-    "order by person_id"
+    "select person_id from marts.user_profiles where has_personalization_consent order by person_id"
 )
 PURCHASED_SQL = """
     select distinct person_id, item_id from marts.events
@@ -42,7 +67,14 @@ PURCHASED_SQL = """
 OUT_OF_STOCK_SQL = "select item_id from marts.items where is_in_stock = false order by item_id"
 CURATED_SQL = """
     select i.item_id from marts.items as i
-    left join (select item_id, count(*) as n from marts.events group by item_id) as e
+    left join (
+        select events.item_id, count(*) as n
+        from marts.events as events
+        inner join intermediate.int_analytics_consents_resolved as analytics
+            on events.person_id = analytics.person_id
+        where analytics.has_analytics_consent
+        group by events.item_id
+    ) as e
         using (item_id)
     where i.is_curated and coalesce(i.is_in_stock, true)
     order by coalesce(e.n, 0) desc, i.item_id
@@ -95,14 +127,18 @@ def evaluation_plot(evaluation: pd.DataFrame) -> MetadataValue:
             AssetKey(["ml", "recommendations"]),
             deps=[
                 AssetKey(["intermediate", "int_interactions_weighted"]),
+                AssetKey(["intermediate", "int_analytics_consents_resolved"]),
                 AssetKey(["marts", "user_profiles"]),
                 AssetKey(["marts", "events"]),
                 AssetKey(["marts", "items"]),
+                AssetKey(["ml", "user_segments"]),
             ],
             description=(
                 "Top-k items per person with personalization consent: the algorithm that won "
-                "tonight's holdout evaluation, content-based and popularity to fill, then the "
-                "rules of recommendation_rules.yaml (exclusions, pins, context, boosts)."
+                "tonight's holdout evaluation, content-based and (per-segment or overall) "
+                "popularity to fill, then the rules of recommendation_rules.yaml (exclusions, "
+                "pins, context, boosts). Only interactions of people with analytics consent "
+                "count in popularity and model training."
             ),
             group_name="recommendations",
             kinds={"python", "scipy"},
@@ -110,10 +146,15 @@ def evaluation_plot(evaluation: pd.DataFrame) -> MetadataValue:
         ),
         AssetSpec(
             AssetKey(["ml", "recommendation_evaluation"]),
-            deps=[AssetKey(["intermediate", "int_interactions_weighted"])],
+            deps=[
+                AssetKey(["intermediate", "int_interactions_weighted"]),
+                AssetKey(["intermediate", "int_analytics_consents_resolved"]),
+                AssetKey(["ml", "user_segments"]),
+            ],
             description=(
                 "Per run and algorithm: precision, recall, nDCG, MAP at k, catalog coverage and "
-                "novelty on a holdout of each person's latest item; is_chosen marks the winner."
+                "novelty on a holdout of each person's latest item (people with analytics "
+                "consent only); is_chosen marks the winner."
             ),
             group_name="recommendations",
             kinds={"python", "scipy"},
@@ -139,6 +180,7 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
             people,
             settings,
             rules,
+            segments=read_frame(con, SEGMENTS_SQL),
             contexts={
                 "open_checkout": read_frame(con, OPEN_CHECKOUT_SQL, {"days": days})["person_id"]
             },

@@ -11,6 +11,7 @@ from models_ml.recommenders.cooccurrence import ItemCooccurrenceRecommender
 from models_ml.recommenders.ease import EASERecommender
 from models_ml.recommenders.hybrid import recommend_chain, recommend_with_fallback
 from models_ml.recommenders.popularity import PopularityRecommender
+from models_ml.recommenders.segment_popularity import SegmentPopularityRecommender
 
 __all__ = [
     "ALSRecommender",
@@ -18,6 +19,7 @@ __all__ = [
     "EASERecommender",
     "ItemCooccurrenceRecommender",
     "PopularityRecommender",
+    "SegmentPopularityRecommender",
     "recommend_chain",
     "recommend_with_fallback",
 ]

@@ -9,9 +9,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator
+from threadpoolctl import threadpool_limits
 
 from models_ml.columns import (
     ALGORITHM,
+    ITEM_ID,
+    PERSON_ID,
     RANK,
     REASON,
     SCORE,
@@ -26,20 +29,28 @@ class InteractionRecommender(BaseEstimator):
     """Base for recommenders fitted on weighted (person, item, weight, occurred_at) interactions.
 
     Subclasses set `algorithm` and `reason_text` and implement `fit(interactions, as_of=None)`
-    and `recommend_k_items(person_ids, k, remove_seen, exclude_pairs, exclude_items)`; this
-    class turns interactions into the person x item `affinity_` and `seen_` matrices, builds
-    exclusions and the output frame in the `ml.recommendations` shape.
+    and `_top_k(requested, k, excluded, item_excluded)` (integer positions in, integer cells
+    out); this class turns interactions into the person x item `affinity_` and `seen_`
+    matrices, builds exclusions and the output frame in the `ml.recommendations` shape.
+
+    Consent: a row whose `col_in_aggregates` column (the person's analytics consent) is False
+    or null is the person's own history only (what they are recommended from, what counts as
+    seen) and counts in no statistic over people. Those statistics (popularity, co-occurrence,
+    item factors, item weights) are computed from `aggregate_affinity_`, which is `affinity_`
+    itself when every row counts or the column is absent.
     """
 
     algorithm: ClassVar[str]
     reason_text: ClassVar[str]
+    col_in_aggregates: str | None = None
 
     @property
     def reason(self) -> str:
         return f"{self.algorithm}: {self.reason_text}"
 
     def _index_interactions(self, interactions: pd.DataFrame, as_of) -> None:
-        """Set person_index_, item_index_, affinity_ (decayed weight sums), seen_, as_of_.
+        """Set person_index_, item_index_, affinity_ (decayed weight sums), seen_, as_of_ and
+        aggregate_affinity_ (affinity_ of the rows that may count in aggregates).
 
         With `as_of` given, interactions after it are ignored (fitting "as of" a past date must
         not see the future). Time decay needs occurred_at; without decay it is optional.
@@ -75,11 +86,54 @@ class InteractionRecommender(BaseEstimator):
         affinity = sparse.coo_array((weights, cells), shape=shape).tocsr()
         affinity.eliminate_zeros()
         self.affinity_ = affinity
+        self.aggregate_affinity_ = affinity
+        if self.col_in_aggregates is not None and self.col_in_aggregates in df.columns:
+            counts = df[self.col_in_aggregates].to_numpy(dtype=bool, na_value=False)
+            if not counts.all():
+                shared = (person_codes[counts], item_codes[counts])
+                aggregate = sparse.coo_array((weights[counts], shared), shape=shape).tocsr()
+                aggregate.eliminate_zeros()
+                self.aggregate_affinity_ = aggregate
 
     def _requested(self, person_ids) -> pd.Index:
         if person_ids is None:
             return self.person_index_
         return as_index(person_ids)
+
+    def labels(self) -> list[tuple[str, str]]:
+        """The (algorithm, reason) pairs the label codes of `_top_k` point into."""
+        return [(self.algorithm, self.reason)]
+
+    def recommend_k_items(
+        self,
+        person_ids=None,
+        k: int = 10,
+        remove_seen: bool = True,
+        exclude_pairs: pd.DataFrame | None = None,
+        exclude_items: Iterable | None = None,
+    ) -> pd.DataFrame:
+        """Top-k items per person: person_id, rank, item_id, score, algorithm, reason.
+
+        Args:
+            person_ids: people to recommend for (None = everyone fitted). Whether people unknown
+                to the model get rows depends on the algorithm (popularity: yes; models of a
+                person's history: no).
+            remove_seen: never recommend an item the person interacted with.
+            exclude_pairs: (person_id, item_id) pairs that must not be recommended.
+            exclude_items: items never recommended to anyone (out of stock, ...).
+        """
+        requested = self._requested(person_ids)
+        excluded, item_excluded = self._exclusions(
+            requested, remove_seen, exclude_pairs, exclude_items
+        )
+        return self._frame(requested, *self._top_k(requested, k, excluded, item_excluded))
+
+    def _top_k(
+        self, requested: pd.Index, k: int, excluded: sparse.csr_array, item_excluded: np.ndarray
+    ) -> Cells:  # pragma: no cover - abstract
+        """Each requested person's best k allowed items as flat cells: (row in requested,
+        item position, score, rank 1..n, label code into `labels()`)."""
+        raise NotImplementedError
 
     def _exclusions(
         self,
@@ -89,30 +143,42 @@ class InteractionRecommender(BaseEstimator):
         exclude_items: Iterable | None,
     ) -> tuple[sparse.csr_array, np.ndarray]:
         """Excluded cells (csr, requested person x item) and globally excluded items (mask)."""
-        n_items = len(self.item_index_)
-        rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        pair_rows = pair_items = np.zeros(0, np.int64)
+        if exclude_pairs is not None and len(exclude_pairs):
+            r = requested.get_indexer(exclude_pairs[self.col_person])
+            c = self.item_index_.get_indexer(exclude_pairs[self.col_item])
+            ok = (r >= 0) & (c >= 0)
+            pair_rows, pair_items = r[ok], c[ok]
+        item_excluded = np.zeros(len(self.item_index_), dtype=bool)
+        if exclude_items is not None:
+            positions = self.item_index_.get_indexer(as_index(exclude_items))
+            item_excluded[positions[positions >= 0]] = True
+        excluded = self._excluded_cells(requested, remove_seen, pair_rows, pair_items)
+        return excluded, item_excluded
+
+    def _excluded_cells(
+        self,
+        requested: pd.Index,
+        remove_seen: bool,
+        pair_rows: np.ndarray,
+        pair_items: np.ndarray,
+    ) -> sparse.csr_array:
+        """Requested person x item csr of the excluded cells: the given (row, item position)
+        pairs, and each person's seen items with `remove_seen`."""
+        rows, cols = [np.asarray(pair_rows, np.int64)], [np.asarray(pair_items, np.int64)]
         if remove_seen:
             position = self.person_index_.get_indexer(requested)
             known = np.flatnonzero(position >= 0)
             seen = self.seen_[position[known]].tocoo()
             rows.append(known[seen.row])
             cols.append(seen.col.astype(np.int64))
-        if exclude_pairs is not None and len(exclude_pairs):
-            r = requested.get_indexer(exclude_pairs[self.col_person])
-            c = self.item_index_.get_indexer(exclude_pairs[self.col_item])
-            ok = (r >= 0) & (c >= 0)
-            rows.append(r[ok])
-            cols.append(c[ok])
         rows, cols = np.concatenate(rows), np.concatenate(cols)
         excluded = sparse.csr_array(
-            (np.ones(len(rows), dtype=bool), (rows, cols)), shape=(len(requested), n_items)
+            (np.ones(len(rows), dtype=bool), (rows, cols)),
+            shape=(len(requested), len(self.item_index_)),
         )
         excluded.sum_duplicates()
-        item_excluded = np.zeros(n_items, dtype=bool)
-        if exclude_items is not None:
-            positions = self.item_index_.get_indexer(as_index(exclude_items))
-            item_excluded[positions[positions >= 0]] = True
-        return excluded, item_excluded
+        return excluded
 
     def _frame(
         self,
@@ -121,40 +187,79 @@ class InteractionRecommender(BaseEstimator):
         items: np.ndarray,
         scores: np.ndarray,
         ranks: np.ndarray,
+        label_codes: np.ndarray,
     ) -> pd.DataFrame:
-        """Output rows ordered by requested person, then rank.
-
-        `algorithm` and `reason` are categoricals: one string per row would cost more memory
-        than all other columns together at millions of rows.
-        """
+        """Output rows (cells of `_top_k`) ordered by requested person, then rank."""
         order = np.lexsort((ranks, rows))
-        constant = np.zeros(len(order), dtype=np.int8)
-        return pd.DataFrame(
-            {
-                self.col_person: requested.take(rows[order]),
-                RANK: ranks[order].astype(np.int64),
-                self.col_item: self.item_index_.take(items[order]),
-                SCORE: scores[order].astype(float),
-                ALGORITHM: pd.Categorical.from_codes(constant, categories=[self.algorithm]),
-                REASON: pd.Categorical.from_codes(constant, categories=[self.reason]),
-            }
+        cells = (rows[order], items[order], scores[order], ranks[order], label_codes[order])
+        return recommendation_frame(
+            requested, self.item_index_, cells, self.labels(), self.col_person, self.col_item
         )
 
 
-def concat_recommendations(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate recommendation frames keeping `algorithm` and `reason` categorical."""
-    frames = [frame.copy(deep=False) for frame in frames]
-    for column in (ALGORITHM, REASON):
-        categories = pd.Index(
-            pd.unique(
-                np.concatenate(
-                    [np.asarray(f[column].astype("category").cat.categories) for f in frames]
-                )
-            )
-        )
-        for frame in frames:
-            frame[column] = pd.Categorical(frame[column], categories=categories)
-    return pd.concat(frames, ignore_index=True)
+# Flat recommendation cells: row (position of the person in the request), item position,
+# score, rank, label code.
+Cells = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def recommendation_frame(
+    person_ids: pd.Index,
+    item_ids: pd.Index,
+    cells: Cells,
+    labels: list[tuple[str, str]],
+    col_person: str = PERSON_ID,
+    col_item: str = ITEM_ID,
+) -> pd.DataFrame:
+    """The `ml.recommendations` frame of `cells`, in their order; a row's algorithm and reason
+    are `labels[label code]`. `algorithm` and `reason` are categoricals: one string per row
+    would cost more memory than all other columns together at millions of rows."""
+    rows, items, scores, ranks, codes = cells
+    return pd.DataFrame(
+        {
+            col_person: person_ids.take(rows),
+            RANK: ranks.astype(np.int64),
+            col_item: item_ids.take(items),
+            SCORE: scores.astype(float),
+            ALGORITHM: labelled(codes, [algorithm for algorithm, _ in labels]),
+            REASON: labelled(codes, [reason for _, reason in labels]),
+        }
+    )
+
+
+def labelled(codes: np.ndarray, labels: list[str]) -> pd.Categorical:
+    """`labels[codes]` as a categorical (labels may repeat)."""
+    label_codes, categories = pd.factorize(pd.Index(labels))
+    return pd.Categorical.from_codes(label_codes.astype(np.int8)[codes], categories=categories)
+
+
+def concat_cells(parts: list[Cells]) -> Cells:
+    """Cells of several blocks as one."""
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0), empty, np.zeros(0, dtype=np.int8)
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def positive_inputs(affinity: sparse.csr_array, binary: bool) -> sparse.csr_array:
+    """The positive affinities (or their presence with `binary`) as float32, zeros dropped:
+    what the matrix models learn from (a net negative affinity is no preference)."""
+    matrix = affinity.astype(np.float32)
+    matrix.data = np.maximum(matrix.data, 0.0)
+    if binary:
+        matrix.data = (matrix.data > 0).astype(np.float32)
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def single_threaded_blas():
+    """Context in which BLAS (the dense products of scoring) runs on one thread.
+
+    Parallelism comes from the scoring threads (`n_jobs`); BLAS threads on top of them, or
+    even alone beside the single-threaded top-k passes, spin while they wait. Measured on 2
+    busy cores, a block's ALS product took 6 ms of CPU on one BLAS thread against 19 ms on
+    two, and two scoring threads with two BLAS threads each doubled the total CPU time.
+    """
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def top_k_cells(
@@ -263,7 +368,8 @@ class ScoringRecommender(InteractionRecommender):
 
     Subclasses implement `_score_block(positions)` (rows of `person_index_` -> float32 array of
     shape (len(positions), n_items)); this class applies exclusions and keeps each person's top
-    k items with a positive score, block by block so memory stays bounded at any scale.
+    k items with a positive score, block by block so memory stays bounded at any scale. People
+    unknown to the model get no rows. `n_jobs` threads score blocks in parallel.
     """
 
     n_jobs: int | None = None
@@ -278,42 +384,27 @@ class ScoringRecommender(InteractionRecommender):
             raise KeyError("unknown person_ids")
         return self._score_block(position)
 
-    def recommend_k_items(
-        self,
-        person_ids=None,
-        k: int = 10,
-        remove_seen: bool = True,
-        exclude_pairs: pd.DataFrame | None = None,
-        exclude_items: Iterable | None = None,
-    ) -> pd.DataFrame:
-        """Top-k items per person: person_id, rank, item_id, score, algorithm, reason.
-
-        People unknown to the model get no rows; only items with a positive score are
-        recommended. Arguments as in ItemCooccurrenceRecommender.recommend_k_items.
-        """
+    def _top_k(
+        self, requested: pd.Index, k: int, excluded: sparse.csr_array, item_excluded: np.ndarray
+    ) -> Cells:
+        """People unknown to the model get no cells; only positive scores are recommended."""
         from joblib import Parallel, delayed
 
-        requested = self._requested(person_ids)
-        excluded, item_excluded = self._exclusions(
-            requested, remove_seen, exclude_pairs, exclude_items
-        )
         position = self.person_index_.get_indexer(requested)
         known = np.flatnonzero(position >= 0)
 
-        def recommend_block(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        def recommend_block(rows: np.ndarray) -> Cells:
             scores = np.asarray(self._score_block(position[rows]), dtype=np.float32)
             scores[:, item_excluded] = -np.inf
             excluded_rows, excluded_items = excluded[rows].nonzero()
             scores[excluded_rows, excluded_items] = -np.inf
             block_rows, items, values, ranks = top_k_cells(scores, k, min_score=0.0)
-            return rows[block_rows], items, values, ranks
+            return rows[block_rows], items, values, ranks, np.zeros(len(items), np.int8)
 
-        parts = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(recommend_block)(known[block])
-            for block in row_blocks(len(known), len(self.item_index_))
-        )
-        if not parts:
-            empty = np.zeros(0, dtype=np.int64)
-            return self._frame(requested, empty, empty, np.zeros(0), empty)
-        rows, items, values, ranks = (np.concatenate(c) for c in zip(*parts, strict=True))
-        return self._frame(requested, rows, items, values, ranks)
+        # Threads: the products and the top-k passes release the GIL.
+        with single_threaded_blas():
+            parts = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+                delayed(recommend_block)(known[block])
+                for block in row_blocks(len(known), len(self.item_index_))
+            )
+        return concat_cells(parts)

@@ -15,8 +15,8 @@ import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from models_ml.columns import ITEM_ID, OCCURRED_AT, PERSON_ID, WEIGHT
-from models_ml.recommenders._base import ScoringRecommender
+from models_ml.columns import HAS_ANALYTICS_CONSENT, ITEM_ID, OCCURRED_AT, PERSON_ID, WEIGHT
+from models_ml.recommenders._base import ScoringRecommender, positive_inputs
 
 
 class ALSRecommender(ScoringRecommender):
@@ -33,10 +33,14 @@ class ALSRecommender(ScoringRecommender):
         random_state: seed of the factor initialization.
         n_jobs: threads scoring blocks of people.
         col_person, col_item, col_weight, col_timestamp: input column names.
+        col_in_aggregates: boolean column, False = the row is its person's history only: item
+            factors are fitted without it, the person's factors are then solved from their
+            history against them; absent = every row counts.
 
     Fitted attributes:
         person_index_, item_index_, affinity_, seen_, as_of_: as in ItemCooccurrenceRecommender.
-        user_factors_, item_factors_: float32 arrays (people x factors, items x factors).
+        user_factors_, item_factors_: float32 arrays (people x factors, items x factors); an
+            item no counted person has a positive affinity for has zero factors (no score).
     """
 
     algorithm = "als"
@@ -57,6 +61,7 @@ class ALSRecommender(ScoringRecommender):
         col_item: str = ITEM_ID,
         col_weight: str | None = WEIGHT,
         col_timestamp: str | None = OCCURRED_AT,
+        col_in_aggregates: str | None = HAS_ANALYTICS_CONSENT,
     ):
         self.factors = factors
         self.regularization = regularization
@@ -71,16 +76,19 @@ class ALSRecommender(ScoringRecommender):
         self.col_item = col_item
         self.col_weight = col_weight
         self.col_timestamp = col_timestamp
+        self.col_in_aggregates = col_in_aggregates
 
     def fit(self, interactions: pd.DataFrame, y=None, as_of=None) -> ALSRecommender:
         from implicit.cpu.als import AlternatingLeastSquares
 
         self._index_interactions(interactions, as_of)
-        matrix = self.affinity_.astype(np.float32)
-        matrix.data = np.maximum(matrix.data, 0.0)
-        if self.binary:
-            matrix.data = (matrix.data > 0).astype(np.float32)
-        matrix.eliminate_zeros()
+        matrix = positive_inputs(self.aggregate_affinity_, self.binary)
+        n_people = matrix.shape[0]
+        # People who count in no aggregate stay out of the fit (an empty row still moves the
+        # factors a little) and get their factors from their own history afterwards.
+        everyone = self.aggregate_affinity_ is self.affinity_
+        fitted = np.arange(n_people) if everyone else np.flatnonzero(np.diff(matrix.indptr))
+        others = np.setdiff1d(np.arange(n_people), fitted)
         # implicit checks the BLAS thread count when the model is built, so build it inside.
         with threadpool_limits(limits=1, user_api="blas"):
             model = AlternatingLeastSquares(
@@ -92,9 +100,17 @@ class ALSRecommender(ScoringRecommender):
                 num_threads=self.num_threads,
                 calculate_training_loss=False,
             )
-            model.fit(sparse_csr(matrix), show_progress=False)
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+            model.fit(sparse_csr(matrix if everyone else matrix[fitted]), show_progress=False)
+            user_factors = np.asarray(model.user_factors, dtype=np.float32)
+            if not everyone:
+                user_factors = np.zeros((n_people, self.factors), dtype=np.float32)
+                user_factors[fitted] = model.user_factors
+            if len(others):
+                history = positive_inputs(self.affinity_, self.binary)[others]
+                user_factors[others] = model.recalculate_user(others, sparse_csr(history))
+        self.user_factors_ = user_factors
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self.item_factors_[np.bincount(matrix.indices, minlength=matrix.shape[1]) == 0] = 0.0
         return self
 
     def _score_block(self, positions: np.ndarray) -> np.ndarray:

@@ -17,7 +17,14 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-from models_ml.columns import CATEGORY, ITEM_ID, OCCURRED_AT, PERSON_ID, WEIGHT
+from models_ml.columns import (
+    CATEGORY,
+    HAS_ANALYTICS_CONSENT,
+    ITEM_ID,
+    OCCURRED_AT,
+    PERSON_ID,
+    WEIGHT,
+)
 from models_ml.recommenders._base import ScoringRecommender
 
 TITLE, TAGS = "title", "tags"
@@ -60,6 +67,8 @@ class ContentRecommender(ScoringRecommender):
         random_state: unused (deterministic); kept for a uniform interface.
         n_jobs: threads scoring blocks of people.
         col_person, col_item, col_weight, col_timestamp: input column names.
+        col_in_aggregates: kept for a uniform interface: nothing here is a statistic over
+            people (profiles are per person, TF-IDF is over the catalog).
 
     `fit(interactions, items=catalog)`: catalog columns item_id, title, category, tags (any
     may be missing). Items of the catalog without interactions are recommendable too.
@@ -84,6 +93,7 @@ class ContentRecommender(ScoringRecommender):
         col_item: str = ITEM_ID,
         col_weight: str | None = WEIGHT,
         col_timestamp: str | None = OCCURRED_AT,
+        col_in_aggregates: str | None = HAS_ANALYTICS_CONSENT,
     ):
         self.min_df = min_df
         self.half_life_days = half_life_days
@@ -93,6 +103,7 @@ class ContentRecommender(ScoringRecommender):
         self.col_item = col_item
         self.col_weight = col_weight
         self.col_timestamp = col_timestamp
+        self.col_in_aggregates = col_in_aggregates
 
     def fit(
         self, interactions: pd.DataFrame, y=None, as_of=None, items: pd.DataFrame | None = None
@@ -107,12 +118,13 @@ class ContentRecommender(ScoringRecommender):
         if len(extra):
             self.item_index_ = self.item_index_.append(extra)
             shape = (len(self.person_index_), len(self.item_index_))
-            self.affinity_ = sparse.csr_array(
-                (self.affinity_.data, self.affinity_.indices, self.affinity_.indptr), shape=shape
-            )
-            self.seen_ = sparse.csr_array(
-                (self.seen_.data, self.seen_.indices, self.seen_.indptr), shape=shape
-            )
+
+            def widen(matrix: sparse.csr_array) -> sparse.csr_array:
+                return sparse.csr_array((matrix.data, matrix.indices, matrix.indptr), shape=shape)
+
+            shared = self.aggregate_affinity_ is self.affinity_
+            self.affinity_, self.seen_ = widen(self.affinity_), widen(self.seen_)
+            self.aggregate_affinity_ = self.affinity_ if shared else widen(self.aggregate_affinity_)
         documents = item_text(catalog, self.col_item).reindex(self.item_index_).fillna("")
         self.vectorizer_ = TfidfVectorizer(
             min_df=self.min_df, token_pattern=r"(?u)\b\w[\w+]*\b", dtype=np.float32

@@ -3,7 +3,8 @@
 1. Affinity A (person x item): the sum of a person's interaction weights per item, each weight
    optionally decayed by 2^(-age / half_life_days), age measured back from `as_of`.
 2. Co-occurrence C (item x item): how many people have a positive affinity for both items
-   (C = B'B with B = [A > 0]); the diagonal holds each item's number of people. Pairs seen
+   (C = B'B with B = [A > 0]); the diagonal holds each item's number of people. Only people
+   whose data may count in aggregates (analytics consent) count; everyone is scored. Pairs seen
    together by fewer than `min_cooccurrence` people are dropped.
 3. Similarity S from C: "counts" (C itself), "jaccard" c_ij / (c_ii + c_jj - c_ij) or
    "lift" c_ij / (c_ii * c_jj).
@@ -18,16 +19,13 @@ them sparse.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from scipy import sparse
 from sklearn.utils.validation import check_is_fitted
 
-from models_ml.columns import ITEM_ID, OCCURRED_AT, PERSON_ID, WEIGHT
-from models_ml.recommenders._base import InteractionRecommender, row_blocks, top_k_cells
+from models_ml.columns import HAS_ANALYTICS_CONSENT, ITEM_ID, OCCURRED_AT, PERSON_ID, WEIGHT
+from models_ml.recommenders._base import ScoringRecommender, row_blocks
 
 SIMILARITY_TYPES = ("jaccard", "lift", "counts")
 
@@ -112,7 +110,7 @@ def similarity_matrix(
     return similarity
 
 
-class ItemCooccurrenceRecommender(InteractionRecommender):
+class ItemCooccurrenceRecommender(ScoringRecommender):
     """SAR-style item-to-item recommender: "people who interacted with X also did Y".
 
     Parameters:
@@ -124,11 +122,14 @@ class ItemCooccurrenceRecommender(InteractionRecommender):
             cores); each thread holds one block of dense scores (~100 MB).
         col_person, col_item, col_weight, col_timestamp: input column names (col_weight None
             = every interaction weighs 1).
+        col_in_aggregates: boolean column, False = the row is its person's history only (scored
+            from, counts as seen) and counts in no co-occurrence; absent = every row counts.
 
     Fitted attributes:
         person_index_, item_index_: ids of the matrix rows / columns (sorted).
         affinity_: person x item decayed weight sums (csr).
         seen_: person x item, True where the person has any interaction (csr).
+        aggregate_affinity_: affinity_ of the rows that count in co-occurrences.
         item_frequencies_: people with a positive affinity per item (co-occurrence diagonal).
         similarity_: item x item similarity, float32 ndarray up to 10,000 items, else csr.
         as_of_: reference time of the decay (newest interaction unless given).
@@ -148,6 +149,7 @@ class ItemCooccurrenceRecommender(InteractionRecommender):
         col_item: str = ITEM_ID,
         col_weight: str | None = WEIGHT,
         col_timestamp: str | None = OCCURRED_AT,
+        col_in_aggregates: str | None = HAS_ANALYTICS_CONSENT,
     ):
         self.similarity_type = similarity_type
         self.half_life_days = half_life_days
@@ -158,12 +160,13 @@ class ItemCooccurrenceRecommender(InteractionRecommender):
         self.col_item = col_item
         self.col_weight = col_weight
         self.col_timestamp = col_timestamp
+        self.col_in_aggregates = col_in_aggregates
 
     def fit(self, interactions: pd.DataFrame, y=None, as_of=None) -> ItemCooccurrenceRecommender:
         if self.similarity_type not in SIMILARITY_TYPES:
             raise ValueError(f"similarity_type must be one of {SIMILARITY_TYPES}")
         self._index_interactions(interactions, as_of)
-        positive = self.affinity_.copy()
+        positive = self.aggregate_affinity_.copy()
         positive.data = (positive.data > 0).astype(np.float32)
         positive.eliminate_zeros()
         n_items = len(self.item_index_)
@@ -173,60 +176,8 @@ class ItemCooccurrenceRecommender(InteractionRecommender):
         self.similarity_ = similarity_matrix(cooccurrence, self.similarity_type, copy=False)
         return self
 
-    def score_items(self, person_ids) -> np.ndarray:
-        """Dense person x item scores A @ S for known people (small requests and debugging)."""
+    def _score_block(self, positions: np.ndarray) -> np.ndarray:
+        """A @ S for these rows of person_index_ (float32, dense)."""
         check_is_fitted(self, "similarity_")
-        position = self.person_index_.get_indexer(self._requested(person_ids))
-        if (position < 0).any():
-            raise KeyError("unknown person_ids")
-        scores = self.affinity_[position] @ self.similarity_
+        scores = self.affinity_[positions].astype(np.float32) @ self.similarity_
         return scores.toarray() if sparse.issparse(scores) else np.asarray(scores)
-
-    def recommend_k_items(
-        self,
-        person_ids=None,
-        k: int = 10,
-        remove_seen: bool = True,
-        exclude_pairs: pd.DataFrame | None = None,
-        exclude_items: Iterable | None = None,
-    ) -> pd.DataFrame:
-        """Top-k items per person: person_id, rank, item_id, score, algorithm, reason.
-
-        Args:
-            person_ids: people to recommend for (None = everyone fitted). People unknown to the
-                model get no rows.
-            remove_seen: never recommend an item the person interacted with.
-            exclude_pairs: (person_id, item_id) pairs that must not be recommended.
-            exclude_items: items never recommended to anyone (out of stock, ...).
-        """
-        check_is_fitted(self, "similarity_")
-        requested = self._requested(person_ids)
-        excluded, item_excluded = self._exclusions(
-            requested, remove_seen, exclude_pairs, exclude_items
-        )
-        position = self.person_index_.get_indexer(requested)
-        known = np.flatnonzero(position >= 0)
-        n_items = len(self.item_index_)
-        similarity = self.similarity_
-
-        def recommend_block(rows: np.ndarray) -> tuple[np.ndarray, ...]:
-            scores = self.affinity_[position[rows]].astype(np.float32) @ similarity
-            scores = scores.toarray() if sparse.issparse(scores) else np.asarray(scores)
-            scores[:, item_excluded] = -np.inf
-            excluded_rows, excluded_items = excluded[rows].nonzero()
-            scores[excluded_rows, excluded_items] = -np.inf
-            block_rows, items, values, ranks = top_k_cells(scores, k, min_score=0.0)
-            return rows[block_rows], items, values, ranks
-
-        # Threads: the sparse product and the top-k passes release the GIL.
-        parts = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(recommend_block)(known[block]) for block in row_blocks(len(known), n_items)
-        )
-        return self._frame(requested, *_concat(parts))
-
-
-def _concat(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0), empty
-    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from scipy.linalg import lapack
 from sklearn.utils.validation import check_is_fitted
 
-from models_ml.columns import ITEM_ID, OCCURRED_AT, PERSON_ID, WEIGHT
-from models_ml.recommenders._base import ScoringRecommender
+from models_ml.columns import HAS_ANALYTICS_CONSENT, ITEM_ID, OCCURRED_AT, PERSON_ID, WEIGHT
+from models_ml.recommenders._base import ScoringRecommender, positive_inputs
 from models_ml.recommenders.cooccurrence import cooccurrence_matrix
 
 
@@ -54,6 +53,8 @@ class EASERecommender(ScoringRecommender):
         random_state: unused (deterministic); kept for a uniform interface.
         n_jobs: threads scoring blocks of people.
         col_person, col_item, col_weight, col_timestamp: input column names.
+        col_in_aggregates: boolean column, False = the row is its person's history only (scored
+            from, counts as seen) and not in X'X; absent = every row counts.
 
     Fitted attributes:
         person_index_, item_index_, affinity_, seen_, as_of_: as in ItemCooccurrenceRecommender.
@@ -76,6 +77,7 @@ class EASERecommender(ScoringRecommender):
         col_item: str = ITEM_ID,
         col_weight: str | None = WEIGHT,
         col_timestamp: str | None = OCCURRED_AT,
+        col_in_aggregates: str | None = HAS_ANALYTICS_CONSENT,
     ):
         self.l2 = l2
         self.binary = binary
@@ -87,18 +89,11 @@ class EASERecommender(ScoringRecommender):
         self.col_item = col_item
         self.col_weight = col_weight
         self.col_timestamp = col_timestamp
-
-    def _inputs(self) -> sparse.csr_array:
-        matrix = self.affinity_.astype(np.float32)
-        matrix.data = np.maximum(matrix.data, 0.0)
-        if self.binary:
-            matrix.data = (matrix.data > 0).astype(np.float32)
-        matrix.eliminate_zeros()
-        return matrix
+        self.col_in_aggregates = col_in_aggregates
 
     def fit(self, interactions: pd.DataFrame, y=None, as_of=None) -> EASERecommender:
         self._index_interactions(interactions, as_of)
-        matrix = self._inputs()
+        matrix = positive_inputs(self.aggregate_affinity_, self.binary)
         people_per_item = np.diff(matrix.tocsc().indptr)
         order = np.lexsort((np.arange(len(people_per_item)), -people_per_item))
         self.modelled_items_ = np.sort(order[: self.max_items])
@@ -110,6 +105,8 @@ class EASERecommender(ScoringRecommender):
         else:
             gram = (block.T @ block).toarray()
         self.weights_ = ease_weights(gram, self.l2)
+        if self.aggregate_affinity_ is not self.affinity_:
+            matrix = positive_inputs(self.affinity_, self.binary)
         self._inputs_ = matrix[:, self.modelled_items_].tocsr()
         return self
 

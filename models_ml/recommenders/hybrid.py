@@ -7,8 +7,13 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from models_ml.columns import ITEM_ID, PERSON_ID, RANK
-from models_ml.recommenders._base import InteractionRecommender, as_index, concat_recommendations
+from models_ml.columns import ITEM_ID, PERSON_ID
+from models_ml.recommenders._base import (
+    InteractionRecommender,
+    as_index,
+    concat_cells,
+    recommendation_frame,
+)
 
 
 def recommend_with_fallback(
@@ -77,11 +82,25 @@ def recommend_chain(
     """
     requested = as_index(person_ids)
     thresholds = min_history or [0] * len(recommenders)
-    exclusions = {"remove_seen": remove_seen, "exclude_items": exclude_items}
-    frames: list[pd.DataFrame] = []
+    # Everything below works on integer positions: `requested` for people and the union of
+    # the recommenders' items, so the pairs already taken exclude cheaply at every stage.
+    items = recommenders[0].item_index_
+    for recommender in recommenders[1:]:
+        items = items.append(recommender.item_index_.difference(items))
+    taken_rows, taken_items = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    if exclude_pairs is not None and len(exclude_pairs):
+        r = requested.get_indexer(exclude_pairs[col_person])
+        c = items.get_indexer(exclude_pairs[col_item])
+        ok = (r >= 0) & (c >= 0)
+        taken_rows, taken_items = [r[ok]], [c[ok]]
+    banned = np.zeros(len(items), dtype=bool)
+    if exclude_items is not None:
+        positions = items.get_indexer(as_index(exclude_items))
+        banned[positions[positions >= 0]] = True
+
     counts = np.zeros(len(requested), dtype=np.int64)
-    already = exclude_pairs[[col_person, col_item]] if exclude_pairs is not None else None
-    for recommender, threshold in zip(recommenders, thresholds, strict=True):
+    parts, labels = [], []
+    for stage, (recommender, threshold) in enumerate(zip(recommenders, thresholds, strict=True)):
         short = counts < k
         if threshold > 0:
             position = recommender.person_index_.get_indexer(requested)
@@ -89,25 +108,34 @@ def recommend_chain(
             known = position >= 0
             history[known] = np.diff(recommender.seen_.indptr)[position[known]]
             short &= history >= threshold
-        if not short.any():
+        rows = np.flatnonzero(short)
+        if not len(rows):
             continue
-        stage = recommender.recommend_k_items(
-            requested[short], k, exclude_pairs=already, **exclusions
-        )
-        frames.append(stage)
-        counts += (
-            stage.groupby(col_person, sort=False).size().reindex(requested, fill_value=0).to_numpy()
-        )
-        already = pd.concat([already, stage[[col_person, col_item]]])
-    if not frames:
+        local = np.full(len(requested), -1, dtype=np.int64)
+        local[rows] = np.arange(len(rows))
+        to_stage = recommender.item_index_.get_indexer(items)
+        from_stage = items.get_indexer(recommender.item_index_)
+        r = local[np.concatenate(taken_rows)]
+        c = to_stage[np.concatenate(taken_items)]
+        ok = (r >= 0) & (c >= 0)
+        excluded = recommender._excluded_cells(requested[rows], remove_seen, r[ok], c[ok])
+        cells = recommender._top_k(requested[rows], k, excluded, banned[from_stage])
+        stage_rows, stage_items = rows[cells[0]], from_stage[cells[1]]
+        parts.append((stage_rows, stage_items, cells[2], cells[3], cells[4] + len(labels), stage))
+        labels += recommender.labels()
+        taken_rows.append(stage_rows)
+        taken_items.append(stage_items)
+        counts += np.bincount(stage_rows, minlength=len(requested))
+    if not parts:
         return recommenders[-1].recommend_k_items(requested[:0], k)
 
-    combined = concat_recommendations(frames)
-    combined = combined.drop_duplicates([col_person, col_item], keep="first")
-    source = np.repeat(np.arange(len(frames)), [len(f) for f in frames])[combined.index]
-    order = np.lexsort(
-        (combined[RANK].to_numpy(), source, requested.get_indexer(combined[col_person]))
-    )
-    combined = combined.iloc[order]
-    combined[RANK] = combined.groupby(col_person, sort=False).cumcount().to_numpy() + 1
-    return combined[combined[RANK] <= k].reset_index(drop=True)
+    rows, item_codes, scores, ranks, codes = concat_cells([part[:5] for part in parts])
+    stages = np.concatenate([np.full(len(part[0]), part[5]) for part in parts])
+    order = np.lexsort((ranks, stages, rows))
+    rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    ranks = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)])) + 1
+    keep = ranks <= k
+    order = order[keep]
+    cells = (rows[keep], item_codes[order], scores[order], ranks[keep], codes[order])
+    return recommendation_frame(requested, items, cells, labels, col_person, col_item)

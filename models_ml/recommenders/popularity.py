@@ -1,21 +1,20 @@
 """Most popular items: the baseline, and the fallback for people without history.
 
-An item's score is the sum of its interaction weights over everyone, each weight optionally
-decayed by 2^(-age / half_life_days) so that "popular right now" beats "popular last year".
-Items with a total of zero or less are never recommended. Ties go to the smaller item_id.
+An item's score is the sum of its interaction weights over everyone whose data may count in
+aggregates (analytics consent), each weight optionally decayed by 2^(-age / half_life_days) so
+that "popular right now" beats "popular last year". Items with a total of zero or less are never
+recommended. Ties go to the smaller item_id.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.utils.validation import check_is_fitted
 
-from models_ml.columns import ITEM_ID, OCCURRED_AT, PERSON_ID, WEIGHT
-from models_ml.recommenders._base import BLOCK_CELLS, InteractionRecommender
+from models_ml.columns import HAS_ANALYTICS_CONSENT, ITEM_ID, OCCURRED_AT, PERSON_ID, WEIGHT
+from models_ml.recommenders._base import BLOCK_CELLS, Cells, InteractionRecommender
 
 
 class PopularityRecommender(InteractionRecommender):
@@ -25,9 +24,12 @@ class PopularityRecommender(InteractionRecommender):
         half_life_days: time decay of interaction weights; None = no decay.
         random_state: unused (deterministic); kept for a uniform interface.
         col_person, col_item, col_weight, col_timestamp: input column names.
+        col_in_aggregates: boolean column, False = the row is its person's history only and
+            counts in no item total (see InteractionRecommender); absent = every row counts.
 
     Fitted attributes:
         person_index_, item_index_, affinity_, seen_, as_of_: as in ItemCooccurrenceRecommender.
+        aggregate_affinity_: affinity_ of the rows that count in item totals.
         item_scores_: total decayed weight per item (aligned with item_index_).
         ranking_: item positions with a positive score, best first.
     """
@@ -43,6 +45,7 @@ class PopularityRecommender(InteractionRecommender):
         col_item: str = ITEM_ID,
         col_weight: str | None = WEIGHT,
         col_timestamp: str | None = OCCURRED_AT,
+        col_in_aggregates: str | None = HAS_ANALYTICS_CONSENT,
     ):
         self.half_life_days = half_life_days
         self.random_state = random_state
@@ -50,36 +53,29 @@ class PopularityRecommender(InteractionRecommender):
         self.col_item = col_item
         self.col_weight = col_weight
         self.col_timestamp = col_timestamp
+        self.col_in_aggregates = col_in_aggregates
 
     def fit(self, interactions: pd.DataFrame, y=None, as_of=None) -> PopularityRecommender:
         self._index_interactions(interactions, as_of)
-        self.item_scores_ = np.asarray(self.affinity_.sum(axis=0), dtype=float).ravel()
-        order = np.lexsort((np.arange(len(self.item_scores_)), -self.item_scores_))
-        self.ranking_ = order[self.item_scores_[order] > 0]
+        self.item_scores_ = np.asarray(self.aggregate_affinity_.sum(axis=0), dtype=float).ravel()
+        self.ranking_ = popularity_ranking(self.item_scores_)
         return self
 
-    def recommend_k_items(
-        self,
-        person_ids=None,
-        k: int = 10,
-        remove_seen: bool = True,
-        exclude_pairs: pd.DataFrame | None = None,
-        exclude_items: Iterable | None = None,
-    ) -> pd.DataFrame:
-        """Top-k popular items per person: person_id, rank, item_id, score, algorithm, reason.
-
-        Every requested person gets rows, including people the model has never seen.
-        Arguments as in ItemCooccurrenceRecommender.recommend_k_items.
-        """
+    def _top_k(
+        self, requested: pd.Index, k: int, excluded: sparse.csr_array, item_excluded: np.ndarray
+    ) -> Cells:
+        """Every requested person gets cells, including people the model has never seen."""
         check_is_fitted(self, "ranking_")
-        requested = self._requested(person_ids)
-        excluded, item_excluded = self._exclusions(
-            requested, remove_seen, exclude_pairs, exclude_items
-        )
         ranking = self.ranking_[~item_excluded[self.ranking_]]
         rows, positions, ranks = first_k_allowed(ranking, excluded, k)
         items = ranking[positions]
-        return self._frame(requested, rows, items, self.item_scores_[items], ranks)
+        return rows, items, self.item_scores_[items], ranks, np.zeros(len(rows), np.int8)
+
+
+def popularity_ranking(scores: np.ndarray) -> np.ndarray:
+    """Positions of the positive `scores`, best first, ties to the lower position."""
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    return order[scores[order] > 0]
 
 
 def first_k_allowed(

@@ -2,7 +2,8 @@
 
 The warehouse holds exactly the relations the assets read (as dbt would leave them), built by
 hand so each rule has a person who must trigger it: an open checkout, a purchase, an item out
-of stock, a person without consent.
+of stock, a person without personalization consent (P39), a person who revoked analytics
+consent (P38, the only one ever to touch the gadget g0).
 """
 
 from pathlib import Path
@@ -18,17 +19,19 @@ from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
 
 DAY = pd.Timestamp("2024-05-01")
-# Two taste groups of 6 items each ("b*" books, "s*" sports) and one curated item per group.
+# Two taste groups of 6 items each ("b*" books, "s*" sports) and one curated item per group;
+# a gadget nobody but P38 (analytics consent revoked) ever touches.
 ITEMS = pd.DataFrame(
     {
-        "item_id": [f"b{i}" for i in range(6)] + [f"s{i}" for i in range(6)],
-        "title": [f"Novel {i}" for i in range(6)] + [f"Tent {i}" for i in range(6)],
-        "category": ["books"] * 6 + ["sports"] * 6,
-        "tags": ["paperback"] * 6 + ["outdoor"] * 6,
-        "is_in_stock": [True] * 5 + [False] + [True] * 6,  # b5 out of stock
-        "is_curated": [False] * 4 + [True, False] + [False] * 5 + [True],  # b4, s5
+        "item_id": [f"b{i}" for i in range(6)] + [f"s{i}" for i in range(6)] + ["g0"],
+        "title": [f"Novel {i}" for i in range(6)] + [f"Tent {i}" for i in range(6)] + ["Drone"],
+        "category": ["books"] * 6 + ["sports"] * 6 + ["gadgets"],
+        "tags": ["paperback"] * 6 + ["outdoor"] * 6 + ["electronic"],
+        "is_in_stock": [True] * 5 + [False] + [True] * 7,  # b5 out of stock
+        "is_curated": [False] * 4 + [True, False] + [False] * 5 + [True, False],  # b4, s5
     }
 )
+REVOKED_ANALYTICS, NO_PERSONALIZATION = "P38", "P39"
 
 
 def _events() -> pd.DataFrame:
@@ -43,6 +46,9 @@ def _events() -> pd.DataFrame:
     rows.append(("P02", "b1", "begin_checkout", DAY + pd.Timedelta(days=2)))  # ... then bought
     rows.append(("P02", "b1", "purchase", DAY + pd.Timedelta(days=2, hours=1)))
     rows.append(("P03", "s2", "click_recommendation", DAY + pd.Timedelta(days=1)))
+    # Were P38 counted, g0 would be the most popular item by far.
+    for n in range(6):
+        rows.append((REVOKED_ANALYTICS, "g0", "purchase", DAY + pd.Timedelta(days=2, hours=n)))
     events = pd.DataFrame(rows, columns=["person_id", "item_id", "event_type", "occurred_at"])
     events["event_id"] = [f"e{i}" for i in range(len(events))]
     return events
@@ -59,12 +65,31 @@ def warehouse(tmp_path_factory) -> Path:
     interactions = events.assign(weight=events.event_type.map(weights))
     con.register("interactions_frame", interactions)
     people = pd.DataFrame({"person_id": sorted(events.person_id.unique())})
-    people["has_personalization_consent"] = people.person_id != "P39"
-    for schema in ("intermediate", "marts", "config"):
+    people["has_personalization_consent"] = people.person_id != NO_PERSONALIZATION
+    analytics = people[["person_id"]].assign(
+        has_analytics_consent=people.person_id != REVOKED_ANALYTICS
+    )
+    # Cluster segments follow the taste groups; P30-P37 have none (overall popularity).
+    number = people.person_id.str[1:].astype(int)
+    clustered = people[people.has_personalization_consent & (number < 30)]
+    segments = pd.DataFrame(
+        {
+            "person_id": clustered.person_id,
+            "segment_type": "cluster",
+            "segment_id": "c" + (number[clustered.index] % 2).astype(str),
+            "segment_name": "taste group",
+            "score": 1.0,
+        }
+    )
+    for schema in ("intermediate", "marts", "config", "ml"):
         con.execute(f"create schema {schema}")
     con.execute(
         "create table intermediate.int_interactions_weighted as select * from interactions_frame"
     )
+    con.register("analytics_frame", analytics)
+    con.register("segments_frame", segments)
+    con.execute("create table intermediate.int_analytics_consents_resolved as from analytics_frame")
+    con.execute("create table ml.user_segments as from segments_frame")
     con.execute("create table marts.events as select * from events")
     con.execute("create table marts.items as select * from ITEMS")
     con.execute("create table marts.user_profiles as select * from people")
@@ -140,5 +165,33 @@ def test_experiments_assign_every_consenting_person_once_per_experiment(warehous
     assert (assignments.groupby("experiment").size() == 39).all()
     results = _frame(warehouse, "select * from ml.experiment_results")
     assert results.groupby("experiment").is_control.sum().eq(1).all()
-    assert (results.groupby("experiment").users.sum() == 39).all()
+    # P38 is assigned (personalization consent) but not counted (analytics consent revoked).
+    assert (results.groupby("experiment").users.sum() == 38).all()
     assert results.ctr.between(0, 1).all()
+
+
+def test_a_person_without_personalization_consent_gets_no_rows(warehouse):
+    for table in ("ml.recommendations", "ml.experiment_assignments"):
+        people = _frame(warehouse, f"select distinct person_id from {table}").person_id
+        assert NO_PERSONALIZATION not in set(people), table
+
+
+def test_revoked_analytics_consent_counts_in_no_aggregate_but_still_personalizes(warehouse):
+    recs = _frame(warehouse, "select * from ml.recommendations")
+    # Only P38 ever touched g0: counted, it would top popularity and co-occur with b-items.
+    assert "g0" not in set(recs.item_id)
+    # P38 still gets every in-stock item they have not seen, the one of their own taste group
+    # (from their own history: b0, b1, b3, b4 seen) first.
+    p38 = recs[recs.person_id == REVOKED_ANALYTICS].sort_values("rank")
+    assert p38.item_id.tolist()[0] == "b2"
+    assert set(p38.item_id) == {"b2", "s0", "s1", "s2", "s3", "s4"}
+
+
+def test_segment_popularity_is_evaluated_and_only_segmented_people_get_it(warehouse):
+    evaluation = _frame(warehouse, "select * from ml.recommendation_evaluation")
+    segment = evaluation.set_index("algorithm").loc["segment_popularity"]
+    assert segment.n_users > 0 and 0 <= segment.ndcg_at_k <= 1
+    recs = _frame(warehouse, "select * from ml.recommendations")
+    by_segment = recs[recs.algorithm == "segment_popularity"]
+    assert (by_segment.person_id.str[1:].astype(int) < 30).all(), "P30-P37 have no segment"
+    assert by_segment.reason.eq("segment_popularity: popular with people like you").all()

@@ -374,3 +374,143 @@ def test_chain_skips_short_histories_and_tops_up_in_order():
     assert not recs.duplicated(["person_id", "item_id"]).any()
     ranks = recs.groupby("person_id")["rank"].apply(list).to_dict()
     assert all(r == list(range(1, len(r) + 1)) for r in ranks.values())
+
+
+# --- per-segment popularity -----------------------------------------------------------------
+
+from models_ml.recommenders import SegmentPopularityRecommender  # noqa: E402
+from models_ml.recommenders.serving import popularity_fallback  # noqa: E402
+
+SEG = "segment_popularity: popular with people like you"
+# s1 = p1, p2: a 2, b 2, c 1.  s2 = p3, p5 (and "new", without history): d 2, b 1, c 1.
+SEGMENTS = pd.DataFrame(
+    {"person_id": ["p1", "p2", "p3", "p5", "new"], "segment_id": ["s1", "s1", "s2", "s2", "s2"]}
+)
+
+
+def _labelled(rows):
+    frame = _recs(rows)
+    frame["reason"] = frame["algorithm"].map({"segment_popularity": SEG, "popularity": POP})
+    return frame
+
+
+def test_segment_popularity_exact_with_overall_after_and_for_the_unsegmented():
+    model = SegmentPopularityRecommender(min_segment_people=1)
+    model.fit(INTERACTIONS, segments=SEGMENTS)
+    np.testing.assert_array_equal(model.segment_item_scores_, [[2, 2, 1, 0, 0], [0, 1, 1, 2, 0]])
+    np.testing.assert_array_equal(model.segment_sizes_, [2, 2])
+    result = model.recommend_k_items(["p1", "p4", "new"], k=3)
+    # p1 (s1) has seen a, b: c from the segment, then overall (a 7, b 3, c 2, d 2, e 1).
+    # p4 has no segment: overall without a, e.  "new" (s2) has no history: s2's items.
+    expected = _labelled(
+        [
+            ("p1", 1, "c", 1.0, "segment_popularity"),
+            ("p1", 2, "d", 2.0, "popularity"),
+            ("p1", 3, "e", 1.0, "popularity"),
+            ("p4", 1, "b", 3.0, "popularity"),
+            ("p4", 2, "c", 2.0, "popularity"),
+            ("p4", 3, "d", 2.0, "popularity"),
+            ("new", 1, "d", 2.0, "segment_popularity"),
+            ("new", 2, "b", 1.0, "segment_popularity"),
+            ("new", 3, "c", 1.0, "segment_popularity"),
+        ]
+    )
+    _assert_recs(result, expected)
+
+
+def test_a_too_small_segment_and_no_segments_mean_overall_popularity():
+    overall = PopularityRecommender().fit(INTERACTIONS).recommend_k_items(["p1", "new"], k=3)
+    expected = overall.astype({"algorithm": str, "reason": str})
+    small = SegmentPopularityRecommender(min_segment_people=3).fit(INTERACTIONS, segments=SEGMENTS)
+    _assert_recs(small.recommend_k_items(["p1", "new"], k=3), expected)
+    none = SegmentPopularityRecommender().fit(INTERACTIONS)
+    _assert_recs(none.recommend_k_items(["p1", "new"], k=3), expected)
+
+
+def test_segment_popularity_respects_exclusions_in_the_chain():
+    model = SegmentPopularityRecommender(min_segment_people=1).fit(INTERACTIONS, segments=SEGMENTS)
+    pairs = pd.DataFrame({"person_id": ["new"], "item_id": ["d"]})
+    result = recommend_chain([model], ["new", "p1"], 2, exclude_pairs=pairs, exclude_items=["c"])
+    assert result.set_index(["person_id", "rank"]).item_id.to_dict() == {
+        ("new", 1): "b",
+        ("new", 2): "a",  # s2 has no other item left: overall comes next
+        ("p1", 1): "d",
+        ("p1", 2): "e",
+    }
+    assert result.algorithm.astype(str).tolist() == [
+        "segment_popularity",
+        "popularity",
+        "popularity",
+        "popularity",
+    ]
+
+
+def test_the_popularity_fallback_is_per_segment_only_when_it_evaluated_better():
+    evaluation = pd.DataFrame(
+        {"algorithm": ["popularity", "segment_popularity", "als"], "ndcg_at_k": [0.2, 0.3, 0.4]}
+    )
+    assert popularity_fallback(evaluation) == "segment_popularity"
+    evaluation["ndcg_at_k"] = [0.3, 0.3, 0.4]
+    assert popularity_fallback(evaluation) == "popularity", "a tie keeps the simpler one"
+    assert popularity_fallback(evaluation.iloc[[0, 2]]) == "popularity"
+
+
+# --- analytics consent: aggregates count only people whose analytics consent allows ---------
+
+
+def _with_revoked(interactions: pd.DataFrame, person: str, items: list[str]) -> pd.DataFrame:
+    """`interactions` (all consenting) plus heavy interactions of one person who revoked
+    analytics consent (has_analytics_consent False on their rows)."""
+    revoked = pd.DataFrame(
+        {
+            "person_id": person,
+            "item_id": items,
+            "weight": 50.0,
+            "occurred_at": interactions["occurred_at"].max(),
+            "has_analytics_consent": False,
+        }
+    )
+    return pd.concat([interactions.assign(has_analytics_consent=True), revoked], ignore_index=True)
+
+
+def test_revoked_analytics_consent_changes_no_popularity_count():
+    with_revoked = _with_revoked(INTERACTIONS, "p9", ["e", "z", "z"])
+    plain = PopularityRecommender().fit(INTERACTIONS)
+    model = PopularityRecommender().fit(with_revoked)
+    assert model.item_index_.tolist() == ["a", "b", "c", "d", "e", "z"]
+    np.testing.assert_array_equal(model.item_scores_, [*plain.item_scores_, 0.0])
+    _assert_recs(
+        model.recommend_k_items(["new"], k=5),
+        plain.recommend_k_items(["new"], k=5).astype({"algorithm": str, "reason": str}),
+    )
+    # p9's own history still counts for p9: what they have seen is not recommended to them.
+    assert model.recommend_k_items(["p9"], k=5).item_id.tolist() == ["a", "b", "c", "d"]
+
+    segments = pd.concat([SEGMENTS, pd.DataFrame({"person_id": ["p9"], "segment_id": ["s1"]})])
+    segmented = SegmentPopularityRecommender(min_segment_people=1)
+    segmented.fit(with_revoked, segments=segments)
+    np.testing.assert_array_equal(
+        segmented.segment_item_scores_, [[2, 2, 1, 0, 0, 0], [0, 1, 1, 2, 0, 0]]
+    )
+    np.testing.assert_array_equal(segmented.segment_sizes_, [2, 2])
+
+
+def test_revoked_analytics_consent_changes_no_item_model_but_still_personalizes():
+    with_revoked = _with_revoked(INTERACTIONS, "p9", ["e", "z"])
+    cooc = ItemCooccurrenceRecommender(similarity_type="counts").fit(with_revoked)
+    np.testing.assert_array_equal(cooc.similarity_[:5, :5], COUNTS)
+    assert not cooc.similarity_[5].any() and not cooc.similarity_[:, 5].any()
+    # p9's history (e) is scored against everyone else's co-occurrences: e goes with a.
+    assert cooc.recommend_k_items(["p9"], k=1).item_id.tolist() == ["a"]
+
+    ease = EASERecommender(l2=2.0).fit(with_revoked)
+    plain = EASERecommender(l2=2.0).fit(INTERACTIONS)
+    np.testing.assert_allclose(ease.weights_[:5, :5], plain.weights_, rtol=1e-5, atol=1e-7)
+    assert not ease.weights_[5].any() and not ease.weights_[:, 5].any()
+
+    als_data = _with_revoked(GROUPS, "p9", ["x1", "x2"])
+    params = {"factors": 2, "iterations": 30, "regularization": 0.01, "random_state": 7}
+    als = ALSRecommender(**params).fit(als_data)
+    plain_als = ALSRecommender(**params).fit(GROUPS)
+    np.testing.assert_allclose(als.item_factors_, plain_als.item_factors_, rtol=1e-5)
+    assert als.recommend_k_items(["p9"], k=1).item_id.tolist() == ["x3"]

@@ -137,7 +137,9 @@ def apply_rules(
     Works on integer codes throughout (tens of millions of rows in seconds).
     """
     people = as_index(candidates[PERSON_ID] if people is None else people)
-    candidates = candidates[candidates[PERSON_ID].isin(people)]
+    person = people.get_indexer(candidates[PERSON_ID])
+    if (person < 0).any():
+        candidates, person = candidates[person >= 0], person[person >= 0]
     pinned = [item for pin in rules.pins for item in pin.item_ids]
     curated = list(as_index(curated_items)) if rules.context_rules else []
     item_index = as_index(
@@ -152,12 +154,14 @@ def apply_rules(
     n_items = len(item_index)
 
     # Rows carry a label code into `label_table`: (algorithm, reason) pairs.
-    labels = pd.MultiIndex.from_arrays(
-        [candidates[ALGORITHM].astype(str), candidates[REASON].astype(str)]
-    )
-    label_codes, label_values = pd.factorize(labels)
-    label_table = [tuple(v) for v in label_values]
-    person = people.get_indexer(candidates[PERSON_ID])
+    algorithm = pd.Categorical(candidates[ALGORITHM])
+    reason = pd.Categorical(candidates[REASON])
+    n_reasons = len(reason.categories)
+    label_codes, pairs = pd.factorize(algorithm.codes.astype(np.int64) * n_reasons + reason.codes)
+    label_table = [
+        (str(algorithm.categories[p // n_reasons]), str(reason.categories[p % n_reasons]))
+        for p in pairs
+    ]
     item = item_index.get_indexer(candidates[ITEM_ID])
     order = candidates[RANK].to_numpy(dtype=float).copy()
     label = label_codes.astype(np.int64)

@@ -6,14 +6,15 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from dagster_project.assets._metadata import markdown_table
+from dagster_project.identity.erasure import link_and_erase
 from dagster_project.identity.evaluation import ensure_evaluation_table, evaluate_against_files
-from dagster_project.identity.splink_linker import predict_links, read_profile_records
+from dagster_project.identity.graph import cut_by_guardrails
 from dagster_project.ingest.erasure import drop_erased_people
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_identity_tunables
 from dagster_project.warehouse_io import read_frame, write_frame
 from models_ml.identity import identity_stats, resolve_identities
-from models_ml.linkage import apply_guardrails, carry_over_person_ids
+from models_ml.linkage import carry_over_person_ids
 
 CHANGES_COLUMNS = "run_id varchar, changed_at timestamp, change_type varchar, person_id varchar, "
 CHANGES_COLUMNS += "previous_person_id varchar, identifiers bigint"
@@ -24,34 +25,45 @@ CHANGES_COLUMNS += "previous_person_id varchar, identifiers bigint"
     deps=[
         AssetKey(["intermediate", "int_profiles_deduplicated"]),
         AssetKey(["intermediate", "int_identity_nodes"]),
+        AssetKey(["intermediate", "int_identity_edges"]),
     ],
     group_name="identity",
     kinds={"python", "splink", "duckdb"},
     owners=["team:data-platform"],
     description=(
         "Probabilistic links between profile records (Splink, Fellegi-Sunter), read from the "
-        "PII zone: record node keys, match probability and method only, no plaintext."
+        "PII zone: record node keys, match probability and method only, no plaintext. First, "
+        "erasure requests are resolved to whole people: the records ingest purged for an "
+        "erasure (kept in the PII zone as evidence) are matched against everyone, every person "
+        "they resolve to is erased everywhere and remembered, and the evidence is deleted."
     ),
 )
 def identity_links(
     context: AssetExecutionContext, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    settings = load_identity_tunables()["probabilistic"]
+    tunables = load_identity_tunables()
+    now = datetime.now(UTC).replace(tzinfo=None)
     with warehouse.connect(with_pii_zone=True) as con:
-        records = read_profile_records(con)
-        nulled = int(records.pop("is_birth_date_nulled").sum())
-        links, info = predict_links(records, settings)
-        del records  # the plaintext goes no further than this function
+        links, info, erased = link_and_erase(con, tunables, now)
         rows = write_frame(con, "ml.identity_links", links)
     context.log.info(f"splink: {info}")
+    if erased.people_erased:
+        context.log.info(
+            f"erasure: {erased.people_erased} person(s) erased, "
+            f"{erased.identifiers_registered} identifier token(s) registered, "
+            f"{erased.total_removed} row(s) removed"
+        )
     return MaterializeResult(
         metadata={
             "rows": rows,
             "records": info["records"],
-            "invalid_birth_dates_nulled": nulled,
+            "invalid_birth_dates_nulled": info["invalid_birth_dates_nulled"],
             "fields_compared": ", ".join(info["fields_compared"]),
             "seconds": info["seconds"],
-            "match_threshold": float(settings["match_threshold"]),
+            "match_threshold": float(tunables["probabilistic"]["match_threshold"]),
+            "people_erased": erased.people_erased,
+            "erasure_identifiers_registered": erased.identifiers_registered,
+            "erasure_rows_removed": erased.total_removed,
         }
     )
 
@@ -78,7 +90,6 @@ def identity_assignments(
     context: AssetExecutionContext, warehouse: WarehouseResource
 ) -> MaterializeResult:
     tunables = load_identity_tunables()
-    guardrails = tunables["guardrails"]
     with warehouse.connect(with_pii_zone=True) as con:
         nodes = read_frame(con, "select * from intermediate.int_identity_nodes")
         edges = read_frame(
@@ -88,16 +99,10 @@ def identity_assignments(
             "select node_key_a, node_key_b, method, match_probability from ml.identity_links",
         )
         previous = _previous_assignments(con)
-        kept, firings = apply_guardrails(
-            nodes,
-            edges,
-            max_user_ids=guardrails["max_user_ids_per_person"],
-            max_records=guardrails["max_records_per_person"],
-            breakable_methods=tuple(guardrails["breakable_methods"]),
-        )
+        kept, firings = cut_by_guardrails(nodes, edges, tunables["guardrails"])
         assignments, changes = carry_over_person_ids(resolve_identities(nodes, kept), previous)
         rows = write_frame(con, "ml.identity_assignments", assignments)
-        # A person joined to an erased identifier (even by a probabilistic link) goes whole.
+        # Defensive: identity_links erased the requested people before linking anyone.
         erased = drop_erased_people(con, datetime.now(UTC).replace(tzinfo=None))
         if erased.total_removed or erased.identifiers_registered:
             rows = con.execute("select count(*) from ml.identity_assignments").fetchall()[0][0]

@@ -14,6 +14,7 @@ import time
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from dagster_project.warehouse_io import read_frame
 
@@ -29,28 +30,28 @@ MATCH_FIELDS = (
     "city",
 )
 MIN_FIELD_COMPLETENESS = 0.01  # a field present in fewer records is not compared
+# Fields compared with term-frequency adjustments (see `_comparison`).
+TERM_FREQUENCY_FIELDS = ("first_name", "last_name", "postcode", "city")
 
-# One record per current profile version: plaintext from the PII zone (same file and line as
-# the version dbt kept), typed values from dbt (an invalid birth date is already null there).
-# Junk values (`n/a`, `test@example.com`) are nulled so they never count as agreement.
-PROFILE_RECORDS_SQL = """
+# Normalization shared by the records Splink matches: plaintext from the PII zone, typed values
+# from dbt where there are any (an invalid birth date is already null there). Junk values
+# (`n/a`, `test@example.com`) are nulled so they never count as agreement.
+_RECORDS_SQL = """
 with junk as (select lower(trim(value)) as junk_value from config.identity_junk_values),
+plain as ({plain}),
 records as (
     select
-        'record_id|' || coalesce(d.source_system, '') || '|' || d.record_id as unique_id,
-        nullif(regexp_replace(lower(trim(p.first_name)), '\\s+', ' ', 'g'), '') as first_name,
-        nullif(regexp_replace(lower(trim(p.last_name)), '\\s+', ' ', 'g'), '') as last_name,
-        d.birth_date as birth_date,
-        p.birth_date is not null and trim(p.birth_date) <> '' and d.birth_date is null
-            as is_birth_date_nulled,
-        nullif(lower(trim(p.email)), '') as email,
-        nullif(regexp_replace(p.phone, '[^0-9]', '', 'g'), '') as phone,
-        nullif(regexp_replace(lower(trim(p.address)), '\\s+', ' ', 'g'), '') as address,
-        nullif(upper(replace(trim(coalesce(p.postcode, d.postcode)), ' ', '')), '') as postcode,
-        nullif(lower(trim(coalesce(p.city, d.city))), '') as city
-    from intermediate.int_profiles_deduplicated as d
-    left join pii.main.profiles as p
-        on p._file = d._file and p._line = d._line
+        unique_id,
+        nullif(regexp_replace(lower(trim(first_name)), '\\s+', ' ', 'g'), '') as first_name,
+        nullif(regexp_replace(lower(trim(last_name)), '\\s+', ' ', 'g'), '') as last_name,
+        birth_date,
+        is_birth_date_nulled,
+        nullif(lower(trim(email)), '') as email,
+        nullif(regexp_replace(phone, '[^0-9]', '', 'g'), '') as phone,
+        nullif(regexp_replace(lower(trim(address)), '\\s+', ' ', 'g'), '') as address,
+        nullif(upper(replace(trim(postcode), ' ', '')), '') as postcode,
+        nullif(lower(trim(city)), '') as city
+    from plain
 )
 select
     unique_id,
@@ -69,10 +70,70 @@ from records
 order by unique_id
 """
 
+# One record per current profile version (same file and line as the version dbt kept).
+PROFILE_RECORDS_SQL = _RECORDS_SQL.format(
+    plain="""
+    select
+        'record_id|' || coalesce(d.source_system, '') || '|' || d.record_id as unique_id,
+        p.first_name,
+        p.last_name,
+        d.birth_date,
+        p.birth_date is not null and trim(p.birth_date) <> '' and d.birth_date is null
+            as is_birth_date_nulled,
+        p.email,
+        p.phone,
+        p.address,
+        coalesce(p.postcode, d.postcode) as postcode,
+        coalesce(p.city, d.city) as city
+    from intermediate.int_profiles_deduplicated as d
+    left join pii.main.profiles as p
+        on p._file = d._file and p._line = d._line
+    """
+)
+
+# The erasure evidence (records purged for an erasure since the last identity run), one record
+# per distinct delivered version: `<record node key>#<n>` (see `evidence_node_key`).
+ERASURE_EVIDENCE_SQL = _RECORDS_SQL.format(
+    plain="""
+    select
+        'record_id|' || coalesce(source_system, '') || '|' || record_id || '#'
+            || row_number() over (
+                partition by source_system, record_id
+                order by first_name, last_name, birth_date, email, phone, address, postcode,
+                    city
+            ) as unique_id,
+        first_name,
+        last_name,
+        cast(try_strptime(trim(birth_date), '%Y-%m-%d') as date) as birth_date,
+        false as is_birth_date_nulled,
+        email,
+        phone,
+        address,
+        postcode,
+        city
+    from (
+        select distinct
+            record_id, source_system, first_name, last_name, birth_date, email, phone,
+            address, postcode, city
+        from pii.main.erasure_evidence
+    )
+    """
+)
+
 
 def read_profile_records(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """The records to match (needs `pii` attached on `con`); plaintext stays in memory."""
     return read_frame(con, PROFILE_RECORDS_SQL)
+
+
+def read_erasure_evidence(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The erased records kept as linking evidence, shaped like `read_profile_records`."""
+    return read_frame(con, ERASURE_EVIDENCE_SQL)
+
+
+def evidence_node_key(unique_id: pd.Series) -> pd.Series:
+    """The record node key of an evidence record's `unique_id` (drops the `#<n>` version)."""
+    return unique_id.str.replace(r"#\d+$", "", regex=True)
 
 
 def _comparison(field: str):
@@ -115,6 +176,24 @@ def predict_links(records: pd.DataFrame, settings: dict) -> tuple[pd.DataFrame, 
     Returns:
         (links: node_key_a, node_key_b, method, match_probability; info for run metadata)
     """
+    links, _, info = predict_links_and_matches(records, settings, None)
+    return links, info
+
+
+def predict_links_and_matches(
+    records: pd.DataFrame, settings: dict, new_records: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """`predict_links`, plus the links from each of `new_records` to `records`.
+
+    The model is trained on `records` only and scores the new records against them afterwards
+    (Splink's `predict_between`), so the links within `records` are the same with or without
+    new records. Erasure uses this to find, by the records of an erased person that are already
+    purged, the person's other records.
+
+    Returns:
+        (links within records; links from new records: node_key_a = the new record's
+        unique_id, node_key_b = the record's; info for run metadata)
+    """
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
     started = time.monotonic()
@@ -124,12 +203,13 @@ def predict_links(records: pd.DataFrame, settings: dict) -> tuple[pd.DataFrame, 
     rules = [r for r in settings["blocking_rules"] if _fields_of(r) <= set(fields)]
     if len(records) < 2 or len(fields) < 2 or not rules:
         info.update(pairs_scored=0, links=0, seconds=round(time.monotonic() - started, 1))
-        return _empty_links(), info
+        return _empty_links(), _empty_links(), info
 
     frame = records[["unique_id", *fields]].copy()
     db = DuckDBAPI()  # its own in-memory database: plaintext never touches a file
+    registered = db.register(frame)
     linker = Linker(
-        db.register(frame),
+        registered,
         SettingsCreator(
             link_type="dedupe_only",
             comparisons=[_comparison(f) for f in fields],
@@ -164,10 +244,41 @@ def predict_links(records: pd.DataFrame, settings: dict) -> tuple[pd.DataFrame, 
                 logging.getLogger(__name__).warning("EM on %s skipped: %s", rule, error)
     info["seconds_em"] = round(time.monotonic() - started, 1)
     threshold = float(settings["match_threshold"])
-    scored = linker.inference.predict(threshold_match_probability=threshold)
+    links = _links(linker.inference.predict(threshold_match_probability=threshold))
+    new_links = _empty_links()
+    if new_records is not None and len(new_records):
+        # Scored with the term frequencies of `records`: the new records change no model input.
+        for field in fields:
+            if field in TERM_FREQUENCY_FIELDS:
+                linker.table_management.compute_tf_table(field)
+        new_frame = pa.Table.from_pandas(
+            new_records[["unique_id", *fields]],
+            schema=pa.Schema.from_pandas(frame, preserve_index=False),
+            preserve_index=False,
+        )
+        scored = linker.inference.predict_between(
+            db.register(new_frame),
+            registered,
+            threshold_match_probability=threshold,
+            warning_mode="never",
+        )
+        new_links = _links(scored)
+        info["new_records"] = int(len(new_records))
+        info["new_record_links"] = int(len(new_links))
+    info.update(
+        em_passes=trained,
+        links=int(len(links)),
+        threshold=threshold,
+        seconds=round(time.monotonic() - started, 1),
+    )
+    return links, new_links, info
+
+
+def _links(scored) -> pd.DataFrame:
+    """Splink's scored pairs as link rows (and the scored table dropped from its database)."""
     predicted = scored.as_pandas_dataframe()
     scored.drop_table_from_database_and_remove_from_cache()
-    links = pd.DataFrame(
+    return pd.DataFrame(
         {
             "node_key_a": predicted["unique_id_l"].astype(str),
             "node_key_b": predicted["unique_id_r"].astype(str),
@@ -175,10 +286,3 @@ def predict_links(records: pd.DataFrame, settings: dict) -> tuple[pd.DataFrame, 
             "match_probability": predicted["match_probability"].astype(float),
         }
     ).sort_values(["node_key_a", "node_key_b"], ignore_index=True)
-    info.update(
-        em_passes=trained,
-        links=int(len(links)),
-        threshold=threshold,
-        seconds=round(time.monotonic() - started, 1),
-    )
-    return links, info

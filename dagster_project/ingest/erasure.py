@@ -1,25 +1,41 @@
-"""Right to erasure that sticks: purge erased people from raw tables and the PII zone, and
-remember them by token so a later delivery of the same rows is purged again.
+"""Right to erasure that sticks: a request erases the whole person, everywhere, for good.
 
 `audit.erasure_registry` holds one keyed HMAC token per erased identifier (never the identifier
-itself): `pz_hmac('<type>:<value>')` for user ids, anonymous ids, record ids, session ids and
-event ids, and `pz_hmac('email_token:<token>')` for emails. A request for a user id or an email
-erases the whole person: every identifier linked to it in the raw data (records carrying the
-user id or email, anonymous ids seen logged in as the user, the user ids of those records) and
-in the previous run's identity map.
+itself): `pz_hmac('<type>:<value>')` for user ids, anonymous ids, record ids (value
+`<source_system>:<record_id>`), event ids, session ids and person ids, and
+`pz_hmac('email_token:<token>')` / `pz_hmac('phone_token:<token>')` for emails and phones.
 
-Every ingest asset calls `enforce_erasures` after loading, so whatever order the sources load
-in, no erased row survives to dbt; everything downstream (marts, ML tables, the published
-snapshot) is rebuilt from raw and loses the person too. Tables that persist across runs and
-hold a `person_id` (in schemas `ml` and `audit`) are purged by person_id.
+A request goes through two steps:
+
+1. At ingest (`enforce_erasures`, called by every ingest asset after it loads): the request's
+   user id / email token is registered, with what the raw data links to it deterministically
+   (records carrying it, their user ids and emails, devices seen logged in as those users, their
+   events) and the previous run's identity map. Every raw table is purged of registered
+   identifiers, so a re-delivered row never reaches dbt. A purged profile record moves from the
+   PII zone's `profiles` to its `erasure_evidence`: its plaintext is what lets identity
+   resolution find the person's *other* records (Splink: name, birth date, address).
+2. At identity resolution (`erase_people`, called by `dagster_project.identity.erasure` with
+   the graph resolved together with that evidence): every person holding a registered
+   identifier is erased whole. All their identifiers (records, user ids, devices, email and
+   phone tokens, events, sessions, person ids) are registered, then purged from the raw
+   tables, the PII zone, and every derived table (intermediate, marts, history snapshots, ML
+   and audit tables). The evidence is then deleted: it lives in the PII zone for one run only.
+
+Later loads of the same rows are purged on arrival by their tokens. The erasure log
+(`audit.erasure_log`) holds counts only, never an identifier.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
+import pandas as pd
+
+from dagster_project.ingest.sources import SOURCES
+from dagster_project.tunables import load_tunables
 
 REGISTRY_DDL = """
 create table if not exists audit.erasure_registry (
@@ -28,6 +44,16 @@ create table if not exists audit.erasure_registry (
 create table if not exists audit.erasure_log (
     processed_at timestamp, trigger_source varchar, requests_processed bigint,
     identifiers_registered bigint, rows_removed bigint, detail varchar
+);
+"""
+
+# PII zone: the profile records purged for an erasure, kept until identity resolution has
+# matched them against everyone else (then deleted).
+EVIDENCE_DDL = f"""
+create table if not exists pii.main.erasure_evidence (
+    record_id varchar, source_system varchar, user_id varchar, email_token varchar,
+    phone_token varchar, {", ".join(f"{c} varchar" for c in SOURCES["profiles"].pii_zone_columns)},
+    captured_at timestamp
 );
 """
 
@@ -43,34 +69,192 @@ _IDENTIFIER_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("record_id", "coalesce(source_system, '') || ':' || record_id"),
         ("user_id", "user_id"),
         ("email_token", "email_token"),
+        ("phone_token", "phone_token"),
     ],
     "consent": [("user_id", "user_id"), ("email_token", "email_token")],
     "context": [("event_id", "event_id"), ("session_id", "session_id")],
     "erasure": [("user_id", "user_id"), ("email_token", "email_token")],
 }
 
+# Quarantined rows keep the raw record as JSON: (identifier_type, value from it).
+_QUARANTINE_JSON = "(case when json_valid(raw_record) then raw_record end)"
+_QUARANTINE_FIELDS: list[tuple[str, str]] = [
+    (kind, f"json_extract_string({_QUARANTINE_JSON}, '$.{kind}')")
+    for kind in ("user_id", "anonymous_id", "event_id", "session_id")
+] + [
+    (
+        "record_id",
+        f"coalesce(json_extract_string({_QUARANTINE_JSON}, '$.source_system'), '') || ':' "
+        f"|| json_extract_string({_QUARANTINE_JSON}, '$.record_id')",
+    ),
+    ("email_token", f"pz_token('email', json_extract_string({_QUARANTINE_JSON}, '$.email'))"),
+    ("phone_token", f"pz_token('phone', json_extract_string({_QUARANTINE_JSON}, '$.phone'))"),
+]
+
+# Columns of derived tables that hold an erasable identifier, by name: column -> type.
+_DERIVED_COLUMNS = {
+    "user_id": "user_id",
+    "anonymous_id": "anonymous_id",
+    "event_id": "event_id",
+    "session_id": "session_id",
+    "email_token": "email_token",
+    "phone_token": "phone_token",
+    "person_id": "person_id",
+    "previous_person_id": "person_id",
+}
+# Identity-graph node keys (`<type>|<source_system>|<identifier>`).
+_NODE_KEY_COLUMNS = ("node_key", "node_key_a", "node_key_b", "anchor_node_key")
+# Columns of summary tables (data_audit) whose value may happen to be an identifier: nulled.
+_MASKED_COLUMNS = ("min_value", "max_value")
+# Tables that are the erasure machinery itself, or hold no person.
+_NOT_SWEPT = {"audit.erasure_registry", "audit.erasure_log", "audit.load_manifest"}
+
+
+def _subject(alias: str = "") -> str:
+    """The value an identifier is tokenized by: a record id is qualified by its source system."""
+    a = f"{alias}." if alias else ""
+    return (
+        f"(case when {a}identifier_type = 'record_id' "
+        f"then coalesce({a}source_system, '') || ':' || {a}identifier else {a}identifier end)"
+    )
+
 
 def _token(identifier_type: str, expression: str) -> str:
     return f"pz_hmac('{identifier_type}:' || ({expression}))"
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.execute(sql).fetchall()[0][0])
 
 
 @dataclass
 class ErasureOutcome:
     requests_processed: int = 0
     identifiers_registered: int = 0
+    people_erased: int = 0
+    # rows deleted per table (quarantine tables: rows whose raw record was blanked)
     rows_removed: dict[str, int] = field(default_factory=dict)
+    person_ids: set[str] = field(default_factory=set)  # this resolution's erased person_ids
 
     @property
     def total_removed(self) -> int:
         return sum(self.rows_removed.values())
 
 
+def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The registry and log (warehouse) and the evidence table (PII zone, attached as `pii`)."""
+    con.execute("create schema if not exists audit")
+    con.execute(REGISTRY_DDL)
+    con.execute("create schema if not exists pii.main")
+    con.execute(EVIDENCE_DDL)
+
+
+def load_junk_values(con: duckdb.DuckDBPyConnection) -> str:
+    """Temp table `_pz_junk (junk_value)`: pipeline.yaml's identity junk values (`n/a`,
+    `test@example.com`), lowercased, with their email, phone and name tokens. A junk value
+    links nothing, so it is never erased as a person's identifier (only when requested)."""
+    values = sorted({v.strip().lower() for v in load_tunables().identity_junk_values})
+    con.execute(
+        """
+        create or replace temp table _pz_junk as
+        select distinct junk_value from (
+            select unnest([v, pz_token('email', v), pz_token('phone', v), pz_token('name', v)])
+                as junk_value
+            from (select unnest($values::varchar[]) as v)
+        ) where junk_value is not null
+        """,
+        {"values": values},
+    )
+    return "_pz_junk"
+
+
+def _register(
+    con: duckdb.DuckDBPyConnection, now: datetime, identifiers: str = "_pz_erased_ids"
+) -> int:
+    """Add the tokens of `identifiers` (a table: identifier_type, identifier, source_system)
+    to the registry; return how many were new."""
+    before = _count(con, "select count(*) from audit.erasure_registry")
+    con.execute(
+        f"""
+        insert into audit.erasure_registry
+        select token, identifier_type, $now from (
+            select distinct pz_hmac(identifier_type || ':' || {_subject()}) as token,
+                   identifier_type
+            from {identifiers}
+            where identifier is not null
+        )
+        where token not in (select subject_token from audit.erasure_registry)
+        """,
+        {"now": now},
+    )
+    return _count(con, "select count(*) from audit.erasure_registry") - before
+
+
+def _has_previous_map(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(
+        _count(
+            con,
+            "select count(*) from information_schema.tables where table_catalog = "
+            "current_database() and table_schema = 'ml' and table_name = 'identity_assignments'",
+        )
+    )
+
+
+def _add_previous_people(con: duckdb.DuckDBPyConnection) -> None:
+    """Extend `_pz_erased_ids` with the previous run's people holding one of its identifiers:
+    their identifiers and their person_id (the id last run's tables and history know)."""
+    if not _has_previous_map(con):
+        return
+    con.execute(
+        f"""
+        create or replace temp table _pz_previous_people as
+        select distinct m.person_id
+        from ml.identity_assignments as m
+        inner join _pz_erased_ids as e
+            on m.identifier_type = e.identifier_type and {_subject("m")} = {_subject("e")}
+        """
+    )
+    con.execute(
+        """
+        insert into _pz_erased_ids
+        select identifier_type, identifier, source_system
+        from ml.identity_assignments
+        where person_id in (select person_id from _pz_previous_people)
+        union
+        select 'person_id', person_id, null from _pz_previous_people
+        """
+    )
+
+
+def _add_events(con: duckdb.DuckDBPyConnection) -> None:
+    """Extend `_pz_erased_ids` with the events and sessions of its users and devices (so their
+    context rows go too)."""
+    con.execute(
+        """
+        insert into _pz_erased_ids
+        with events as (
+            select event_id, session_id from raw.events
+            where user_id in (
+                    select identifier from _pz_erased_ids where identifier_type = 'user_id'
+                )
+               or anonymous_id in (
+                   select identifier from _pz_erased_ids where identifier_type = 'anonymous_id'
+               )
+        )
+        select 'event_id', event_id, null from events
+        union select 'session_id', session_id, null from events where session_id is not null
+        """
+    )
+
+
 def _register_requests(con: duckdb.DuckDBPyConnection, now: datetime) -> tuple[int, int]:
-    """Turn raw.erasure requests into registry tokens for the whole person; return counts."""
-    requests = con.execute("select count(*) from raw.erasure").fetchall()[0][0]
+    """Turn raw.erasure requests into registry tokens for what the raw data and the previous
+    identity map tie to them; return (requests, new tokens). The rest of the person is found
+    by identity resolution (`erase_people`), with the purged records as evidence."""
+    requests = _count(con, "select count(*) from raw.erasure")
     if not requests:
         return 0, 0
-    before = con.execute("select count(*) from audit.erasure_registry").fetchall()[0][0]
+    load_junk_values(con)
     con.execute(
         """
         create or replace temp table _pz_erased_ids as
@@ -86,80 +270,41 @@ def _register_requests(con: duckdb.DuckDBPyConnection, now: datetime) -> tuple[i
             where user_id in (select user_id from requested_users)
                or email_token in (select email_token from requested_emails)
         ),
-        users as (
-            select user_id from requested_users
-            union select user_id from records where user_id is not null
+        -- the values these link to (a junk value links nothing)
+        linked_users as (
+            select user_id from records
             union select user_id from raw.consent
                 where email_token in (select email_token from requested_emails)
-                  and user_id is not null
+        ),
+        users as (
+            select user_id from requested_users
+            union select user_id from linked_users
+                where user_id is not null
+                  and lower(user_id) not in (select junk_value from _pz_junk)
         ),
         emails as (
             select email_token from requested_emails
-            union select email_token from records where email_token is not null
+            union select email_token from records
+                where email_token is not null
+                  and lower(email_token) not in (select junk_value from _pz_junk)
         ),
         -- devices seen logged in as an erased user
         devices as (
             select distinct anonymous_id from raw.events
             where user_id in (select user_id from users) and anonymous_id is not null
-        ),
-        events as (
-            select event_id, session_id from raw.events
-            where user_id in (select user_id from users)
-               or anonymous_id in (select anonymous_id from devices)
+              and lower(anonymous_id) not in (select junk_value from _pz_junk)
         )
-        select 'user_id' as identifier_type, user_id as identifier from users
-        union select 'email_token', email_token from emails
-        union select 'record_id', coalesce(source_system, '') || ':' || record_id from records
-        union select 'anonymous_id', anonymous_id from devices
-        union select 'event_id', event_id from events
-        union select 'session_id', session_id from events where session_id is not null
+        select 'user_id' as identifier_type, user_id as identifier,
+               null::varchar as source_system
+        from users
+        union select 'email_token', email_token, null from emails
+        union select 'record_id', record_id, source_system from records
+        union select 'anonymous_id', anonymous_id, null from devices
         """
     )
-    # The previous run's identity map links identifiers the raw data alone may not.
-    has_map = con.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'ml' and table_name = 'identity_assignments'"
-    ).fetchall()[0][0]
-    if has_map:
-        con.execute(
-            """
-            insert into _pz_erased_ids
-            select a.identifier_type,
-                   case when a.identifier_type = 'record_id'
-                        then coalesce(a.source_system, '') || ':' || a.identifier
-                        else a.identifier end
-            from ml.identity_assignments as a
-            where a.person_id in (
-                select person_id from ml.identity_assignments as m
-                inner join _pz_erased_ids as e
-                    on m.identifier_type = e.identifier_type
-                   and (case when m.identifier_type = 'record_id'
-                             then coalesce(m.source_system, '') || ':' || m.identifier
-                             else m.identifier end) = e.identifier
-            )
-            union
-            select 'person_id', person_id from ml.identity_assignments as m
-            inner join _pz_erased_ids as e
-                on m.identifier_type = e.identifier_type
-               and (case when m.identifier_type = 'record_id'
-                         then coalesce(m.source_system, '') || ':' || m.identifier
-                         else m.identifier end) = e.identifier
-            """
-        )
-    con.execute(
-        """
-        insert into audit.erasure_registry
-        select distinct pz_hmac(identifier_type || ':' || identifier), identifier_type, $now
-        from _pz_erased_ids
-        where identifier is not null
-          and pz_hmac(identifier_type || ':' || identifier) not in (
-              select subject_token from audit.erasure_registry
-          )
-        """,
-        {"now": now},
-    )
-    after = con.execute("select count(*) from audit.erasure_registry").fetchall()[0][0]
-    return requests, after - before
+    _add_previous_people(con)
+    _add_events(con)
+    return requests, _register(con, now)
 
 
 def _purge_table(con: duckdb.DuckDBPyConnection, source: str) -> int:
@@ -174,127 +319,368 @@ def _purge_table(con: duckdb.DuckDBPyConnection, source: str) -> int:
         f"{_token(identifier_type, 'v')} in (select subject_token from _pz_registry))"
         for identifier_type, expression in columns
     )
+    if source == "profiles":
+        # What identity resolution needs of a purged record beside the PII zone's plaintext.
+        con.execute(
+            "insert into _pz_purged_profiles select record_id, source_system, user_id, "
+            f"email_token, phone_token, _file, _line from raw.profiles where {matches}"
+        )
     removed = con.execute(f"delete from raw.{source} where {matches}").fetchall()[0][0]
     return int(removed)
 
 
-def _purge_pii_zone(con: duckdb.DuckDBPyConnection) -> int:
-    """Delete PII-zone profile rows of erased records (matched by record id token)."""
-    removed = con.execute(
-        f"""
-        delete from pii.main.profiles
-        where {_token("record_id", "coalesce(source_system, '') || ':' || record_id")}
-              in (select subject_token from _pz_registry)
-        """
-    ).fetchall()[0][0]
-    return int(removed)
+def _quarantine_matches() -> str:
+    return " or ".join(
+        f"coalesce({_token(identifier_type, expression)} in "
+        "(select subject_token from _pz_registry), false)"
+        for identifier_type, expression in _QUARANTINE_FIELDS
+    )
+
+
+def _redact_quarantine(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Blank the raw record of quarantined rows that name a registered identifier. The row
+    (file, line, reason) stays: every file still reconciles (rows read = loaded + quarantined)."""
+    return _count(
+        con,
+        f"update {table} set raw_record = null "
+        f"where raw_record is not null and ({_quarantine_matches()})",
+    )
 
 
 def _purge_person_tables(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Delete rows of persisted ML / audit tables that name an erased person_id."""
     tables = con.execute(
         """
-        select table_schema || '.' || table_name from information_schema.columns
-        where table_catalog = current_database() and column_name = 'person_id'
-          and table_schema in ('ml', 'audit')
+        select c.table_schema || '.' || c.table_name
+        from information_schema.columns as c
+        inner join information_schema.tables as t
+            on c.table_catalog = t.table_catalog and c.table_schema = t.table_schema
+           and c.table_name = t.table_name
+        where c.table_catalog = current_database() and c.column_name = 'person_id'
+          and c.table_schema in ('ml', 'audit', 'snapshots') and t.table_type = 'BASE TABLE'
+        order by 1
         """
     ).fetchall()
     removed = {}
     for (table,) in tables:
-        count = con.execute(
-            f"delete from {table} where person_id is not null and "
-            f"{_token('person_id', 'person_id')} in (select subject_token from _pz_registry)"
-        ).fetchall()[0][0]
+        count = _count(
+            con,
+            f"delete from {table} where person_id in (select v from (select distinct person_id "
+            f"as v from {table}) where v is not null and "
+            f"{_token('person_id', 'v')} in (select subject_token from _pz_registry))",
+        )
         if count:
-            removed[table] = int(count)
+            removed[table] = count
     return removed
+
+
+def _purge_pii_zone(
+    con: duckdb.DuckDBPyConnection, keep_evidence: bool, now: datetime
+) -> dict[str, int]:
+    """Delete PII-zone rows of erased records; blank quarantined rows naming an erased one.
+
+    With `keep_evidence`, a deleted profile row moves to `pii.main.erasure_evidence` first (with
+    the user id and tokens its raw row had), for the next identity resolution.
+    """
+    erased = _token("record_id", "coalesce(source_system, '') || ':' || record_id")
+    erased_profile = _token("record_id", "coalesce(p.source_system, '') || ':' || p.record_id")
+    profile_columns = ", ".join(f"p.{c}" for c in SOURCES["profiles"].pii_zone_columns)
+    con.execute("begin transaction")
+    try:
+        if keep_evidence:
+            con.execute(
+                f"""
+                insert into pii.main.erasure_evidence
+                select p.record_id, p.source_system, r.user_id,
+                       coalesce(r.email_token, pz_token('email', p.email)),
+                       coalesce(r.phone_token, pz_token('phone', p.phone)),
+                       {profile_columns}, $now
+                from pii.main.profiles as p
+                left join _pz_purged_profiles as r on p._file = r._file and p._line = r._line
+                where {erased_profile} in (select subject_token from _pz_registry)
+                """,
+                {"now": now},
+            )
+        removed = {
+            "pii.profiles": _count(
+                con,
+                f"delete from pii.main.profiles where {erased} in "
+                "(select subject_token from _pz_registry)",
+            ),
+            "pii.quarantine": _redact_quarantine(con, "pii.main.quarantine"),
+        }
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return removed
+
+
+def _purge_warehouse(
+    con: duckdb.DuckDBPyConnection,
+    sources: list[str],
+    outcome: ErasureOutcome,
+    now: datetime,
+    *,
+    by_plaintext: bool,
+) -> bool:
+    """Purge what the registry names from `sources` (by token), the quarantine and
+    person-keyed tables; or, with `by_plaintext`, every raw and derived table by the plaintext
+    identifiers of `_pz_erased_ids`. Return whether the registry names anything."""
+    con.execute(
+        "create or replace temp table _pz_registry as "
+        "select distinct subject_token from audit.erasure_registry"
+    )
+    con.execute(
+        "create or replace temp table _pz_purged_profiles (record_id varchar, "
+        "source_system varchar, user_id varchar, email_token varchar, phone_token varchar, "
+        "_file varchar, _line bigint)"
+    )
+    if not _count(con, "select count(*) from _pz_registry"):
+        return False
+    if by_plaintext:
+        # The identifiers are known in plaintext: raw tables go by them like the rest.
+        outcome.rows_removed.update(_sweep_tables(con))
+    else:
+        for source in sources:
+            outcome.rows_removed[f"raw.{source}"] = _purge_table(con, source)
+    # A record purged for its user id, email or phone is the erased person's: remember it (its
+    # PII-zone row and later deliveries go by that token). Its other identifiers are for
+    # identity resolution to judge (a junk email is nobody's).
+    con.execute(
+        "create or replace temp table _pz_purged_records as select distinct 'record_id' as "
+        "identifier_type, record_id as identifier, source_system from _pz_purged_profiles"
+    )
+    outcome.identifiers_registered += _register(con, now, "_pz_purged_records")
+    con.execute(
+        "insert into _pz_registry select distinct subject_token from audit.erasure_registry "
+        "where subject_token not in (select subject_token from _pz_registry)"
+    )
+    outcome.rows_removed["audit.quarantine"] = _redact_quarantine(con, "audit.quarantine")
+    for table, count in _purge_person_tables(con).items():
+        outcome.rows_removed[table] = outcome.rows_removed.get(table, 0) + count
+    return True
+
+
+def _register_and_purge(
+    con: duckdb.DuckDBPyConnection,
+    register: Callable[[], None],
+    sources: list[str],
+    outcome: ErasureOutcome,
+    now: datetime,
+    trigger: str,
+    *,
+    keep_evidence: bool,
+    by_plaintext: bool,
+) -> None:
+    """`register` (fills the registry and `outcome`) and the warehouse purge in one
+    transaction, then the PII zone in its own (DuckDB writes one database per transaction),
+    then one log row of counts."""
+    con.execute("begin transaction")
+    try:
+        register()
+        purged = _purge_warehouse(con, sources, outcome, now, by_plaintext=by_plaintext)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    if purged:
+        outcome.rows_removed.update(_purge_pii_zone(con, keep_evidence, now))
+    con.execute(
+        "insert into audit.erasure_log values ($at, $trigger, $req, $ids, $rows, $detail)",
+        {
+            "at": now,
+            "trigger": trigger,
+            "req": outcome.requests_processed,
+            "ids": outcome.identifiers_registered,
+            "rows": outcome.total_removed,
+            "detail": ", ".join(
+                [f"people={outcome.people_erased}"] * bool(outcome.people_erased)
+                + [f"{k}={v}" for k, v in sorted(outcome.rows_removed.items()) if v]
+            ),
+        },
+    )
 
 
 def enforce_erasures(
     con: duckdb.DuckDBPyConnection, sources: list[str], now: datetime, trigger: str
 ) -> ErasureOutcome:
     """Register new erasure requests, then purge `sources` (all raw tables when the trigger is
-    the erasure source itself), the PII zone and person-keyed ML tables. Needs the ingest
-    macros (`pz_hmac`) and the PII zone attached as `pii`."""
-    con.execute(REGISTRY_DDL)
+    the erasure source itself), the quarantine, the PII zone (purged profile records become
+    erasure evidence) and person-keyed ML tables. Needs the ingest macros (`pz_hmac`) and the
+    PII zone attached as `pii`."""
+    ensure_erasure_tables(con)
     outcome = ErasureOutcome()
-    con.execute("begin transaction")
-    try:
+
+    def register() -> None:
         outcome.requests_processed, outcome.identifiers_registered = _register_requests(con, now)
-        con.execute(
-            "create or replace temp table _pz_registry as "
-            "select distinct subject_token from audit.erasure_registry"
-        )
-        if con.execute("select count(*) from _pz_registry").fetchall()[0][0]:
-            for source in sources:
-                outcome.rows_removed[f"raw.{source}"] = _purge_table(con, source)
-            outcome.rows_removed.update(_purge_person_tables(con))
-        con.execute(
-            "insert into audit.erasure_log values ($at, $trigger, $req, $ids, $rows, $detail)",
-            {
-                "at": now,
-                "trigger": trigger,
-                "req": outcome.requests_processed,
-                "ids": outcome.identifiers_registered,
-                "rows": outcome.total_removed,
-                "detail": ", ".join(
-                    f"{k}={v}" for k, v in sorted(outcome.rows_removed.items()) if v
-                ),
-            },
-        )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    # The PII zone is another database file: DuckDB writes one database per transaction.
-    if con.execute("select count(*) from _pz_registry").fetchall()[0][0]:
-        outcome.rows_removed["pii.profiles"] = _purge_pii_zone(con)
+
+    _register_and_purge(
+        con, register, sources, outcome, now, trigger, keep_evidence=True, by_plaintext=False
+    )
     return outcome
 
 
-_ASSIGNED_IDENTIFIER = (
-    "case when identifier_type = 'record_id' "
-    "then coalesce(source_system, '') || ':' || identifier else identifier end"
-)
+def erase_people(
+    con: duckdb.DuckDBPyConnection, resolved: pd.DataFrame, now: datetime, trigger: str
+) -> ErasureOutcome:
+    """Erase, whole, every person of `resolved` who holds a registered identifier.
+
+    Args:
+        resolved: one resolution of the identity graph: identifier_type, identifier,
+            source_system, person_id for every identifier node, linker-only types (email and
+            phone tokens) included.
+        now: registration time.
+        trigger: for the log.
+
+    Registers every identifier of those people (and their previous run's person, events and
+    sessions), then purges every raw table, the quarantine, the PII zone and every derived
+    table. Needs `pz_hmac` and `pii` on `con`. Returns counts and the erased person_ids of
+    `resolved` (not logged: the log holds counts only).
+    """
+    ensure_erasure_tables(con)
+    outcome = ErasureOutcome()
+    con.register("_pz_resolved_in", resolved)
+    try:
+        con.execute(
+            f"""
+            create or replace temp table _pz_resolved as
+            select identifier_type, identifier, source_system, person_id,
+                   {_subject()} as subject
+            from _pz_resolved_in
+            """
+        )
+    finally:
+        con.unregister("_pz_resolved_in")
+    # Hash each distinct identifier once; keep the people holding a registered one.
+    con.execute(
+        """
+        create or replace temp table _pz_erased_people as
+        with registered as materialized (
+            select identifier_type, subject
+            from (select distinct identifier_type, subject from _pz_resolved)
+            where pz_hmac(identifier_type || ':' || subject)
+                  in (select subject_token from audit.erasure_registry)
+        )
+        select distinct r.person_id
+        from _pz_resolved as r
+        inner join registered
+            on r.identifier_type = registered.identifier_type
+           and r.subject = registered.subject
+        """
+    )
+    outcome.person_ids = {
+        row[0] for row in con.execute("select person_id from _pz_erased_people").fetchall()
+    }
+    outcome.people_erased = len(outcome.person_ids)
+    if not outcome.people_erased:
+        return outcome
+
+    def register() -> None:
+        con.execute(
+            """
+            create or replace temp table _pz_erased_ids as
+            select identifier_type, identifier, source_system from _pz_resolved
+            where person_id in (select person_id from _pz_erased_people)
+            union
+            select 'person_id', person_id, null from _pz_erased_people
+            """
+        )
+        _add_previous_people(con)
+        _add_events(con)
+        outcome.identifiers_registered = _register(con, now)
+
+    _register_and_purge(
+        con, register, list(SOURCES), outcome, now, trigger, keep_evidence=False, by_plaintext=True
+    )
+    return outcome
+
+
+def _sweep_tables(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Delete the rows naming an identifier of `_pz_erased_ids` from every table of the
+    warehouse (raw, intermediate, marts, snapshots, ml, audit), matched by column name, in
+    plaintext: derived tables were built from raw rows purged now, and some (history, ML
+    tables) persist across runs."""
+    con.execute(
+        f"""
+        create or replace temp table _pz_erased_keys as
+        select distinct identifier_type || ':' || {_subject()} as erased_key
+        from _pz_erased_ids where identifier is not null
+        union
+        -- the same identifier as an identity-graph node key
+        select distinct
+            identifier_type || '|' || coalesce(source_system, '') || '|' || identifier
+        from _pz_erased_ids where identifier is not null
+        """
+    )
+    columns = con.execute(
+        """
+        select c.table_schema || '.' || c.table_name, list(c.column_name order by c.column_name)
+        from information_schema.columns as c
+        inner join information_schema.tables as t
+            on c.table_catalog = t.table_catalog and c.table_schema = t.table_schema
+           and c.table_name = t.table_name
+        where c.table_catalog = current_database() and t.table_type = 'BASE TABLE'
+          and c.table_schema <> 'config'
+        group by 1 order by 1
+        """
+    ).fetchall()
+    removed = {}
+    for table, names in columns:
+        if table in _NOT_SWEPT:
+            continue
+        for name in _MASKED_COLUMNS:
+            if name in names:
+                # a profile of a column (min / max) may be one of the person's identifiers
+                con.execute(
+                    f"update {table} set {name} = null where cast({name} as varchar) in "
+                    "(select identifier from _pz_erased_ids)"
+                )
+        keys = _derived_keys(set(names))
+        if not keys:
+            continue
+        matches = " or ".join(
+            f"coalesce(cast({key} as varchar) in (select erased_key from _pz_erased_keys), false)"
+            for key in keys
+        )
+        count = _count(con, f"delete from {table} where {matches}")
+        if count:
+            removed[table] = count
+    return removed
+
+
+def _derived_keys(columns: set[str]) -> list[str]:
+    """SQL expressions giving, per row, the erased-key form of each identifier column present."""
+    keys = [f"'{kind}:' || {name}" for name, kind in _DERIVED_COLUMNS.items() if name in columns]
+    if "record_id" in columns:
+        system = "coalesce(source_system, '')" if "source_system" in columns else "''"
+        keys.append(f"'record_id:' || {system} || ':' || record_id")
+    if {"identifier_type", "identifier"} <= columns:
+        system = "source_system" if "source_system" in columns else "null"
+        keys.append(
+            f"identifier_type || ':' || case when identifier_type = 'record_id' "
+            f"then coalesce({system}, '') || ':' || identifier else identifier end"
+        )
+    if {"subject_type", "subject_id"} <= columns:
+        keys.append("subject_type || ':' || subject_id")
+    keys += [name for name in _NODE_KEY_COLUMNS if name in columns]
+    return keys
+
+
+def clear_evidence(con: duckdb.DuckDBPyConnection) -> int:
+    """Delete the erasure evidence from the PII zone (after identity resolution used it)."""
+    ensure_erasure_tables(con)
+    return _count(con, "delete from pii.main.erasure_evidence")
 
 
 def drop_erased_people(con: duckdb.DuckDBPyConnection, now: datetime) -> ErasureOutcome:
-    """After identity resolution: a person holding any erased identifier is erased whole.
-
-    Probabilistic links can join identifiers that the raw data alone never tied to an erasure
-    request; this registers every identifier of such a person, removes the person from
-    `ml.identity_assignments` and purges the raw tables and PII zone again.
-    """
-    con.execute(REGISTRY_DDL)
-    con.execute(
-        f"""
-        create or replace temp table _pz_erased_people as
-        select distinct person_id from ml.identity_assignments
-        where pz_hmac(identifier_type || ':' || ({_ASSIGNED_IDENTIFIER}))
-              in (select subject_token from audit.erasure_registry)
-        """
-    )
-    if not con.execute("select count(*) from _pz_erased_people").fetchall()[0][0]:
+    """Defensive, after identity resolution: erase the people of `ml.identity_assignments`
+    that hold a registered identifier (and remove them from it). Identity resolution erases
+    them before it links anyone (`dagster_project.identity.erasure`); this catches what an
+    out-of-order run (identity without ingest) might have let through."""
+    if not _has_previous_map(con):
         return ErasureOutcome()
-    con.execute(
-        f"""
-        insert into audit.erasure_registry
-        select distinct token, identifier_type, $now from (
-            select pz_hmac(identifier_type || ':' || ({_ASSIGNED_IDENTIFIER})) as token,
-                   identifier_type
-            from ml.identity_assignments
-            where person_id in (select person_id from _pz_erased_people)
-            union all
-            select pz_hmac('person_id:' || person_id), 'person_id' from _pz_erased_people
-        )
-        where token not in (select subject_token from audit.erasure_registry)
-        """,
-        {"now": now},
-    )
-    con.execute(
-        "delete from ml.identity_assignments "
-        "where person_id in (select person_id from _pz_erased_people)"
-    )
-    from dagster_project.ingest.sources import SOURCES
-
-    return enforce_erasures(con, list(SOURCES), now, trigger="identity")
+    resolved = con.sql(
+        "select identifier_type, identifier, source_system, person_id from ml.identity_assignments"
+    ).df()
+    return erase_people(con, resolved, now, trigger="identity")

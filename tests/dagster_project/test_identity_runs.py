@@ -6,37 +6,14 @@ nothing, invalid field values nulled but the record still matched, person_ids ke
 and the SCD2 history (`user_profiles_history`) gaining a version for the changed address.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-from dagster import materialize
 
-from dagster_project.assets.identity import identity_assets
-from dagster_project.assets.ingest import ingest_assets, pipeline_config
-from dagster_project.resources import WarehouseResource
 from dagster_project.sample_data import generate
-
-ROOT = Path(__file__).resolve().parents[2]
-DBT = str(Path(sys.executable).with_name("dbt"))
-
-
-def _run_pipeline_until_profiles(data_dir: Path) -> None:
-    os.environ["PZ_WAREHOUSE_PATH"] = str(data_dir / "warehouse/warehouse.duckdb")
-    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
-    assert materialize([pipeline_config, *ingest_assets], resources=resources).success
-    profiles_dir = os.environ.get("PZ_TEST_DBT_PROFILES_DIR", str(ROOT / "dbt_project"))
-    base = [DBT, "build", "--project-dir", str(ROOT / "dbt_project")]
-    base += ["--profiles-dir", profiles_dir]
-    for selector in ("pre_identity", "post_identity"):
-        if selector == "post_identity":
-            assert materialize(identity_assets, resources=resources).success
-        done = subprocess.run([*base, "--selector", selector], capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout[-4000:]
+from tests.dagster_project.pipeline_runs import run_until_profiles
 
 
 def _frame(data_dir: Path, sql: str) -> pd.DataFrame:
@@ -51,7 +28,7 @@ def _frame(data_dir: Path, sql: str) -> pd.DataFrame:
 def runs(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("identity_runs")
     generate(data_dir, users=200, items=60, days=5, seed=11)
-    _run_pipeline_until_profiles(data_dir)
+    run_until_profiles(data_dir)
     first = {
         "map": _frame(data_dir, "select * from marts.identity_map"),
         "history": _frame(data_dir, "select * from snapshots.user_profiles_history"),
@@ -68,7 +45,7 @@ def runs(tmp_path_factory):
         record_id="C-000001", source_system="crm_c", address="1 New Street"
     )
     extra.to_csv(data_dir / "raw/profiles/crm_c_extra.csv", index=False)
-    _run_pipeline_until_profiles(data_dir)
+    run_until_profiles(data_dir)
     second = {
         "map": _frame(data_dir, "select * from marts.identity_map"),
         "history": _frame(data_dir, "select * from snapshots.user_profiles_history"),

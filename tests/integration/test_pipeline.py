@@ -190,24 +190,32 @@ def test_revoked_consent_means_no_segments_and_no_recommendations(sample_run):
         assert not set(people) & set(held), table
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known gap: erasure by email purges the records carrying that email before identity "
-        "runs, so the person's other records, linked to it only by Splink, lose the link and "
-        "survive (issue 7 note); erasure by user_id and deterministic links is covered by "
-        "tests/dagster_project/test_erasure.py"
-    ),
-)
 def test_erased_people_are_gone_from_the_published_snapshot(sample_run):
+    """Erased by user id or by email, each subject goes whole: their user id and every one of
+    their profile records (linked deterministically or only by Splink) are in no published
+    table, and the PII zone keeps no erasure evidence after the run."""
     data_dir, truth, _ = sample_run
     con = published(data_dir)
-    erased_users = [s["true_user_id"] for s in truth["erasure_subjects"]]
+    erased_users = {s["true_user_id"] for s in truth["erasure_subjects"]}
+    records = pd.read_csv(data_dir / "truth" / "profile_records.csv", dtype=str)
+    erased_records = set(records[records["true_user_id"].isin(erased_users)]["record_id"])
+    assert erased_records, "the erased subjects have profile records"
     for user in erased_users:
         hits = con.execute(
             "select count(*) from identity_map where identifier = $u", {"u": user}
         ).fetchall()[0][0]
         assert hits == 0, user
+    tables = [
+        r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()
+    ]
+    dump = " ".join(str(con.execute(f"select * from {t}").fetchall()) for t in tables)
+    for identifier in sorted(erased_users | erased_records):
+        assert f"'{identifier}'" not in dump, identifier
+    pii = duckdb.connect(str(data_dir / "warehouse" / "pii.duckdb"), read_only=True)
+    try:
+        assert pii.execute("select count(*) from erasure_evidence").fetchall() == [(0,)]
+    finally:
+        pii.close()
 
 
 def test_clusters_are_named_and_scored(sample_run):

@@ -2,10 +2,15 @@
 
 {#-
     Everything that identifies a person who asked to be erased: the requested user id / email
-    token, every profile record reachable from them through shared user ids and email tokens
-    (the same deterministic links identity resolution uses, so nothing of theirs is left to
-    be stitched back), and the devices seen logged in as one of their user ids. Junk values
-    are erased themselves but link nothing further.
+    token, every profile record reachable from them through shared user ids and email tokens,
+    and the devices seen logged in as one of their user ids. Junk values are erased themselves
+    but link nothing further.
+
+    A safety net for requests dbt sees before ingest enforced them. In the pipeline, ingest
+    moves every request into audit.erasure_registry (tokens) and purges raw.erasure, so this
+    model is empty there; the whole person, including records that only Splink links to the
+    request, is resolved and erased by the identity step (dagster_project/identity/erasure.py)
+    before anyone is linked.
 -#}
 
 with recursive

@@ -5,6 +5,11 @@ every k in [k_min, k_max], keeps the k with the best silhouette (ties: the small
 Davies-Bouldin alongside. Clusters are renumbered by size (0 = largest), so `segment_id`s stay
 comparable between runs that find the same structure.
 
+The cost stays bounded as people grow: k is searched on a seeded sample of at most
+`search_sample_size` people (everyone below that), the silhouettes of all k come from one pass
+over the pairwise distances of a seeded sample of `silhouette_sample_size`, and only the chosen k
+is refitted on everyone, starting from the sample's centroids.
+
 Naming convention
 -----------------
 A cluster is described by its most distinguishing features: the standardized mean difference
@@ -51,10 +56,10 @@ from sklearn.base import BaseEstimator
 from sklearn.cluster import DBSCAN, AgglomerativeClustering, KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.impute import SimpleImputer
-from sklearn.metrics import davies_bouldin_score, silhouette_score
+from sklearn.metrics import davies_bouldin_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from models_ml.columns import (
     ALGORITHM,
@@ -78,6 +83,7 @@ SINGLE_CLUSTER_NAME = "all people"
 TYPICAL_CLUSTER_NAME = "typical"
 NAME_MIN_EFFECT = 0.5  # standardized mean difference a feature needs to name a cluster
 NAME_MAX_WORDS = 3
+SILHOUETTE_CHUNK_ROWS = 500  # rows of pairwise distances held at once (x 10k sample: 40 MB)
 
 # feature name -> (word when above average, word when below average)
 _NUMERIC_WORDS = {
@@ -161,16 +167,21 @@ class KMeansSegmenter(BaseEstimator):
 
     Parameters:
         k_min, k_max: range of cluster counts tried (capped by the number of distinct people - 1).
-        random_state: seeds the clustering, PCA and the silhouette sample.
-        n_init: k-means restarts per k.
+        random_state: seeds the clustering, PCA and the samples.
+        n_init: k-means restarts per k in the search.
         pca_variance: keep this share of variance with PCA before clustering; None disables.
-        silhouette_sample_size: above this many people the silhouette (and Davies-Bouldin) is
-            computed on a seeded sample of this size (the silhouette is quadratic).
+        search_sample_size: above this many people, k is chosen on a seeded sample of this
+            size and the chosen k is refitted on everyone from the sample's centroids
+            (`kmeans`, `minibatch_kmeans`; the others assign everyone to the sample's centroids).
+        silhouette_sample_size: above this many people (of the search sample) the silhouette
+            (and Davies-Bouldin) is computed on a seeded sample of this size (the silhouette is
+            quadratic).
         algorithm: `kmeans`, `minibatch_kmeans` (`partial_fit` over chunks; what `kmeans`
             switches to above `minibatch_above` people), `dbscan` (k found by density; noise
             points join their nearest cluster) or `agglomerative` (Ward, fitted on a seeded
             sample of `agglomerative_max_people`, the rest assigned to the nearest centroid).
-        minibatch_above, minibatch_chunk: when and in what chunk size MiniBatchKMeans is used.
+        minibatch_above, minibatch_chunk: when and in what chunk size MiniBatchKMeans is used
+            (counted on the rows a fit sees: the search sample, then everyone for the refit).
         dbscan_eps, dbscan_min_samples: DBSCAN neighbourhood.
         previous_centroids: cluster id x feature means (original feature units) of the
             previous run; new clusters are matched to them (Hungarian assignment on the
@@ -186,7 +197,8 @@ class KMeansSegmenter(BaseEstimator):
         cluster_centers_: cluster id x feature means in original units (what the next run
             passes as `previous_centroids`).
         quality_: one row per k tried: algorithm, k, silhouette, davies_bouldin, n_people,
-            is_chosen (the `ml.segment_quality` shape without run_at).
+            is_chosen (the `ml.segment_quality` shape without run_at). The chosen row scores
+            the centroids fitted on everyone, the others those of the search sample.
         feature_effects_: cluster x feature standardized mean differences.
         cluster_profiles_: per cluster: segment_id, segment_name, size, share, top_features.
         cluster_names_: {cluster id: human-readable name}, names distinct.
@@ -201,6 +213,7 @@ class KMeansSegmenter(BaseEstimator):
         random_state: int | None = 42,
         n_init: int = 10,
         pca_variance: float | None = 0.95,
+        search_sample_size: int = 50_000,
         silhouette_sample_size: int = 10_000,
         algorithm: str = ALGORITHM_NAME,
         minibatch_above: int = 200_000,
@@ -215,6 +228,7 @@ class KMeansSegmenter(BaseEstimator):
         self.random_state = random_state
         self.n_init = n_init
         self.pca_variance = pca_variance
+        self.search_sample_size = search_sample_size
         self.silhouette_sample_size = silhouette_sample_size
         self.algorithm = algorithm
         self.minibatch_above = minibatch_above
@@ -230,32 +244,17 @@ class KMeansSegmenter(BaseEstimator):
         values = _numeric_values(X)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = values.shape[1]
-        self.imputer_ = SimpleImputer(strategy="median", keep_empty_features=True)
-        filled = self.imputer_.fit_transform(values) if len(values) else values
+        self.medians_ = _column_medians(values)
+        filled = _fill_missing(values, self.medians_)
         self.scaler_ = StandardScaler()
         standardized = self.scaler_.fit_transform(filled) if len(filled) else filled
         self.varying_ = filled.std(axis=0) > 0 if len(filled) else np.zeros(values.shape[1], bool)
         embedded = self._embed_fit(standardized[:, self.varying_])
         self.embedding_ = embedded
         self.algorithm_used_ = self._resolved_algorithm(len(embedded))
-        self._rng_ = np.random.default_rng(self.random_state)
 
-        max_k = min(self.k_max, _count_distinct_rows(embedded, self.k_max + 1) - 1)
-        if not embedded.shape[1] or max_k < max(self.k_min, 2):
-            rows, candidates = [], {}
-        elif self.algorithm_used_ == "dbscan":
-            rows, candidates = self._try_dbscan(embedded)
-        else:
-            rows, candidates = self._try_ks(embedded, list(range(self.k_min, max_k + 1)))
-        valid = [r for r in rows if not np.isnan(r[SILHOUETTE])]
-        if valid:
-            best = max(valid, key=lambda r: (r[SILHOUETTE], -r[K]))
-            raw_centroids = candidates[best[K]]
-            self.k_ = best[K]
-        else:
-            raw_centroids = np.zeros((1, embedded.shape[1]))
-            self.k_ = 1
-            rows = [_quality_row(1, np.nan, np.nan)]
+        rows, raw_centroids = self._choose_k(embedded)
+        self.k_ = len(raw_centroids)
         self.quality_ = pd.DataFrame(rows, columns=[K, SILHOUETTE, DAVIES_BOULDIN])
         self.quality_.insert(0, ALGORITHM, self.algorithm_used_)
         self.quality_[N_PEOPLE] = len(values)
@@ -301,7 +300,8 @@ class KMeansSegmenter(BaseEstimator):
         values = _numeric_values(X[list(self.feature_names_in_)])
         if not len(values):
             return np.zeros((0, self.centroids_.shape[1]))
-        standardized = self.scaler_.transform(self.imputer_.transform(values))[:, self.varying_]
+        standardized = self.scaler_.transform(_fill_missing(values, self.medians_))
+        standardized = standardized[:, self.varying_]
         return self.pca_.transform(standardized) if self.pca_ is not None else standardized
 
     def _sample(self, n: int, size: int) -> np.ndarray:
@@ -309,61 +309,113 @@ class KMeansSegmenter(BaseEstimator):
             return np.arange(n)
         return np.sort(np.random.default_rng(self.random_state).choice(n, size, replace=False))
 
-    def _score(self, embedded: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-        """Silhouette and Davies-Bouldin on a seeded sample (the same sample for every k)."""
-        rows = self._sample(len(embedded), self.silhouette_sample_size)
-        if len(np.unique(labels[rows])) < 2:
-            return np.nan, np.nan
-        return (
-            silhouette_score(embedded[rows], labels[rows]),
-            davies_bouldin_score(embedded[rows], labels[rows]),
-        )
+    def _choose_k(self, embedded: np.ndarray) -> tuple[list[dict], np.ndarray]:
+        """Quality rows of every k tried and the chosen k's centroids (fitted on everyone)."""
+        search_rows = self._sample(len(embedded), self.search_sample_size)
+        search = embedded if len(search_rows) == len(embedded) else embedded[search_rows]
+        scored = search[self._sample(len(search), self.silhouette_sample_size)]
+        # The search's size is bounded by the samples: one BLAS / OpenMP thread costs little
+        # there, while more stall at every k-means iteration on a busy machine (S tier, 2 busy
+        # cores: 1.3 s per k with two threads, 0.1 s with one).
+        with threadpool_limits(limits=1):
+            rows, candidates = self._search(search, scored)
+        valid = [r for r in rows if not np.isnan(r[SILHOUETTE])]
+        if not valid:
+            return [_quality_row(1, np.nan, np.nan)], np.zeros((1, embedded.shape[1]))
+        best = max(valid, key=lambda r: (r[SILHOUETTE], -r[K]))
+        centroids = candidates[best[K]]
+        if search is not embedded and self.algorithm_used_ in ("kmeans", "minibatch_kmeans"):
+            centroids = self._refit(embedded, centroids)
+            best.update(self._scores(scored, [centroids])[0])
+        return rows, centroids
 
-    def _try_ks(self, embedded: np.ndarray, ks: list[int]) -> tuple[list[dict], dict]:
-        rows, candidates = [], {}
-        fit_rows = None
-        if self.algorithm_used_ == "agglomerative":
-            fit_rows = self._sample(len(embedded), self.agglomerative_max_people)
-        for k in ks:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                centroids = self._fit_k(embedded, k, fit_rows)
-            labels = _nearest(embedded, centroids)
-            silhouette, davies_bouldin = self._score(embedded, labels)
-            rows.append(_quality_row(k, silhouette, davies_bouldin))
-            if not np.isnan(silhouette):
-                candidates[k] = centroids
+    def _scores(self, scored: np.ndarray, centroid_sets: list[np.ndarray]) -> list[dict]:
+        """Silhouette and Davies-Bouldin of the `scored` rows labelled by each centroid set
+        (the same rows for every k: the pairwise distances are computed once for all)."""
+        labelings = [_nearest(scored, centroids) for centroids in centroid_sets]
+        silhouettes = silhouette_scores(scored, labelings)
+        return [
+            {
+                SILHOUETTE: silhouette,
+                DAVIES_BOULDIN: np.nan
+                if np.isnan(silhouette)
+                else float(davies_bouldin_score(scored, labels)),
+            }
+            for silhouette, labels in zip(silhouettes, labelings, strict=True)
+        ]
+
+    def _search(self, search: np.ndarray, scored: np.ndarray) -> tuple[list[dict], dict]:
+        """Quality rows and {k: centroids} of every k tried on the search sample."""
+        max_k = min(self.k_max, _count_distinct_rows(search, self.k_max + 1) - 1)
+        if not search.shape[1] or max_k < max(self.k_min, 2):
+            return [], {}
+        if self.algorithm_used_ == "dbscan":
+            return self._try_dbscan(search, scored)
+        return self._try_ks(search, scored, list(range(self.k_min, max_k + 1)))
+
+    def _try_ks(
+        self, search: np.ndarray, scored: np.ndarray, ks: list[int]
+    ) -> tuple[list[dict], dict]:
+        algorithm = self._resolved_algorithm(len(search))
+        fit_on = search
+        if algorithm == "agglomerative":
+            fit_on = search[self._sample(len(search), self.agglomerative_max_people)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            centroid_sets = [self._fit_k(fit_on, k, algorithm) for k in ks]
+        scores = self._scores(scored, centroid_sets)
+        rows = [
+            _quality_row(k, score[SILHOUETTE], score[DAVIES_BOULDIN])
+            for k, score in zip(ks, scores, strict=True)
+        ]
+        candidates = {
+            k: centroids
+            for k, centroids, score in zip(ks, centroid_sets, scores, strict=True)
+            if not np.isnan(score[SILHOUETTE])
+        }
         return rows, candidates
 
-    def _fit_k(self, embedded: np.ndarray, k: int, fit_rows: np.ndarray | None) -> np.ndarray:
-        if self.algorithm_used_ == "agglomerative":
-            sample = embedded[fit_rows]
-            labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(sample)
-            return _group_means(sample, labels, k)
-        if self.algorithm_used_ == "minibatch_kmeans":
+    def _refit(self, embedded: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        """The chosen k fitted on everyone, starting from the search sample's centroids."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return self._fit_k(embedded, len(centroids), self.algorithm_used_, init=centroids)
+
+    def _fit_k(
+        self, points: np.ndarray, k: int, algorithm: str, init: np.ndarray | None = None
+    ) -> np.ndarray:
+        if algorithm == "agglomerative":
+            labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(points)
+            return _group_means(points, labels, k)
+        start = {"init": "k-means++"} if init is None else {"init": init, "n_init": 1}
+        if algorithm == "minibatch_kmeans":
             model = MiniBatchKMeans(
-                n_clusters=k, random_state=self.random_state, n_init=3, batch_size=4096
+                n_clusters=k,
+                random_state=self.random_state,
+                **({"n_init": 3} | start),
+                batch_size=4096,
             )
-            order = np.random.default_rng(self.random_state).permutation(len(embedded))
-            for start in range(0, len(order), self.minibatch_chunk):
-                chunk = embedded[order[start : start + self.minibatch_chunk]]
+            order = np.random.default_rng(self.random_state).permutation(len(points))
+            for begin in range(0, len(order), self.minibatch_chunk):
+                chunk = points[order[begin : begin + self.minibatch_chunk]]
                 if len(chunk) >= k:
                     model.partial_fit(chunk)
             return model.cluster_centers_
-        model = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state)
-        return model.fit(embedded).cluster_centers_
+        model = KMeans(
+            n_clusters=k, random_state=self.random_state, **({"n_init": self.n_init} | start)
+        )
+        return model.fit(points).cluster_centers_
 
-    def _try_dbscan(self, embedded: np.ndarray) -> tuple[list[dict], dict]:
-        fit_rows = self._sample(len(embedded), self.agglomerative_max_people)
-        sample = embedded[fit_rows]
+    def _try_dbscan(self, search: np.ndarray, scored: np.ndarray) -> tuple[list[dict], dict]:
+        sample = search[self._sample(len(search), self.agglomerative_max_people)]
         found = DBSCAN(eps=self.dbscan_eps, min_samples=self.dbscan_min_samples).fit_predict(sample)
         k = int(found.max()) + 1
         if k < 2:
             return [_quality_row(max(k, 1), np.nan, np.nan)], {}
         core = found >= 0
         centroids = _group_means(sample[core], found[core], k)
-        silhouette, davies_bouldin = self._score(embedded, _nearest(embedded, centroids))
-        return [_quality_row(k, silhouette, davies_bouldin)], {k: centroids}
+        score = self._scores(scored, [centroids])[0]
+        return [_quality_row(k, score[SILHOUETTE], score[DAVIES_BOULDIN])], {k: centroids}
 
     def _stable_ids(self, raw_labels: np.ndarray, means: np.ndarray) -> np.ndarray:
         """Cluster id of each raw cluster: the matched previous id, else by size."""
@@ -446,15 +498,15 @@ def cluster_segments(
         segmenter.fit(features)
     distances = segmenter.transform(features)
     nearest = distances.argmin(axis=1) if len(features) else np.zeros(0, dtype=np.int64)
-    ids = segmenter.cluster_ids_[nearest]
-    names = np.array([segmenter.cluster_names_[int(c)] for c in segmenter.cluster_ids_], object)
+    clusters = segmenter.cluster_ids_
+    names = np.array([segmenter.cluster_names_[int(c)] for c in clusters], dtype=object)
     return pd.DataFrame(
         {
             PERSON_ID: features.index.to_numpy(),
             SEGMENT_TYPE: CLUSTER_SEGMENT_TYPE,
-            SEGMENT_ID: np.array([segment_id(c) for c in ids], dtype=object),
+            SEGMENT_ID: np.array([segment_id(c) for c in clusters], dtype=object)[nearest],
             SEGMENT_NAME: names[nearest],
-            SCORE: 1.0 / (1.0 + distances[np.arange(len(ids)), nearest])
+            SCORE: 1.0 / (1.0 + distances[np.arange(len(nearest)), nearest])
             if segmenter.k_ > 1
             else 1.0,
         },
@@ -473,11 +525,59 @@ def _numeric_values(X: pd.DataFrame) -> np.ndarray:
     return X.to_numpy(dtype=float, na_value=np.nan)
 
 
+def _column_medians(values: np.ndarray) -> np.ndarray:
+    """Median of each column ignoring NaN, 0 for a column without values: what
+    SimpleImputer(strategy="median", keep_empty_features=True) learns, 10x faster on millions."""
+    if not len(values):
+        return np.zeros(values.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        return np.nan_to_num(np.nanmedian(values, axis=0), nan=0.0)
+
+
+def _fill_missing(values: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(values), fill, values)
+
+
 def _count_distinct_rows(values: np.ndarray, cap: int) -> int:
     """Number of distinct rows, capped at `cap` (all that bounding k needs)."""
     if values.shape[1] == 0:
         return min(len(values), 1)
     return min(len(pd.DataFrame(values).drop_duplicates()), cap)
+
+
+def silhouette_scores(points: np.ndarray, labelings: list[np.ndarray]) -> list[float]:
+    """Mean silhouette of each labeling of the same `points` (what sklearn's `silhouette_score`
+    gives for each), the pairwise distances computed once, in chunks of rows, for all of them.
+    NaN for a labeling with fewer than 2 or as many labels as points."""
+    n = len(points)
+    codes = [np.unique(labels, return_inverse=True)[1].ravel() for labels in labelings]
+    counts = [np.bincount(code) for code in codes]
+    offsets = np.cumsum([0] + [len(count) for count in counts])
+    valid = [1 < len(count) < n for count in counts]
+    members = np.zeros((n, offsets[-1]))
+    for code, offset in zip(codes, offsets, strict=False):
+        members[np.arange(n), offset + code] = 1.0
+    totals = np.zeros(len(labelings))
+    for start in range(0, n if any(valid) else 0, SILHOUETTE_CHUNK_ROWS):
+        stop = min(start + SILHOUETTE_CHUNK_ROWS, n)
+        rows = np.arange(stop - start)
+        distances = _distances(points[start:stop], points)
+        distances[rows, rows + start] = 0.0
+        sums = distances @ members  # per row: distance sums to each cluster of each labeling
+        for i, (code, count, offset) in enumerate(zip(codes, counts, offsets, strict=False)):
+            if not valid[i]:
+                continue
+            own = code[start:stop]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                block = sums[:, offset : offset + len(count)]
+                intra = block[rows, own] / (count[own] - 1)
+                means = block / count
+                means[rows, own] = np.inf
+                inter = means.min(axis=1)
+                # 0/0 (a cluster of one, or duplicate points) counts 0, as in sklearn
+                totals[i] += np.nan_to_num((inter - intra) / np.maximum(intra, inter)).sum()
+    return [float(total / n) if ok else np.nan for total, ok in zip(totals, valid, strict=True)]
 
 
 def _quality_row(k: int, silhouette: float, davies_bouldin: float) -> dict:
@@ -495,17 +595,18 @@ def _nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 
 def _distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    squared = (
-        (points**2).sum(axis=1)[:, None]
-        - 2.0 * points @ centroids.T
-        + (centroids**2).sum(axis=1)[None, :]
-    )
-    return np.sqrt(np.maximum(squared, 0.0))
+    # |p|^2 - 2 p.c + |c|^2, in place: the silhouette calls this on 500 x 10k blocks
+    squared = points @ centroids.T
+    squared *= -2.0
+    squared += (points**2).sum(axis=1)[:, None]
+    squared += (centroids**2).sum(axis=1)[None, :]
+    return np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared)
 
 
 def _group_means(values: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     sums = np.zeros((k, values.shape[1]))
-    np.add.at(sums, labels, values)
+    for column in range(values.shape[1]):  # bincount: ~10x faster than np.add.at on millions
+        sums[:, column] = np.bincount(labels, weights=values[:, column], minlength=k)
     return sums / np.maximum(np.bincount(labels, minlength=k), 1)[:, None]
 
 

@@ -1,15 +1,18 @@
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import adjusted_rand_score
+from sklearn.impute import SimpleImputer
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from models_ml.clustering import (
     SINGLE_CLUSTER_NAME,
     KMeansSegmenter,
+    _column_medians,
     cluster_segments,
     feature_word,
     name_cluster,
     name_clusters,
+    silhouette_scores,
 )
 
 FEATURES = ["share_device_mobile", "share_daypart_evening", "affinity_electronics", "monetary"]
@@ -174,7 +177,8 @@ def test_cluster_names_are_made_distinct():
     assert names == {0: "high-value older", 1: "high-value younger", 2: "typical"}
 
 
-def test_cluster_ids_stay_stable_when_the_previous_centroids_are_given():
+@pytest.mark.parametrize("search_sample_size", [50_000, 60], ids=["everyone", "sample"])
+def test_cluster_ids_stay_stable_when_the_previous_centroids_are_given(search_sample_size):
     features, truth = _blobs(seed=0)
     first = KMeansSegmenter(k_max=4, random_state=0).fit(features)
     # The next run: new people from the same groups, in another order, with another seed.
@@ -182,7 +186,10 @@ def test_cluster_ids_stay_stable_when_the_previous_centroids_are_given():
     shuffled = later.sample(frac=1.0, random_state=3)
     later_truth = later_truth[later.index.get_indexer(shuffled.index)]
     second = KMeansSegmenter(
-        k_max=4, random_state=5, previous_centroids=first.cluster_centers_
+        k_max=4,
+        random_state=5,
+        search_sample_size=search_sample_size,
+        previous_centroids=first.cluster_centers_,
     ).fit(shuffled)
 
     for group in range(3):
@@ -227,6 +234,58 @@ def test_kmeans_switches_to_minibatch_above_the_threshold():
     )
     assert segmenter.algorithm_used_ == "minibatch_kmeans"
     assert adjusted_rand_score(truth, segmenter.labels_) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("minibatch_above", "refit_with"), [(1000, "kmeans"), (100, "minibatch_kmeans")]
+)
+def test_k_searched_on_a_sample_then_everyone_refitted(minibatch_above, refit_with):
+    features, truth = _blobs()
+    segmenter = KMeansSegmenter(
+        search_sample_size=60,
+        silhouette_sample_size=50,
+        minibatch_above=minibatch_above,
+        minibatch_chunk=32,
+        random_state=0,
+    ).fit(features)
+
+    assert segmenter.algorithm_used_ == refit_with
+    assert segmenter.k_ == 3
+    assert len(segmenter.labels_) == len(features)
+    assert adjusted_rand_score(truth, segmenter.labels_) == 1.0
+    assert segmenter.cluster_profiles_["size"].tolist() == [40, 40, 40]
+    assert segmenter.quality_["k"].tolist() == list(range(2, 9))
+    assert (segmenter.quality_["n_people"] == len(features)).all()
+    np.testing.assert_array_equal(segmenter.predict(features), segmenter.labels_)
+
+
+def test_silhouette_scores_match_sklearn_for_every_labeling():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(1100, 4))  # more rows than one chunk of distances
+    labelings = [
+        rng.integers(0, 2, len(points)),
+        rng.integers(0, 7, len(points)),
+        np.where(points[:, 0] > 0, 5, 9),  # labels need not be 0..k-1
+        np.r_[0, np.ones(len(points) - 1, dtype=int)],  # a cluster of one scores 0
+    ]
+    expected = [silhouette_score(points, labels) for labels in labelings]
+
+    np.testing.assert_allclose(silhouette_scores(points, labelings), expected, atol=1e-10)
+    duplicated = np.repeat(points[:30], 3, axis=0)
+    labels = rng.integers(0, 3, len(duplicated))
+    np.testing.assert_allclose(
+        silhouette_scores(duplicated, [labels]), [silhouette_score(duplicated, labels)], atol=1e-8
+    )
+    one_label, all_distinct = np.zeros(10, dtype=int), np.arange(3)
+    assert np.isnan(silhouette_scores(points[:10], [one_label])[0])
+    assert np.isnan(silhouette_scores(points[:3], [all_distinct])[0])
+
+
+def test_column_medians_are_what_the_median_imputer_learns():
+    values = np.array([[1.0, np.nan, np.nan], [np.nan, 4.0, np.nan], [3.0, 8.0, np.nan]])
+    imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(values)
+    np.testing.assert_array_equal(_column_medians(values), imputer.statistics_)
+    np.testing.assert_array_equal(_column_medians(values[:0]), np.zeros(3))
 
 
 def test_unknown_algorithm_is_rejected():

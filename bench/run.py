@@ -134,7 +134,8 @@ def bench_tier(name: str, work: Path) -> dict:
     print(f"[{name}] full run ...", flush=True)
     full = run_job(data_dir)
     events = count_events(data_dir)
-    land_next_day(data_dir, users, items, end)
+    # a day brings back about one person in `days` (the tier spreads everyone over `days` days)
+    land_next_day(data_dir, max(users // days, 50), items, end)
     print(f"[{name}] incremental run with one new day ...", flush=True)
     incremental = run_job(data_dir)
     result = {

@@ -7,12 +7,14 @@ by appending. Anything else rebuilds those models with `dbt build --full-refresh
 
 - a landing file that was part of the last build is no longer current (a changed file replaced
   its rows, or it was forgotten);
-- the erasure registry changed (an erasure deleted raw rows);
 - a configuration table the event chain reads changed (event-type or device mapping, junk
   values, the session gap);
 - the SQL of the event chain (its models or macros) changed;
 - nothing was built yet, or the operator asked for it (`python -m dagster_project.cli run
   --full-refresh`, or the run tag `pz/full_refresh=true` in the Dagster UI).
+
+An erasure needs no rebuild: the identity step deletes the erased people's rows from every
+warehouse table, these incremental ones included, and ingest keeps their raw rows out later.
 
 The baseline (files and fingerprints of the last successful build) lives in
 `audit.incremental_baseline`; it is written only after the dbt step succeeded.
@@ -77,7 +79,6 @@ def _table_fingerprint(con: duckdb.DuckDBPyConnection, query: str) -> str:
 def fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """What must stay the same for an incremental build to equal a full one."""
     found = {f"config:{name}": _table_fingerprint(con, q) for name, q in _CONFIG_QUERIES.items()}
-    found["erasure_registry"] = _table_fingerprint(con, "select * from audit.erasure_registry")
     found["code"] = code_fingerprint()
     return found
 

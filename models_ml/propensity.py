@@ -47,8 +47,14 @@ def _base_model(family: str, random_state: int | None):
             LogisticRegression(max_iter=1000),
         )
     if family == "gradient_boosting":
+        # Shallow trees with well-filled leaves: a labelled window holds a few hundred buyers,
+        # and the model scores a later period whose history is longer than the one it saw.
         return HistGradientBoostingClassifier(
-            max_iter=100, learning_rate=0.1, max_leaf_nodes=15, random_state=random_state
+            max_iter=200,
+            learning_rate=0.03,
+            max_depth=3,
+            min_samples_leaf=50,
+            random_state=random_state,
         )
     raise ValueError(f"model family must be one of {MODEL_FAMILIES}, not {family!r}")
 

@@ -12,6 +12,13 @@ shopper" sessions, which rows are broken and why. This module writes both:
   a login, CRM duplicates with typos, junk emails, impossible values and a few broken rows.
 - ``DIR/truth/``: what really happened. The pipeline never reads it; tests do.
 
+Behind the mess, people behave like shoppers, so that segments and propensity models have
+something real to find: a persona sets tastes, devices and times of day; a latent shopping
+propensity per person, fixed over time, sets how often they visit, how long they stay an active
+customer before lapsing, how deep they browse, how often they fill carts and how likely a visit
+ends in a purchase; and visits come in missions that tend to end in a purchase. Buying after a
+cutoff is therefore predictable from behaviour before it, without any label leaking into it.
+
 Design rules:
 
 - Deterministic: the same arguments give byte-identical files. All randomness comes from one
@@ -177,6 +184,33 @@ BROWSING_TYPE_SHARES = {
     HOVER: 0.018,
 }
 PREFERRED_CATEGORY_SHARE = 0.85
+# Buying behaviour (see _make_owners, _customer_spells, _make_sessions): one latent shopping
+# propensity per user, standard normal and fixed over time, moves how often they visit, how
+# long they stay an active customer, how deep they browse, how often they fill a cart or reach
+# the checkout, and how likely a visit ends in a purchase. Visits come in missions (returns
+# within about a day) that tend to end in a purchase. So what a user did before a cutoff
+# predicts whether they buy after it, as it does for real shoppers.
+VISITS_PER_DAY = 0.48  # mean sessions per day of a spell of MEAN_LIFETIME_DAYS
+PROPENSITY_VISIT_EFFECT = 0.5  # log visit rate per standard deviation of propensity
+VISIT_RATE_NOISE = 0.3  # log visit rate, person-level noise independent of the propensity
+PROPENSITY_PURCHASE_EFFECT = 0.9  # log-odds of buying in a visit per standard deviation
+PURCHASE_RATE_NOISE = 0.3  # log-odds, person-level noise
+MEAN_LIFETIME_DAYS = 6.0  # mean spell as an active customer at average propensity ...
+PROPENSITY_LIFETIME_EFFECT = 0.5  # ... times exp(this x propensity)
+MIN_LIFETIME_DAYS = 0.5  # added to every spell
+SPELL_VISIT_EXPONENT = 0.2  # a spell's visits grow as its length to this power
+SPELL_DRAWS = 50  # spells drawn at most per user until one has a visit in the window
+RETURN_VISIT_SHARE = 0.55  # gaps between visits that are short returns, not long pauses
+LONG_PAUSE_TO_RETURN_RATIO = 8.0  # mean long pause / mean short return
+MISSION_OPENING_LIFT = 0.2  # purchase chance x this in a visit that a return follows ...
+MISSION_CLOSING_LIFT = 2.5  # ... x this in the last visit of a mission of several visits
+ABANDONED_CART_BASE = 0.10  # chance of a cart without purchase in a visit ...
+ABANDONED_CART_PER_PURCHASE_RATE = 0.8  # ... plus this times the user's purchase rate ...
+MISSION_OPENING_CART_LIFT = 0.25  # ... plus this when a return follows (to buy then)
+ABANDONED_CHECKOUT_BASE = 0.15  # chance that an unbought cart reached the checkout ...
+ABANDONED_CHECKOUT_PER_PURCHASE_RATE = 0.8  # ... plus this times the user's purchase rate ...
+MISSION_OPENING_CHECKOUT_LIFT = 0.3  # ... plus this when a return follows
+PROPENSITY_BROWSING_EFFECT = 0.1  # log browsing depth per standard deviation of propensity
 MAX_ORDINARY_VIEWS = 3  # of one item in one session; the pipeline's trigger is "> 3 views"
 SESSION_GAP_SECONDS = 45 * 60  # sessions of one person are at least this far apart (> 30 min)
 MAX_GAP_IN_SESSION_SECONDS = 20 * 60  # events of one session are at most this far apart
@@ -193,7 +227,7 @@ class Persona:
     preferred_categories: tuple[str, ...]
     device_mix: tuple[float, ...]  # over DEVICES
     time_of_day_mix: tuple[float, ...]  # over TIMES_OF_DAY, in the user's local time
-    purchase_rate: float  # chance that an identified session ends in a purchase
+    purchase_rate: float  # a typical member's chance that an identified visit ends in a purchase
     population_share: float
 
 
@@ -1038,7 +1072,9 @@ class _Owners:
     city: np.ndarray  # index into pools.city_*
     is_anonymous_browser: np.ndarray  # sometimes starts anonymous (every visitor does)
     is_engaged: np.ndarray
-    purchase_rate: np.ndarray
+    shopping_propensity: np.ndarray  # latent, standard normal; 0 for visitors
+    purchase_rate: np.ndarray  # base chance that an identified visit ends in a purchase
+    visit_rate: np.ndarray  # sessions per day of a spell of MEAN_LIFETIME_DAYS
     primary_platform: np.ndarray
     home_ip: np.ndarray  # (owners, 4) octets
     user_ids: pa.Array  # per user
@@ -1072,8 +1108,21 @@ def _make_owners(rng: np.random.Generator, n_users: int, pools: _Pools) -> _Owne
     is_anonymous_browser = ~is_user | (rng.random(n) < 0.30)
     is_engaged = np.zeros(n, dtype=bool)
     is_engaged[rng.choice(n_users, size=max(1, round(0.08 * n_users)), replace=False)] = True
+    # The latent shopping propensity (users only) and what it moves per user: the chance that
+    # a visit ends in a purchase (around the persona's rate) and the visit rate.
+    propensity = rng.standard_normal(n) * is_user
     mean_rate = np.array([p.purchase_rate for p in PERSONAS])[persona]
-    purchase_rate = np.round(rng.beta(mean_rate * 30, (1 - mean_rate) * 30), 4) * is_user
+    purchase_logit = (
+        np.log(mean_rate / (1 - mean_rate))
+        + PROPENSITY_PURCHASE_EFFECT * propensity
+        + PURCHASE_RATE_NOISE * rng.standard_normal(n)
+    )
+    purchase_rate = np.round(1 / (1 + np.exp(-purchase_logit)), 4) * is_user
+    visit_rate = VISITS_PER_DAY * np.exp(
+        PROPENSITY_VISIT_EFFECT * propensity
+        + VISIT_RATE_NOISE * rng.standard_normal(n)
+        - (PROPENSITY_VISIT_EFFECT**2 + VISIT_RATE_NOISE**2) / 2  # mean VISITS_PER_DAY
+    )
     device = _choose_from_cumulative(rng, _persona_cumulative("device_mix")[persona])
     primary_platform = _choose_from_cumulative(rng, _platform_choice_table()[device])
     octet_ranges = ((11, 224), (0, 256), (0, 256), (1, 255))
@@ -1086,7 +1135,9 @@ def _make_owners(rng: np.random.Generator, n_users: int, pools: _Pools) -> _Owne
         city=city,
         is_anonymous_browser=is_anonymous_browser,
         is_engaged=is_engaged,
+        shopping_propensity=propensity,
         purchase_rate=purchase_rate,
+        visit_rate=visit_rate * is_user,
         primary_platform=primary_platform,
         home_ip=home_ip,
         user_ids=_join("U", _padded(np.arange(n_users) + 1, 7)),
@@ -1140,33 +1191,93 @@ class _Events:
         return _uuid_ids(index, _SALT_EVENT_HIGH, _SALT_EVENT_LOW)
 
 
+def _customer_spells(
+    rng: np.random.Generator, owners: _Owners, days: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per user: the part of their spell as a customer inside the window (from, until; days
+    since the window's start) and how many sessions they have in it.
+
+    A user is an active customer for one spell, exponential and longer the higher their
+    shopping propensity; spells begin at any time, so some began before the window, some end
+    inside it (churn), some after it. Short spells are intense (a need, met in a few busy
+    days): a day of the spell has visit_rate x (MEAN_LIFETIME_DAYS / lifetime) ^ (1 -
+    SPELL_VISIT_EXPONENT) visits on average, and the window sees a Poisson number of visits in
+    its part of the spell. The users in the data are the ones seen at least once, so a spell
+    without a visit in the window is drawn again (at most SPELL_DRAWS times, then one visit):
+    every day of the window has about as many active users, with no pile-up at its edges.
+    """
+    n = owners.n_users
+    propensity = owners.shopping_propensity[:n]
+    lifetime = MIN_LIFETIME_DAYS + rng.exponential(
+        MEAN_LIFETIME_DAYS * np.exp(PROPENSITY_LIFETIME_EFFECT * propensity)
+    )
+    daily = owners.visit_rate[:n] * (MEAN_LIFETIME_DAYS / lifetime) ** (1 - SPELL_VISIT_EXPONENT)
+    active_from, active_until = np.zeros(n), np.zeros(n)
+    n_sessions = np.ones(n, dtype=np.int64)
+    todo = np.arange(n)
+    for _ in range(SPELL_DRAWS):
+        begin = days - rng.random(len(todo)) * (days + lifetime[todo])
+        active_from[todo] = np.clip(begin, 0.0, days)
+        active_until[todo] = np.clip(begin + lifetime[todo], 0.0, days)
+        visits = rng.poisson(daily[todo] * (active_until[todo] - active_from[todo]))
+        n_sessions[todo] = np.maximum(visits, 1)
+        todo = todo[visits == 0]
+        if not len(todo):
+            break
+    return active_from, active_until, n_sessions
+
+
 def _make_sessions(
     rng: np.random.Generator, owners: _Owners, catalog: _Catalog, days: int, window_start: int
 ) -> tuple[_Sessions, dict[str, np.ndarray]]:
     """Sessions and their shape; returns the per-session plan that _make_events expands."""
     n_owners, n_users = owners.n_owners, owners.n_users
     is_user = np.arange(n_owners) < n_users
-    # How many sessions: users 1 + Poisson(~0.087 per day), i.e. ~20 events per user in 30
-    # days (1,000,000 users -> ~20,000,000 events); engaged shoppers need >= 2.
-    activity = rng.gamma(2.0, 0.0435, n_owners)
-    n_sessions = np.where(is_user, 1 + rng.poisson(activity * days), 1 + rng.poisson(0.4, n_owners))
+    # While and how often: users during their spell as customers (see _customer_spells),
+    # visitors 1 + Poisson(0.4) times over the whole window. Engaged shoppers need >= 2.
+    active_from, active_until = np.zeros(n_owners), np.full(n_owners, float(days))
+    n_sessions = 1 + rng.poisson(0.4, n_owners)
+    spells = _customer_spells(rng, owners, days)
+    active_from[:n_users], active_until[:n_users], n_sessions[:n_users] = spells
+    active_days = active_until - active_from
     n_sessions = np.where(owners.is_engaged, np.maximum(n_sessions, 2), n_sessions)
     owner = np.repeat(np.arange(n_owners, dtype=np.int32), n_sessions)
     n = len(owner)
     persona = owners.persona[owner]
+    first_of_owner = np.r_[True, owner[1:] != owner[:-1]]
 
-    # When: a day of the window and a local time of day from the persona's habits.
+    # When: shopping missions. The n sessions of an owner split their active span by n + 1
+    # gaps, each a short return or a long pause; a run of sessions joined by short returns is
+    # one mission, which tends to end in a purchase (see has_purchase). The gap after the last
+    # session of a user who lapses inside the window is a long pause: that mission is over.
+    gap_owner = np.repeat(np.arange(n_owners, dtype=np.int32), n_sessions + 1)
+    first_gap = np.r_[0, np.cumsum(n_sessions + 1)[:-1]]
+    last_gap = first_gap + n_sessions
+    is_short = rng.random(len(gap_owner)) < RETURN_VISIT_SHARE
+    is_short[last_gap[active_until < days]] = False
+    gap = rng.exponential(np.where(is_short, 1.0, LONG_PAUSE_TO_RETURN_RATIO))
+    gap_sum = np.cumsum(gap)
+    gap_sum -= np.repeat(gap_sum[first_gap] - gap[first_gap], n_sessions + 1)
+    is_session_gap = np.ones(len(gap_owner), dtype=bool)
+    is_session_gap[last_gap] = False
+    span = gap_sum / gap_sum[last_gap][gap_owner]
+    position = (active_from[gap_owner] + span * active_days[gap_owner])[is_session_gap]
+    day = np.minimum(position.astype(np.int64), days - 1)
+    mission_goes_on = is_short[np.flatnonzero(is_session_gap) + 1]  # a return follows
+    is_return = is_short[is_session_gap] & ~first_of_owner  # follows a visit of the mission
+    del gap_owner, first_gap, last_gap, is_short, gap, gap_sum, span, is_session_gap, position
+
+    # At a local time of day from the persona's habits.
     slot = _choose_from_cumulative(rng, _persona_cumulative("time_of_day_mix")[persona])
     hours = np.array(TIME_OF_DAY_LOCAL_HOURS)[slot]
     local_start = (
         window_start
-        + rng.integers(0, days, n) * 86400
+        + day * 86400
         + hours[:, 0] * 3600
         + (rng.random(n) * (hours[:, 1] - hours[:, 0]) * 3600).astype(np.int64)
     )
     start = local_start - _utc_offsets(local_start, owners.region[owner])
     start = start[np.lexsort((start, owner))]  # chronological within each owner
-    first_of_owner = np.r_[True, owner[1:] != owner[:-1]]
 
     # Anonymous starts: every visitor; anonymous browsers always in their first session (which
     # has a login, so the anonymous id can be stitched) and sometimes later.
@@ -1188,11 +1299,30 @@ def _make_sessions(
     engaged_item = np.where(is_engaged, _draw_items(rng, preferred, catalog, 1.0), -1)
 
     # Shape: a landing page view, browsing events, an optional login, then the cart funnel.
-    n_browsing = 1 + rng.poisson(2.4, n) + engaged_views
+    # Keen shoppers browse deeper and fill (and abandon) more carts. Within a mission, visits
+    # before the last one fill carts and rarely buy; the last visit of a mission buys most.
+    propensity = owners.shopping_propensity[owner]
+    n_browsing = (
+        1 + rng.poisson(2.4 * np.exp(PROPENSITY_BROWSING_EFFECT * propensity)) + engaged_views
+    )
     identified_at_end = ~starts_anonymous | has_login
-    has_purchase = identified_at_end & (rng.random(n) < owners.purchase_rate[owner])
-    has_cart = has_purchase | (rng.random(n) < 0.22)
-    has_checkout = has_purchase | (has_cart & (rng.random(n) < 0.3))
+    purchase_lift = np.where(
+        mission_goes_on, MISSION_OPENING_LIFT, np.where(is_return, MISSION_CLOSING_LIFT, 1.0)
+    )
+    purchase_chance = np.minimum(owners.purchase_rate[owner] * purchase_lift, 0.95)
+    has_purchase = identified_at_end & (rng.random(n) < purchase_chance)
+    cart_chance = (
+        ABANDONED_CART_BASE
+        + ABANDONED_CART_PER_PURCHASE_RATE * owners.purchase_rate[owner]
+        + mission_goes_on * MISSION_OPENING_CART_LIFT
+    )
+    has_cart = has_purchase | (rng.random(n) < cart_chance)
+    checkout_chance = (
+        ABANDONED_CHECKOUT_BASE
+        + ABANDONED_CHECKOUT_PER_PURCHASE_RATE * owners.purchase_rate[owner]
+        + mission_goes_on * MISSION_OPENING_CHECKOUT_LIFT
+    )
+    has_checkout = has_purchase | (has_cart & (rng.random(n) < checkout_chance))
     has_remove = has_cart & ~has_purchase & (rng.random(n) < 0.35)
     cart_item = np.where(is_engaged, engaged_item, _draw_items(rng, preferred, catalog))
     cart_quantity = 1 + (rng.random(n) < 0.25) + (rng.random(n) < 0.08)

@@ -444,6 +444,49 @@ def test_personas_are_recoverable_by_clustering(
     assert 0.8 < np.mean(in_preferred) < 0.9
 
 
+# --- buying behaviour ---
+
+
+def test_next_week_buyers_are_predictable_from_earlier_behaviour(tmp_path: Path):
+    """Real shoppers are predictable: recency, visits, carts and past purchases before a cutoff
+    tell who buys in the week after it (the propensity target of issue 5). Labels come only
+    from after the cutoff, features only from before it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    generate(tmp_path, users=2000, items=80, days=21, seed=3)
+    events = pd.read_parquet(
+        tmp_path / "truth/events.parquet",
+        columns=["true_user_id", "event_type", "occurred_at", "session_key"],
+    ).dropna(subset=["true_user_id"])
+    events["event_type"] = events["event_type"].astype(str)
+    end = events["occurred_at"].max()
+    cutoff = end - pd.Timedelta(days=7)
+    before = events[events["occurred_at"] <= cutoff]
+    by_user = before.assign(
+        is_purchase=before["event_type"] == "purchase",
+        is_cart_add=before["event_type"] == "add_to_cart",
+    ).groupby("true_user_id")
+    features = pd.DataFrame(
+        {
+            "recency_days": (cutoff - by_user["occurred_at"].max()).dt.total_seconds() / 86400,
+            "sessions": by_user["session_key"].nunique(),
+            "purchases": by_user["is_purchase"].sum(),
+            "cart_adds": by_user["is_cart_add"].sum(),
+        }
+    )
+    after = events[(events["occurred_at"] > cutoff) & (events["event_type"] == "purchase")]
+    label = features.index.isin(set(after["true_user_id"]))
+    assert 0.02 < label.mean() < 0.2
+
+    model = make_pipeline(StandardScaler(), LogisticRegression())
+    score = cross_val_predict(model, np.log1p(features), label, cv=5, method="predict_proba")
+    assert roc_auc_score(label, score[:, 1]) > 0.75
+
+
 # --- profiles, catalog, context, consent, erasure ---
 
 

@@ -70,8 +70,13 @@ def _build_ingest_asset(source: str):
             # An erasure request purges every source; any other load purges its own rows of
             # people erased before (so a re-delivered file cannot bring them back).
             purge = list(SOURCES) if source == "erasure" else [source]
-            erasure = enforce_erasures(con, purge, loaded_at, trigger=f"raw/{source}")
-            if erasure.requests_processed or erasure.total_removed:
+            new_rows = any(r.status not in ("unchanged", "duplicate_content") for r in results)
+            erasure = enforce_erasures(
+                con, purge, loaded_at, trigger=f"raw/{source}", new_rows=new_rows
+            )
+            if erasure.skipped:
+                context.log.info("erasure: no new file and no new erasure token: nothing to do")
+            elif erasure.requests_processed or erasure.total_removed:
                 context.log.info(
                     f"erasure: {erasure.requests_processed} request(s) processed, "
                     f"{erasure.identifiers_registered} identifier token(s) registered, "

@@ -132,6 +132,7 @@ class ErasureOutcome:
     requests_processed: int = 0
     identifiers_registered: int = 0
     people_erased: int = 0
+    skipped: bool = False  # nothing new to enforce (see enforce_erasures)
     # rows deleted per table (quarantine tables: rows whose raw record was blanked)
     rows_removed: dict[str, int] = field(default_factory=dict)
     person_ids: set[str] = field(default_factory=set)  # this resolution's erased person_ids
@@ -502,15 +503,45 @@ def _register_and_purge(
     )
 
 
+def _registry_grew_since_last(con: duckdb.DuckDBPyConnection, trigger: str) -> bool:
+    """Whether the registry gained a token since `trigger` last enforced (or it never did)."""
+    last = con.execute(
+        "select max(processed_at) from audit.erasure_log where trigger_source = $trigger",
+        {"trigger": trigger},
+    ).fetchall()[0][0]
+    if last is None:
+        return True
+    grown = con.execute(
+        "select count(*) from audit.erasure_registry where registered_at >= $last",
+        {"last": last},
+    ).fetchall()[0][0]
+    return bool(grown)
+
+
 def enforce_erasures(
-    con: duckdb.DuckDBPyConnection, sources: list[str], now: datetime, trigger: str
+    con: duckdb.DuckDBPyConnection,
+    sources: list[str],
+    now: datetime,
+    trigger: str,
+    *,
+    new_rows: bool = True,
 ) -> ErasureOutcome:
     """Register new erasure requests, then purge `sources` (all raw tables when the trigger is
     the erasure source itself), the quarantine, the PII zone (purged profile records become
     erasure evidence) and person-keyed ML tables. Needs the ingest macros (`pz_hmac`) and the
-    PII zone attached as `pii`."""
+    PII zone attached as `pii`.
+
+    With `new_rows=False` (this load added no file) and a registry unchanged since `trigger`
+    last enforced, there is nothing to do and nothing is done (`outcome.skipped`): the tables
+    were purged against this registry then, and what was loaded since (other sources) was
+    registered and purged by the load that brought it. A nightly run with one new events file
+    then scans the raw tables once, not once per source.
+    """
     ensure_erasure_tables(con)
     outcome = ErasureOutcome()
+    if not new_rows and not _registry_grew_since_last(con, trigger):
+        outcome.skipped = True
+        return outcome
 
     def register() -> None:
         outcome.requests_processed, outcome.identifiers_registered = _register_requests(con, now)

@@ -35,7 +35,7 @@ from dagster_project.quality.audit import ensure_data_audit_table
 log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # a "very long field" is data, not an error
-FRAME = "_pz_frame"  # temp table: one file's rows, normalized to the contract
+FRAME = "_pz_frame"  # temp view: one file's rows, normalized to the contract
 
 
 @dataclass
@@ -145,8 +145,13 @@ def _normalize_name(name: str) -> str:
     return "_".join(name.strip().lower().replace("-", " ").split())
 
 
-def _frame_from_columns(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str) -> set[str]:
-    """Build FRAME from a table of varchar columns; return the contract columns present."""
+def _frame_from_columns(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str, rejects: bool = False
+) -> set[str]:
+    """Define FRAME over a relation of varchar columns; return the contract columns present.
+
+    FRAME is a view: the file's rows are materialized once, in `_pz_checked`. With `rejects`,
+    the lines DuckDB's reader rejected are part of it too (see `_reader_rejects`)."""
     columns = [row[0] for row in con.execute(f"describe {table}").fetchall()]
     columns = [c for c in columns if c != "_line"]
     by_contract: dict[str, str] = {}
@@ -175,9 +180,10 @@ def _frame_from_columns(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table:
     )
     con.execute(
         f"""
-        create or replace temp table {FRAME} as
+        create or replace temp view {FRAME} as
         select _line, {", ".join(selects)}, {raw_record} as _raw, null::varchar as _read_error
         from {table} as r
+        {_reader_rejects(spec) if rejects else ""}
         """
     )
     return set(by_contract)
@@ -210,22 +216,21 @@ def _number_rows_around_rejects(
     )
 
 
-def _append_reader_rejects(con: duckdb.DuckDBPyConnection) -> None:
-    """Add the lines DuckDB's reader rejected (wrong field count, bad encoding...) to FRAME.
+def _reader_rejects(spec: SourceSpec) -> str:
+    """`union all` the lines DuckDB's reader rejected (wrong field count, bad encoding...) to
+    FRAME, one row per line.
 
     Their number is the physical line in the file (header included), which is what a person
     opening the file, and the sample data's ground truth, count."""
-    con.execute(
-        f"""
-        insert into {FRAME} (_line, _raw, _read_error)
-        select line, any_value(csv_line),
-               string_agg(distinct error_type || ': ' || error_message, '; ')
+    nulls = ", ".join(f"null::varchar as {quote_identifier(c)}" for c in spec.columns)
+    return f"""
+        union all
+        select line as _line, {nulls}, null::varchar as extra, any_value(csv_line) as _raw,
+               string_agg(distinct error_type || ': ' || error_message, '; ') as _read_error
         from _pz_rejects
         where scan_id = (select max(scan_id) from _pz_scans)
         group by line
-        """
-    )
-    con.execute("drop table if exists _pz_reject_lines")
+    """
 
 
 def _read_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> set[str]:
@@ -241,11 +246,8 @@ def _read_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> s
         {"path": str(path), "max_line": MAX_LINE_BYTES},
     )
     _number_rows_around_rejects(con, "_pz_csv", header_lines=1)
-    present = _frame_from_columns(con, spec, "_pz_csv")
     # Rows DuckDB's CSV reader rejected (wrong field count, bad encoding, ...): one per line.
-    _append_reader_rejects(con)
-    con.execute("drop table if exists _pz_csv")
-    return present
+    return _frame_from_columns(con, spec, "_pz_csv", rejects=True)
 
 
 def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> set[str]:
@@ -266,13 +268,18 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
         """
         create or replace temp table _pz_objects as
         select _line, raw,
-               case when json_valid(raw) and json_type(raw) = 'OBJECT'
-                    then json_transform(raw, '"MAP(VARCHAR, JSON)"') end as m,
+               -- Nested CASEs, not `valid and json_type(raw) = ...`: DuckDB reorders the terms
+               -- of an AND at run time (adaptive filters), and json_type throws on a malformed
+               -- line, which failed whole files of a few hundred thousand lines.
+               case when ok then
+                   case when json_type(raw) = 'OBJECT'
+                        then json_transform(raw, '"MAP(VARCHAR, JSON)"') end
+               end as m,
                case
-                   when not json_valid(raw) then 'malformed JSON'
+                   when not ok then 'malformed JSON'
                    when json_type(raw) <> 'OBJECT' then 'JSON value is not an object'
                end as problem
-        from (select _line, raw, case when json_valid(raw) then true else false end as ok
+        from (select _line, raw, json_valid(raw) as ok
               from _pz_lines where nullif(trim(raw), '') is not null)
         """
     )
@@ -293,7 +300,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
     contract = ", ".join(quote_literal(c) for c in spec.columns)
     con.execute(
         f"""
-        create or replace temp table {FRAME} as
+        create or replace temp view {FRAME} as
         select _line, {", ".join(selects)},
                nullif(to_json(map_from_entries(list_filter(
                    map_entries(m), lambda e: e.key not in ({contract})
@@ -302,18 +309,17 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
                coalesce(problem, case when m is null then 'JSON object has duplicate keys' end)
                    as _read_error
         from _pz_objects
+        {_reader_rejects(spec)}
         """
     )
-    _append_reader_rejects(con)
-    con.execute("drop table if exists _pz_lines; drop table if exists _pz_objects")
+    con.execute("drop table if exists _pz_lines")
     return set(known)
 
 
 def _read_parquet(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> set[str]:
     con.execute(
-        "create or replace temp table _pz_parquet_typed as "
-        "select row_number() over () as _line, * from read_parquet($path)",
-        {"path": str(path)},
+        "create or replace temp view _pz_parquet_typed as "
+        f"select row_number() over () as _line, * from read_parquet({quote_literal(str(path))})"
     )
     described = con.execute("describe _pz_parquet_typed").fetchall()
     casts = []
@@ -328,12 +334,10 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) 
         )
         casts.append(f"{expr} as {quote_identifier(name)}")
     con.execute(
-        f"create or replace temp table _pz_parquet as select _line, {', '.join(casts)} "
+        f"create or replace temp view _pz_parquet as select _line, {', '.join(casts)} "
         "from _pz_parquet_typed"
     )
-    present = _frame_from_columns(con, spec, "_pz_parquet")
-    con.execute("drop table if exists _pz_parquet; drop table if exists _pz_parquet_typed")
-    return present
+    return _frame_from_columns(con, spec, "_pz_parquet")
 
 
 READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
@@ -405,7 +409,19 @@ def _check_frame(con: duckdb.DuckDBPyConnection, spec: SourceSpec, file_reason: 
         select *, {_reason_expression(spec, file_reason)} as _reason from typed
         """
     )
-    con.execute(f"drop table if exists {FRAME}")
+    _drop_scratch(con)
+
+
+_SCRATCH_VIEWS = (FRAME, "_pz_parquet", "_pz_parquet_typed")
+_SCRATCH_TABLES = ("_pz_csv", "_pz_lines", "_pz_objects", "_pz_reject_lines")
+
+
+def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop what a reader left behind (FRAME's views first, then the tables under them)."""
+    for view in _SCRATCH_VIEWS:
+        con.execute(f"drop view if exists {view}")
+    for table in _SCRATCH_TABLES:
+        con.execute(f"drop table if exists {table}")
 
 
 def _write_pii_zone(
@@ -538,18 +554,20 @@ def _read_and_check(
         return False
     try:
         present = READERS[fmt](con, spec, path)
+        file_reason = _missing_columns_reason(spec, present)
+        # FRAME is a view: the file is read to the end here, so a broken file fails here.
+        _check_frame(con, spec, file_reason)
+        if not con.execute("select count(*) from _pz_checked").fetchall()[0][0]:
+            # Nothing to lose: an empty delivery is not a broken one (a JSON file without rows
+            # names no columns at all); the manifest says why nothing loaded.
+            has_header = fmt != "jsonl" and file_reason
+            result.message = "no data rows" + (f" (and {file_reason})" if has_header else "")
+            file_reason = None
     except duckdb.Error as error:
+        _drop_scratch(con)
         result.status = "quarantined"
         result.message = f"unreadable {fmt} file: {str(error).strip().splitlines()[0][:500]}"
         return False
-    file_reason = _missing_columns_reason(spec, present)
-    if not con.execute(f"select count(*) from {FRAME}").fetchall()[0][0]:
-        # Nothing to lose: an empty delivery is not a broken one (a JSON file without rows
-        # names no columns at all); the manifest says why nothing loaded.
-        has_header = fmt != "jsonl" and file_reason
-        result.message = "no data rows" + (f" (and {file_reason})" if has_header else "")
-        file_reason = None
-    _check_frame(con, spec, file_reason)
     if file_reason:
         result.status = "quarantined"
         result.message = file_reason
@@ -619,6 +637,7 @@ def ingest_file(
         raise
     finally:
         con.execute("drop table if exists _pz_checked")
+        _drop_scratch(con)
     return result
 
 

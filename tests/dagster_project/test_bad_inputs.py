@@ -110,6 +110,22 @@ def test_malformed_json_line_is_quarantined_and_neighbours_load(con, landing):
     assert_reconciled(con)
 
 
+def test_malformed_json_lines_in_a_large_file_are_quarantined_not_the_file(con, landing):
+    """Regression: DuckDB reorders the terms of an AND at run time, so a JSON type check
+    guarded by `json_valid(raw) and ...` ran on a malformed line after a few hundred thousand
+    rows and the whole file was rejected (found by the L benchmark tier)."""
+    good = json.dumps(event("e"))
+    lines = [good] * 300_000
+    broken = list(range(49_999, 300_000, 50_000))
+    for index in broken:
+        lines[index] = '{"event_id": "cut short'
+    (landing / "events" / "big.jsonl").write_text("\n".join(lines) + "\n")
+    status, read, loaded, quarantined, _ = ingest(con, landing)["events/big.jsonl"]
+    assert (status, read, loaded, quarantined) == ("loaded", 300_000, 300_000 - 6, 6)
+    assert quarantine(con) == [("events/big.jsonl", i + 1, "malformed JSON") for i in broken]
+    assert_reconciled(con)
+
+
 def test_csv_with_another_delimiter_is_sniffed_and_loads_every_row(con, landing):
     body = "\n".join(
         [

@@ -168,6 +168,38 @@ def test_a_junk_email_on_an_erased_record_erases_nobody_else(con, tmp_path):
     assert con.execute("select record_id from raw.profiles").fetchall() == [("A-2",)]
 
 
+def test_a_load_without_new_files_skips_enforcement_until_the_registry_grows(con, tmp_path):
+    """Nightly runs reload nothing for most sources: their enforcement is skipped (no scan of
+    the raw tables), unless the registry gained a token since that source last enforced."""
+    raw = tmp_path / "raw"
+    jsonl(raw / "events" / "day1.jsonl", [ev("e1", user="user-1"), ev("e2", user="user-2", session="s2")])
+    (raw / "erasure").mkdir(parents=True)
+    (raw / "erasure" / "requests.csv").write_text("user_id,requested_at\nuser-1,2026-10-05\n")
+    load_all(con, raw)
+    assert con.execute("select event_id from raw.events").fetchall() == [("e2",)]
+
+    def enforce(at: datetime):
+        return enforce_erasures(con, ["events"], at, "events", new_rows=False)
+
+    # The request registered its tokens at AT, when `events` last enforced: not skipped yet.
+    assert not enforce(datetime(2026, 11, 2)).skipped
+    assert enforce(datetime(2026, 11, 3)).skipped
+    assert enforce(datetime(2026, 11, 4)).skipped
+    # A row that holds an identifier erased later (as the identity step registers people) ...
+    con.execute("insert into raw.events (event_id, user_id, session_id) values ('e3', 'user-3', 's3')")
+    con.execute(
+        "insert into audit.erasure_registry values "
+        "(pz_hmac('user_id:user-3'), 'user_id', '2026-11-05'::timestamp)"
+    )
+    outcome = enforce(datetime(2026, 11, 6))
+    assert not outcome.skipped
+    assert outcome.rows_removed["raw.events"] == 1
+    assert con.execute("select event_id from raw.events").fetchall() == [("e2",)]
+    assert enforce(datetime(2026, 11, 7)).skipped
+    # New rows are always enforced.
+    assert not enforce_erasures(con, ["events"], datetime(2026, 11, 8), "events").skipped
+
+
 def test_erase_people_removes_a_resolved_person_from_every_table(con, tmp_path):
     raw = tmp_path / "raw"
     jsonl(

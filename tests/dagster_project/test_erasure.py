@@ -172,7 +172,10 @@ def test_a_load_without_new_files_skips_enforcement_until_the_registry_grows(con
     """Nightly runs reload nothing for most sources: their enforcement is skipped (no scan of
     the raw tables), unless the registry gained a token since that source last enforced."""
     raw = tmp_path / "raw"
-    jsonl(raw / "events" / "day1.jsonl", [ev("e1", user="user-1"), ev("e2", user="user-2", session="s2")])
+    jsonl(
+        raw / "events" / "day1.jsonl",
+        [ev("e1", user="user-1"), ev("e2", user="user-2", session="s2")],
+    )
     (raw / "erasure").mkdir(parents=True)
     (raw / "erasure" / "requests.csv").write_text("user_id,requested_at\nuser-1,2026-10-05\n")
     load_all(con, raw)
@@ -186,7 +189,9 @@ def test_a_load_without_new_files_skips_enforcement_until_the_registry_grows(con
     assert enforce(datetime(2026, 11, 3)).skipped
     assert enforce(datetime(2026, 11, 4)).skipped
     # A row that holds an identifier erased later (as the identity step registers people) ...
-    con.execute("insert into raw.events (event_id, user_id, session_id) values ('e3', 'user-3', 's3')")
+    con.execute(
+        "insert into raw.events (event_id, user_id, session_id) values ('e3', 'user-3', 's3')"
+    )
     con.execute(
         "insert into audit.erasure_registry values "
         "(pz_hmac('user_id:user-3'), 'user_id', '2026-11-05'::timestamp)"

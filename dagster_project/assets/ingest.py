@@ -97,7 +97,9 @@ def _build_ingest_asset(source: str):
                 "rows_quarantined": int(new.get("rows_quarantined", pd.Series(dtype=int)).sum()),
                 "table_rows": int(total_rows),
                 "rows_removed_by_erasure": erasure.total_removed,
-                "files": markdown_table(new.drop(columns=["sha256"], errors="ignore"), max_rows=50),
+                "files": markdown_table(
+                    new.drop(columns=["sha256", "mtime_ns"], errors="ignore"), max_rows=50
+                ),
             }
         )
 

@@ -1,9 +1,11 @@
 """Load landing files into `raw.<source>` tables: manifest, validation, quarantine, PII tokens.
 
 For every file of a source:
-1. its sha256 is compared with `audit.load_manifest`: unchanged files are skipped, identical
-   content under another name is recorded as a duplicate delivery and not loaded again, and a
-   changed file under a known name replaces the rows of its previous version;
+1. it is compared with `audit.load_manifest`: a file with the size and modification time it
+   loaded with is skipped without being read; otherwise its sha256 decides: unchanged files are
+   skipped, identical content under another name is recorded as a duplicate delivery and not
+   loaded again, and a changed file under a known name replaces the rows of its previous
+   version (`PZ_REHASH=1` hashes every file);
 2. it is read with DuckDB into a frame of varchar columns (`_line` numbers its rows);
 3. rows breaking the contract go to `audit.quarantine` with file, line and reason, the rest go
    to `raw.<source>` with PII replaced by keyed tokens and timestamps parsed to UTC;
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -35,6 +38,9 @@ from dagster_project.quality.audit import ensure_data_audit_table
 log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # a "very long field" is data, not an error
+# Set to 1 to hash every landing file, even those whose size and modification time did not
+# change since they loaded (a file rewritten in place with its old time kept).
+REHASH_VARIABLE = "PZ_REHASH"
 FRAME = "_pz_frame"  # temp view: one file's rows, normalized to the contract
 
 
@@ -49,6 +55,7 @@ class FileResult:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     message: str = ""
+    mtime_ns: int | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,8 +80,10 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, pii_schema: str = "pii") -> No
         create table if not exists audit.load_manifest (
             file varchar, source varchar, sha256 varchar, size_bytes bigint, status varchar,
             rows_read bigint, rows_loaded bigint, rows_quarantined bigint,
-            loaded_at timestamp, message varchar, is_current boolean
+            loaded_at timestamp, message varchar, is_current boolean, mtime_ns bigint
         );
+        -- warehouses created before the column existed
+        alter table audit.load_manifest add column if not exists mtime_ns bigint;
         create table if not exists audit.quarantine (
             source varchar, file varchar, line bigint, reason varchar, raw_record varchar,
             quarantined_at timestamp
@@ -526,9 +535,12 @@ def _record(con: duckdb.DuckDBPyConnection, result: FileResult, loaded_at: datet
     row = asdict(result)
     con.execute(
         """
-        insert into audit.load_manifest values (
+        insert into audit.load_manifest (
+            file, source, sha256, size_bytes, status, rows_read, rows_loaded,
+            rows_quarantined, loaded_at, message, is_current, mtime_ns
+        ) values (
             $file, $source, $sha256, $size_bytes, $status, $rows_read, $rows_loaded,
-            $rows_quarantined, $loaded_at, $message, true
+            $rows_quarantined, $loaded_at, $message, true, $mtime_ns
         )
         """,
         {**row, "loaded_at": loaded_at},
@@ -580,18 +592,32 @@ def ingest_file(
     path: Path,
     raw_dir: Path,
     loaded_at: datetime,
+    rehash: bool = False,
 ) -> FileResult:
+    """Load one file (one transaction) unless it is unchanged: same size and modification
+    time as when it loaded (or, with `rehash`, or when those differ: the same sha256)."""
     relative = path.relative_to(raw_dir).as_posix()
-    sha = sha256_of(path)
-    result = FileResult(relative, spec.name, sha, path.stat().st_size, status="loaded")
-
+    stat = path.stat()
     previous = con.execute(
-        "select sha256 from audit.load_manifest where file = $file and is_current",
+        "select sha256, size_bytes, mtime_ns from audit.load_manifest "
+        "where file = $file and is_current",
         {"file": relative},
     ).fetchall()
     previous = previous[0] if previous else None
+    if previous and (previous[1], previous[2]) == (stat.st_size, stat.st_mtime_ns) and not rehash:
+        # Same size, same modification time: the file loaded before (not read, not hashed).
+        return FileResult(relative, spec.name, previous[0], stat.st_size, status="unchanged")
+    sha = sha256_of(path)
+    result = FileResult(
+        relative, spec.name, sha, stat.st_size, status="loaded", mtime_ns=stat.st_mtime_ns
+    )
     if previous and previous[0] == sha:
         result.status = "unchanged"
+        # Touched but not changed: remember the new time, so the next run need not hash it.
+        con.execute(
+            "update audit.load_manifest set mtime_ns = $mtime where file = $file and is_current",
+            {"mtime": stat.st_mtime_ns, "file": relative},
+        )
         return result
     twin = con.execute(
         """
@@ -663,9 +689,13 @@ def ingest_source(
     spec = SOURCES[source]
     results = []
     files = landing_files(raw_dir, source)
-    progress(f"{source}: {len(files)} file(s) in {raw_dir / source}")
+    rehash = os.environ.get(REHASH_VARIABLE) == "1"
+    progress(
+        f"{source}: {len(files)} file(s) in {raw_dir / source}"
+        + (f" ({REHASH_VARIABLE}=1: every file hashed)" if rehash else "")
+    )
     for path in files:
-        result = ingest_file(con, spec, path, raw_dir, loaded_at)
+        result = ingest_file(con, spec, path, raw_dir, loaded_at, rehash=rehash)
         progress(
             f"{source}: {result.file} -> {result.status}: read {result.rows_read}, "
             f"loaded {result.rows_loaded}, quarantined {result.rows_quarantined}"

@@ -233,3 +233,44 @@ def test_parquet_with_typed_columns_and_nested_properties(con, landing):
     assert rows(con, "select event_id, value, properties, _occurred_at from raw.events") == [
         ("p1", "19.5", '{"coupon":"X1"}', datetime(2026, 10, 1, 8, 0))
     ]
+
+
+def test_an_untouched_file_is_not_hashed_again_and_a_touched_one_is(con, tmp_path, monkeypatch):
+    """Nightly runs skip files by size and modification time; a file touched without change
+    is hashed once (still unchanged), a file rewritten with its old time kept is caught by
+    PZ_REHASH=1."""
+    import os
+
+    import dagster_project.ingest.loader as loader
+
+    raw = tmp_path / "raw"
+    path = raw / "events" / "day.jsonl"
+    path.parent.mkdir(parents=True)
+    first = json.dumps(
+        {"event_id": "e1", "event_type": "page_view", "timestamp": "2026-10-01T10:00:00Z"}
+        | {"user_id": "u1", "session_id": "s1"}
+    )
+    path.write_text(first)
+    hashed: list[str] = []
+    real_sha = loader.sha256_of
+    monkeypatch.setattr(loader, "sha256_of", lambda p: hashed.append(p.name) or real_sha(p))
+
+    def load() -> str:
+        return loader.ingest_source(con, "events", raw, LOADED_AT, progress=lambda _: None)[
+            0
+        ].status
+
+    assert load() == "loaded" and hashed == ["day.jsonl"]
+    assert load() == "unchanged" and hashed == ["day.jsonl"]  # not read, not hashed
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert load() == "unchanged" and len(hashed) == 2  # touched: hashed, same content
+    assert load() == "unchanged" and len(hashed) == 2  # and its new time remembered
+    # Same size, old time kept, other content: only a rehash sees it.
+    stat = path.stat()
+    path.write_text(first.replace("e1", "e2"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert load() == "unchanged"
+    monkeypatch.setenv(loader.REHASH_VARIABLE, "1")
+    assert load() == "replaced"
+    assert con.execute("select event_id from raw.events").fetchall() == [("e2",)]

@@ -70,9 +70,11 @@ def _build_ingest_asset(source: str):
             # An erasure request purges every source; any other load purges its own rows of
             # people erased before (so a re-delivered file cannot bring them back).
             purge = list(SOURCES) if source == "erasure" else [source]
-            new_rows = any(r.status not in ("unchanged", "duplicate_content") for r in results)
+            new_files = [
+                r.file for r in results if r.status not in ("unchanged", "duplicate_content")
+            ]
             erasure = enforce_erasures(
-                con, purge, loaded_at, trigger=f"raw/{source}", new_rows=new_rows
+                con, purge, loaded_at, trigger=f"raw/{source}", new_files=new_files
             )
             if erasure.skipped:
                 context.log.info("erasure: no new file and no new erasure token: nothing to do")

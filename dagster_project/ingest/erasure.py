@@ -308,17 +308,36 @@ def _register_requests(con: duckdb.DuckDBPyConnection, now: datetime) -> tuple[i
     return requests, _register(con, now)
 
 
-def _purge_table(con: duckdb.DuckDBPyConnection, source: str) -> int:
-    """Delete the rows of raw.<source> holding any registered identifier."""
+def _in_files(files: list[str] | None, column: str = "_file") -> str:
+    """SQL predicate: the row came from one of `files` (always true for None: every row)."""
+    if files is None:
+        return "true"
+    if not files:
+        return "false"
+    return f"{column} in ({', '.join(_quote(f) for f in files)})"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _purge_table(con: duckdb.DuckDBPyConnection, source: str, files: list[str] | None) -> int:
+    """Delete the rows of raw.<source> (of `files` only, unless None) holding any registered
+    identifier."""
     columns = _IDENTIFIER_COLUMNS.get(source)
     if not columns:
         return 0
+    scope = _in_files(files)
     # Hash each distinct value once, not each row: a person has many events, an id one token.
-    matches = " or ".join(
-        f"({expression}) in (select v from (select distinct ({expression}) as v "
-        f"from raw.{source}) where v is not null and "
-        f"{_token(identifier_type, 'v')} in (select subject_token from _pz_registry))"
-        for identifier_type, expression in columns
+    matches = (
+        f"{scope} and ("
+        + " or ".join(
+            f"({expression}) in (select v from (select distinct ({expression}) as v "
+            f"from raw.{source} where {scope}) where v is not null and "
+            f"{_token(identifier_type, 'v')} in (select subject_token from _pz_registry))"
+            for identifier_type, expression in columns
+        )
+        + ")"
     )
     if source == "profiles":
         # What identity resolution needs of a purged record beside the PII zone's plaintext.
@@ -338,13 +357,17 @@ def _quarantine_matches() -> str:
     )
 
 
-def _redact_quarantine(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    """Blank the raw record of quarantined rows that name a registered identifier. The row
-    (file, line, reason) stays: every file still reconciles (rows read = loaded + quarantined)."""
+def _redact_quarantine(
+    con: duckdb.DuckDBPyConnection, table: str, files: list[str] | None = None
+) -> int:
+    """Blank the raw record of quarantined rows (of `files` only, unless None) that name a
+    registered identifier. The row (file, line, reason) stays: every file still reconciles
+    (rows read = loaded + quarantined)."""
     return _count(
         con,
         f"update {table} set raw_record = null "
-        f"where raw_record is not null and ({_quarantine_matches()})",
+        f"where raw_record is not null and {_in_files(files, 'file')} "
+        f"and ({_quarantine_matches()})",
     )
 
 
@@ -376,9 +399,13 @@ def _purge_person_tables(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def _purge_pii_zone(
-    con: duckdb.DuckDBPyConnection, keep_evidence: bool, now: datetime
+    con: duckdb.DuckDBPyConnection,
+    keep_evidence: bool,
+    now: datetime,
+    files: list[str] | None = None,
 ) -> dict[str, int]:
-    """Delete PII-zone rows of erased records; blank quarantined rows naming an erased one.
+    """Delete PII-zone rows of erased records; blank quarantined rows naming an erased one
+    (rows of `files` only, unless None).
 
     With `keep_evidence`, a deleted profile row moves to `pii.main.erasure_evidence` first (with
     the user id and tokens its raw row had), for the next identity resolution.
@@ -398,17 +425,18 @@ def _purge_pii_zone(
                        {profile_columns}, $now
                 from pii.main.profiles as p
                 left join _pz_purged_profiles as r on p._file = r._file and p._line = r._line
-                where {erased_profile} in (select subject_token from _pz_registry)
+                where {_in_files(files, "p._file")}
+                  and {erased_profile} in (select subject_token from _pz_registry)
                 """,
                 {"now": now},
             )
         removed = {
             "pii.profiles": _count(
                 con,
-                f"delete from pii.main.profiles where {erased} in "
+                f"delete from pii.main.profiles where {_in_files(files)} and {erased} in "
                 "(select subject_token from _pz_registry)",
             ),
-            "pii.quarantine": _redact_quarantine(con, "pii.main.quarantine"),
+            "pii.quarantine": _redact_quarantine(con, "pii.main.quarantine", files),
         }
         con.execute("commit")
     except BaseException:
@@ -424,10 +452,13 @@ def _purge_warehouse(
     now: datetime,
     *,
     by_plaintext: bool,
+    files: list[str] | None = None,
 ) -> bool:
     """Purge what the registry names from `sources` (by token), the quarantine and
     person-keyed tables; or, with `by_plaintext`, every raw and derived table by the plaintext
-    identifiers of `_pz_erased_ids`. Return whether the registry names anything."""
+    identifiers of `_pz_erased_ids`. With `files`, only rows loaded from those files (the rest
+    was purged against this same registry before; person-keyed tables too). Return whether
+    the registry names anything."""
     con.execute(
         "create or replace temp table _pz_registry as "
         "select distinct subject_token from audit.erasure_registry"
@@ -444,7 +475,7 @@ def _purge_warehouse(
         outcome.rows_removed.update(_sweep_tables(con))
     else:
         for source in sources:
-            outcome.rows_removed[f"raw.{source}"] = _purge_table(con, source)
+            outcome.rows_removed[f"raw.{source}"] = _purge_table(con, source, files)
     # A record purged for its user id, email or phone is the erased person's: remember it (its
     # PII-zone row and later deliveries go by that token). Its other identifiers are for
     # identity resolution to judge (a junk email is nobody's).
@@ -457,9 +488,10 @@ def _purge_warehouse(
         "insert into _pz_registry select distinct subject_token from audit.erasure_registry "
         "where subject_token not in (select subject_token from _pz_registry)"
     )
-    outcome.rows_removed["audit.quarantine"] = _redact_quarantine(con, "audit.quarantine")
-    for table, count in _purge_person_tables(con).items():
-        outcome.rows_removed[table] = outcome.rows_removed.get(table, 0) + count
+    outcome.rows_removed["audit.quarantine"] = _redact_quarantine(con, "audit.quarantine", files)
+    if files is None:
+        for table, count in _purge_person_tables(con).items():
+            outcome.rows_removed[table] = outcome.rows_removed.get(table, 0) + count
     return True
 
 
@@ -473,20 +505,26 @@ def _register_and_purge(
     *,
     keep_evidence: bool,
     by_plaintext: bool,
+    files: list[str] | None = None,
 ) -> None:
     """`register` (fills the registry and `outcome`) and the warehouse purge in one
     transaction, then the PII zone in its own (DuckDB writes one database per transaction),
-    then one log row of counts."""
+    then one log row of counts. `files` scopes the purge to the rows of those files, unless
+    `register` added a token (then every row is checked)."""
     con.execute("begin transaction")
     try:
         register()
-        purged = _purge_warehouse(con, sources, outcome, now, by_plaintext=by_plaintext)
+        if outcome.identifiers_registered:
+            files = None
+        purged = _purge_warehouse(
+            con, sources, outcome, now, by_plaintext=by_plaintext, files=files
+        )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
     if purged:
-        outcome.rows_removed.update(_purge_pii_zone(con, keep_evidence, now))
+        outcome.rows_removed.update(_purge_pii_zone(con, keep_evidence, now, files))
     con.execute(
         "insert into audit.erasure_log values ($at, $trigger, $req, $ids, $rows, $detail)",
         {
@@ -524,22 +562,24 @@ def enforce_erasures(
     now: datetime,
     trigger: str,
     *,
-    new_rows: bool = True,
+    new_files: list[str] | None = None,
 ) -> ErasureOutcome:
     """Register new erasure requests, then purge `sources` (all raw tables when the trigger is
     the erasure source itself), the quarantine, the PII zone (purged profile records become
     erasure evidence) and person-keyed ML tables. Needs the ingest macros (`pz_hmac`) and the
     PII zone attached as `pii`.
 
-    With `new_rows=False` (this load added no file) and a registry unchanged since `trigger`
-    last enforced, there is nothing to do and nothing is done (`outcome.skipped`): the tables
-    were purged against this registry then, and what was loaded since (other sources) was
-    registered and purged by the load that brought it. A nightly run with one new events file
-    then scans the raw tables once, not once per source.
+    `new_files` (None: unknown, check everything) are the files this load added. When the
+    registry has not grown since `trigger` last enforced, the tables were purged against this
+    same registry then, and what other sources loaded since was registered and purged by the
+    load that brought it: only the rows of `new_files` are checked, and with no new file
+    nothing is done (`outcome.skipped`). A nightly run with one new events file then hashes
+    that file's identifiers, not every identifier of every raw table once per source.
     """
     ensure_erasure_tables(con)
     outcome = ErasureOutcome()
-    if not new_rows and not _registry_grew_since_last(con, trigger):
+    files = None if new_files is None or _registry_grew_since_last(con, trigger) else new_files
+    if files == []:
         outcome.skipped = True
         return outcome
 
@@ -547,7 +587,15 @@ def enforce_erasures(
         outcome.requests_processed, outcome.identifiers_registered = _register_requests(con, now)
 
     _register_and_purge(
-        con, register, sources, outcome, now, trigger, keep_evidence=True, by_plaintext=False
+        con,
+        register,
+        sources,
+        outcome,
+        now,
+        trigger,
+        keep_evidence=True,
+        by_plaintext=False,
+        files=files,
     )
     return outcome
 

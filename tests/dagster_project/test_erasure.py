@@ -168,9 +168,10 @@ def test_a_junk_email_on_an_erased_record_erases_nobody_else(con, tmp_path):
     assert con.execute("select record_id from raw.profiles").fetchall() == [("A-2",)]
 
 
-def test_a_load_without_new_files_skips_enforcement_until_the_registry_grows(con, tmp_path):
-    """Nightly runs reload nothing for most sources: their enforcement is skipped (no scan of
-    the raw tables), unless the registry gained a token since that source last enforced."""
+def test_enforcement_checks_only_new_files_until_the_registry_grows(con, tmp_path):
+    """Nightly runs reload nothing for most sources and one new file for events: enforcement
+    checks only the new files' rows (no new file: skipped, no scan at all), unless the
+    registry gained a token since that source last enforced; then every row is checked."""
     raw = tmp_path / "raw"
     jsonl(
         raw / "events" / "day1.jsonl",
@@ -181,28 +182,39 @@ def test_a_load_without_new_files_skips_enforcement_until_the_registry_grows(con
     load_all(con, raw)
     assert con.execute("select event_id from raw.events").fetchall() == [("e2",)]
 
-    def enforce(at: datetime):
-        return enforce_erasures(con, ["events"], at, "events", new_rows=False)
+    def enforce(day: int, new_files: list[str]):
+        return enforce_erasures(
+            con, ["events"], datetime(2026, 11, day), "events", new_files=new_files
+        )
+
+    def add_event(event_id: str, user: str, file: str) -> None:
+        con.execute(
+            "insert into raw.events (event_id, user_id, session_id, _file) values ($1, $2, $1, $3)",
+            [event_id, user, file],
+        )
 
     # The request registered its tokens at AT, when `events` last enforced: not skipped yet.
-    assert not enforce(datetime(2026, 11, 2)).skipped
-    assert enforce(datetime(2026, 11, 3)).skipped
-    assert enforce(datetime(2026, 11, 4)).skipped
-    # A row that holds an identifier erased later (as the identity step registers people) ...
-    con.execute(
-        "insert into raw.events (event_id, user_id, session_id) values ('e3', 'user-3', 's3')"
-    )
+    assert not enforce(2, []).skipped
+    assert enforce(3, []).skipped
+    # A new file is checked (the erased user's event in it goes) ...
+    add_event("e3", "user-1", "events/day2.jsonl")
+    outcome = enforce(4, ["events/day2.jsonl"])
+    assert not outcome.skipped and outcome.rows_removed["raw.events"] == 1
+    # ... and only the new file: a row elsewhere is taken as checked before (here planted).
+    add_event("e4", "user-1", "events/day1.jsonl")
+    assert enforce(5, ["events/day3.jsonl"]).rows_removed["raw.events"] == 0
+    # Once the registry grows (as when the identity step erases a person), every row is.
     con.execute(
         "insert into audit.erasure_registry values "
-        "(pz_hmac('user_id:user-3'), 'user_id', '2026-11-05'::timestamp)"
+        "(pz_hmac('user_id:user-3'), 'user_id', '2026-11-06'::timestamp)"
     )
-    outcome = enforce(datetime(2026, 11, 6))
-    assert not outcome.skipped
-    assert outcome.rows_removed["raw.events"] == 1
+    add_event("e5", "user-3", "events/day1.jsonl")
+    outcome = enforce(7, [])
+    assert not outcome.skipped and outcome.rows_removed["raw.events"] == 2  # e4 and e5
     assert con.execute("select event_id from raw.events").fetchall() == [("e2",)]
-    assert enforce(datetime(2026, 11, 7)).skipped
-    # New rows are always enforced.
-    assert not enforce_erasures(con, ["events"], datetime(2026, 11, 8), "events").skipped
+    assert enforce(8, []).skipped
+    # Unknown new files (None) mean: check everything.
+    assert not enforce_erasures(con, ["events"], datetime(2026, 11, 9), "events").skipped
 
 
 def test_erase_people_removes_a_resolved_person_from_every_table(con, tmp_path):

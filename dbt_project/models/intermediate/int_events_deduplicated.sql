@@ -55,9 +55,13 @@ candidates as (
 ),
 {% endif %}
 
+-- the window runs over the four columns that rank deliveries; the first delivery's wide row
+-- joins back by its file and line
 ranked as (
     select
-        candidates.*,
+        event_id,
+        _file,
+        _line,
         row_number() over (
             partition by event_id
             order by _loaded_at, _file, _line
@@ -69,9 +73,15 @@ ranked as (
 
 deduplicated as (
     -- the first delivery of an event wins; later re-deliveries are dropped
-    select *
-    from ranked
-    where delivery_number = 1
+    select
+        candidates.*,
+        ranked.n_deliveries,
+        ranked._last_loaded_at
+    from candidates
+    inner join ranked
+        on candidates._file = ranked._file
+        and candidates._line = ranked._line
+    where ranked.delivery_number = 1
 ),
 
 retained as (

@@ -104,9 +104,12 @@ events_watermark as (
     select max(_last_loaded_at) as _events_watermark from events
 ),
 
+-- the windows run over four narrow columns; the wide rows join back by event_id
 without_given_session as (
     select
-        keyed.*,
+        keyed.event_id,
+        keyed.actor_key,
+        keyed.occurred_at,
         lag(keyed.occurred_at) over (
             partition by keyed.actor_key
             order by keyed.occurred_at, keyed.event_id
@@ -117,7 +120,9 @@ without_given_session as (
 
 flagged_session_starts as (
     select
-        without_given_session.*,
+        without_given_session.event_id,
+        without_given_session.actor_key,
+        without_given_session.occurred_at,
         case
             when without_given_session.previous_occurred_at is null then 1
             when without_given_session.occurred_at > {{ dbt.dateadd(
@@ -133,7 +138,9 @@ flagged_session_starts as (
 
 numbered_sessions as (
     select
-        flagged_session_starts.*,
+        flagged_session_starts.event_id,
+        flagged_session_starts.actor_key,
+        flagged_session_starts.occurred_at,
         sum(flagged_session_starts.is_session_start) over (
             partition by flagged_session_starts.actor_key
             order by flagged_session_starts.occurred_at, flagged_session_starts.event_id
@@ -144,7 +151,8 @@ numbered_sessions as (
 
 derived_sessions as (
     select
-        numbered_sessions.*,
+        numbered_sessions.event_id,
+        numbered_sessions.actor_key,
         min(numbered_sessions.occurred_at) over (
             partition by numbered_sessions.actor_key, numbered_sessions.actor_session_number
         ) as session_started_at

@@ -9,8 +9,8 @@ import duckdb
 from dagster import ConfigurableResource
 
 from dagster_project.encryption import attach, encryption_key, load_crypto
-from dagster_project.ingest.sql import install_macros
-from dagster_project.settings import Settings
+from dagster_project.ingest.sql import install_macros, quote_literal
+from dagster_project.settings import Settings, duckdb_memory_limit
 
 
 def open_warehouse(
@@ -26,6 +26,8 @@ def open_warehouse(
     con = duckdb.connect(":memory:")
     try:
         con.execute("set TimeZone = 'UTC'")
+        con.execute(f"set memory_limit = {quote_literal(duckdb_memory_limit())}")
+        con.execute(f"set temp_directory = {quote_literal(str(settings.spill_dir))}")
         if key:
             load_crypto(con)
         attach(con, settings.warehouse_path, "warehouse", key, read_only=read_only)

@@ -6,6 +6,7 @@
 | `PZ_PII_KEY` | (none) | HMAC key for PII tokens; required unless `PZ_DEMO_MODE=1` |
 | `PZ_DEMO_MODE` | `0` | `1` makes (and keeps) a local key under warehouse/ and says so |
 | `PZ_AS_OF` | newest event | the run's as-of time (ISO-8601, UTC) for windows and recency |
+| `PZ_DUCKDB_MEMORY_LIMIT` | `6GB` | DuckDB's memory limit, for the pipeline and dbt; beyond it DuckDB spills to `warehouse/warehouse.duckdb.tmp/` |
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# DuckDB's own default is 80% of the machine's memory per process: a 20M-event build then
+# competes with everything else on the machine and gets OOM-killed instead of spilling.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "6GB"
+
+
+def duckdb_memory_limit() -> str:
+    return os.environ.get("PZ_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT
 
 
 class SettingsError(RuntimeError):
@@ -52,6 +62,11 @@ class Settings:
     @property
     def warehouse_path(self) -> Path:
         return self.warehouse_dir / "warehouse.duckdb"
+
+    @property
+    def spill_dir(self) -> Path:
+        """Where DuckDB spills what does not fit its memory limit (the dbt profile agrees)."""
+        return self.warehouse_dir / "warehouse.duckdb.tmp"
 
     @property
     def pii_zone_path(self) -> Path:

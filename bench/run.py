@@ -92,9 +92,9 @@ def duckdb_floor(raw_dir: Path) -> float:
     `create table as select * from read_...` per file, lenient so the deliberately bad rows in
     the sample data do not stop it (no validation, no quarantine, no tokenization), into a
     database file beside the tier's data, as the pipeline writes its warehouse to disk."""
-    path = raw_dir.parent / "floor.duckdb"
-    path.unlink(missing_ok=True)
-    con = duckdb.connect(str(path))
+    database = raw_dir.parent / "floor.duckdb"
+    database.unlink(missing_ok=True)
+    con = duckdb.connect(str(database))
     files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
     started = time.perf_counter()
     for index, path in enumerate(files):
@@ -112,7 +112,7 @@ def duckdb_floor(raw_dir: Path) -> float:
     con.execute("checkpoint")
     elapsed = time.perf_counter() - started
     con.close()
-    path.unlink(missing_ok=True)
+    database.unlink(missing_ok=True)
     return elapsed
 
 

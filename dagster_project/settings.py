@@ -6,7 +6,7 @@
 | `PZ_PII_KEY` | (none) | HMAC key for PII tokens; required unless `PZ_DEMO_MODE=1` |
 | `PZ_DEMO_MODE` | `0` | `1` makes (and keeps) a local key under warehouse/ and says so |
 | `PZ_AS_OF` | newest event | the run's as-of time (ISO-8601, UTC) for windows and recency |
-| `PZ_DUCKDB_MEMORY_LIMIT` | `6GB` | DuckDB's memory limit, for the pipeline and dbt; beyond it DuckDB spills to `warehouse/warehouse.duckdb.tmp/` |
+| `PZ_DUCKDB_MEMORY_LIMIT` | `6GB` | DuckDB memory (pipeline, dbt); it spills beyond |
 """
 
 from __future__ import annotations

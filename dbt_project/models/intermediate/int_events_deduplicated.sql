@@ -55,20 +55,18 @@ candidates as (
 ),
 {% endif %}
 
--- the window runs over the four columns that rank deliveries; the first delivery's wide row
--- joins back by its file and line
+-- the first delivery of each event by an aggregate over narrow columns (it spills to disk;
+-- a window over 20M rows did not fit DuckDB's memory limit), then its row joins back by its
+-- file and line
 ranked as (
     select
         event_id,
-        _file,
-        _line,
-        row_number() over (
-            partition by event_id
-            order by _loaded_at, _file, _line
-        ) as delivery_number,
-        count(*) over (partition by event_id) as n_deliveries,
-        max(_loaded_at) over (partition by event_id) as _last_loaded_at
+        min(struct_pack(loaded_at := _loaded_at, file := _file, line := _line))
+            as first_delivery,
+        count(*) as n_deliveries,
+        max(_loaded_at) as _last_loaded_at
     from candidates
+    group by event_id
 ),
 
 deduplicated as (
@@ -79,9 +77,8 @@ deduplicated as (
         ranked._last_loaded_at
     from candidates
     inner join ranked
-        on candidates._file = ranked._file
-        and candidates._line = ranked._line
-    where ranked.delivery_number = 1
+        on candidates._file = ranked.first_delivery.file
+        and candidates._line = ranked.first_delivery.line
 ),
 
 retained as (

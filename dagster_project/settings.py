@@ -7,6 +7,7 @@
 | `PZ_DEMO_MODE` | `0` | `1` makes (and keeps) a local key under warehouse/ and says so |
 | `PZ_AS_OF` | newest event | the run's as-of time (ISO-8601, UTC) for windows and recency |
 | `PZ_DUCKDB_MEMORY_LIMIT` | `6GB` | DuckDB memory (pipeline, dbt); it spills beyond |
+| `PZ_GX_MAX_ROWS` | `1000000` | a bigger table's GX suite runs on a sample of this many rows |
 """
 
 from __future__ import annotations
@@ -27,6 +28,23 @@ DEFAULT_DUCKDB_MEMORY_LIMIT = "6GB"
 
 def duckdb_memory_limit() -> str:
     return os.environ.get("PZ_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT
+
+
+# Great Expectations validates pandas frames: 20M rows of a raw table cost minutes and GBs in
+# the Dagster process. Beyond this many rows a suite runs on a reservoir sample, and its key
+# uniqueness expectations are re-counted over every row in DuckDB.
+DEFAULT_GX_MAX_ROWS = 1_000_000
+
+
+def gx_max_rows() -> int:
+    text = os.environ.get("PZ_GX_MAX_ROWS") or str(DEFAULT_GX_MAX_ROWS)
+    try:
+        rows = int(text)
+    except ValueError as error:
+        raise SettingsError(f"PZ_GX_MAX_ROWS={text!r} is not a whole number of rows") from error
+    if rows < 1:
+        raise SettingsError(f"PZ_GX_MAX_ROWS={text!r} must be at least 1")
+    return rows
 
 
 class SettingsError(RuntimeError):

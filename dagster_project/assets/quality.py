@@ -46,6 +46,7 @@ from dagster_project.quality.expectations import (
 )
 from dagster_project.quality.reconciliation import reconcile_source
 from dagster_project.resources import WarehouseResource
+from dagster_project.settings import gx_max_rows
 
 FUTURE_TOLERANCE = timedelta(hours=24)  # clock skew allowed before a timestamp is "future"
 # Groups whose critical failures block downstream assets. The dbt phase that builds the
@@ -226,6 +227,7 @@ def _suite_check_result(outcome: SuiteOutcome, check_name: str, docs_index) -> A
         metadata={
             "suite": outcome.suite,
             "rows_validated": outcome.rows,
+            "rows_in_table": outcome.total_rows,
             "expectations": len(outcome.outcomes),
             "failed": len(failed),
             "critical_failed": len(outcome.critical_failures),
@@ -257,7 +259,14 @@ def _build_expectation_checks(group: str):
         selected = {key.name for key in context.selected_asset_check_keys}
         chosen = [suite for suite in suites if f"expectations_{suite['name']}" in selected]
         with warehouse.connect() as con:
-            frames = {suite["name"]: read_suite_frame(con, suite) for suite in chosen}
+            max_rows = gx_max_rows()
+            frames = {suite["name"]: read_suite_frame(con, suite, max_rows) for suite in chosen}
+            for name, frame in frames.items():
+                if frame.sampled:
+                    context.log.info(
+                        f"{name}: validating a sample of {len(frame.frame):,} of "
+                        f"{frame.total_rows:,} rows (PZ_GX_MAX_ROWS); uniqueness over all rows"
+                    )
             parameters = expectation_parameters(con, now)
         docs = settings.reports_dir / "data_docs" / group
         outcomes = validate_suites(chosen, frames, parameters, docs)

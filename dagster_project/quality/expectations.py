@@ -9,6 +9,11 @@ ids) are GX suite parameters: `{"$PARAMETER": "<name>"}` in the JSON.
 
 GX costs ~10 s to import, so it is imported inside `validate_suites` only, and every suite of
 a layer is validated in one call (one checkpoint, one Data Docs build).
+
+GX validates pandas frames. A table bigger than `PZ_GX_MAX_ROWS` (1M) is validated on a
+reservoir sample of that many rows, so 20M raw events cost seconds and not GBs; its uniqueness
+expectations are then counted again over every row in DuckDB (a sample hides duplicates), and
+the check's metadata says how many rows the suite saw of how many.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dagster_project.ingest.sql import quote_identifier
 SUITES_DIR = Path(__file__).resolve().parents[2] / "expectations"
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
 _COLUMN_LIST_KWARGS = ("column_list",)
+_UNIQUENESS = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
 
 
 @dataclass
@@ -45,6 +51,7 @@ class SuiteOutcome:
     relation: str
     asset_key: list[str]
     rows: int
+    total_rows: int
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
 
     @property
@@ -82,14 +89,63 @@ def referenced_columns(suite: dict) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def read_suite_frame(con: duckdb.DuckDBPyConnection, suite: dict) -> pd.DataFrame:
+@dataclass
+class SuiteFrame:
+    """What a suite validates: the frame (every row, or a sample of `total_rows`), and when
+    sampled, each uniqueness expectation's unexpected count over the whole table."""
+
+    frame: pd.DataFrame
+    total_rows: int
+    full_uniqueness: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.frame) < self.total_rows
+
+
+def _uniqueness_columns(expectation: dict) -> list[str]:
+    kwargs = expectation.get("kwargs", {})
+    return [kwargs["column"]] if "column" in kwargs else list(kwargs.get("column_list", []))
+
+
+def _outcome_column(kwargs: dict) -> str | None:
+    return kwargs.get("column") or ",".join(kwargs.get("column_list", [])) or None
+
+
+def _duplicate_rows(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str]) -> int:
+    """Rows sharing their key with another row, as GX counts them (rows whose key columns are
+    all null are ignored)."""
+    keys = ", ".join(quote_identifier(c) for c in columns)
+    not_all_null = " or ".join(f"{quote_identifier(c)} is not null" for c in columns)
+    return con.execute(
+        f"select coalesce(sum(n), 0) from (select count(*) as n from {relation} "
+        f"where {not_all_null} group by {keys} having count(*) > 1)"
+    ).fetchone()[0]
+
+
+def read_suite_frame(
+    con: duckdb.DuckDBPyConnection, suite: dict, max_rows: int | None = None
+) -> SuiteFrame:
     """Only the columns the suite looks at; a missing column is simply absent (and fails its
-    `expect_column_to_exist`)."""
+    `expect_column_to_exist`). Over `max_rows` rows, a seeded reservoir sample of `max_rows`."""
     relation = suite["meta"]["relation"]
     present = {row[0] for row in con.execute(f"describe {relation}").fetchall()}
     columns = [c for c in referenced_columns(suite) if c in present]
     select = ", ".join(quote_identifier(c) for c in columns) or "1 as _no_columns"
-    return con.execute(f"select {select} from {relation}").df()
+    total = con.execute(f"select count(*) from {relation}").fetchone()[0]
+    if max_rows is None or total <= max_rows:
+        return SuiteFrame(con.execute(f"select {select} from {relation}").df(), total)
+    frame = con.execute(
+        f"select {select} from {relation} using sample reservoir({int(max_rows)} rows) "
+        "repeatable (42)"
+    ).df()
+    full = {}
+    for expectation in suite["expectations"]:
+        key_columns = _uniqueness_columns(expectation)
+        if expectation["type"] in _UNIQUENESS and all(c in present for c in key_columns):
+            column = _outcome_column(expectation.get("kwargs", {}))
+            full[(expectation["type"], column)] = _duplicate_rows(con, relation, key_columns)
+    return SuiteFrame(frame, total, full)
 
 
 def _observed(result: dict) -> str | None:
@@ -99,11 +155,13 @@ def _observed(result: dict) -> str | None:
 
 def validate_suites(
     suites: list[dict],
-    frames: dict[str, pd.DataFrame],
+    frames: dict[str, SuiteFrame],
     parameters: dict,
     docs_dir: Path,
 ) -> list[SuiteOutcome]:
-    """Validate each suite against its frame in one GX checkpoint; write Data Docs HTML."""
+    """Validate each suite against its frame in one GX checkpoint; write Data Docs HTML.
+
+    On a sampled frame, a uniqueness expectation's outcome is the whole table's count."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
@@ -139,8 +197,9 @@ def validate_suites(
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
+        suite_frame = frames[name]
         result = definition.run(
-            batch_parameters={"dataframe": frames[name]},
+            batch_parameters={"dataframe": suite_frame.frame},
             expectation_parameters=parameters,
             result_format="SUMMARY",
         )
@@ -148,21 +207,28 @@ def validate_suites(
             suite=name,
             relation=document["meta"]["relation"],
             asset_key=list(document["meta"]["asset_key"]),
-            rows=len(frames[name]),
+            rows=len(suite_frame.frame),
+            total_rows=suite_frame.total_rows,
         )
         for expectation_result in result.results:
             config = expectation_result.expectation_config
             details = expectation_result.result or {}
+            column = _outcome_column(config.kwargs)
+            success = bool(expectation_result.success)
+            unexpected = details.get("unexpected_count")
+            observed = _observed(details)
+            if (config.type, column) in suite_frame.full_uniqueness:
+                unexpected = suite_frame.full_uniqueness[(config.type, column)]
+                success = unexpected == 0
+                observed = f"{unexpected} duplicate rows in all {suite_frame.total_rows} rows"
             outcome.outcomes.append(
                 ExpectationOutcome(
                     expectation=config.type,
-                    column=config.kwargs.get("column")
-                    or ",".join(config.kwargs.get("column_list", []))
-                    or None,
-                    success=bool(expectation_result.success),
+                    column=column,
+                    success=success,
                     critical=bool((config.meta or {}).get("critical", False)),
-                    unexpected_count=details.get("unexpected_count"),
-                    observed=_observed(details),
+                    unexpected_count=unexpected,
+                    observed=observed,
                 )
             )
         outcomes.append(outcome)

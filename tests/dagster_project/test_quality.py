@@ -114,3 +114,42 @@ def test_every_raw_source_has_a_suite_and_suites_are_valid_gx_json():
         assert suite["name"] == path.stem
         assert all(e["type"].startswith("expect_") for e in suite["expectations"])
         assert referenced_columns(suite)
+
+
+def test_a_big_table_is_validated_on_a_sample_but_its_keys_over_every_row(tmp_path):
+    """Over PZ_GX_MAX_ROWS a suite sees a sample; a duplicate key the sample would likely miss
+    (one pair in 50,000 rows, sample of 1,000) still fails the uniqueness expectation."""
+    from dagster_project.quality.expectations import read_suite_frame, validate_suites
+
+    connection = duckdb.connect(str(tmp_path / "big.duckdb"))
+    connection.execute("create schema marts")
+    connection.execute(
+        "create table marts.things as select range as thing_id, range % 7 as score "
+        "from range(50000) union all select 123 as thing_id, 1 as score"
+    )
+    suite = {
+        "name": "marts_things",
+        "meta": {"group": "test", "relation": "marts.things", "asset_key": ["marts", "things"]},
+        "expectations": [
+            {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "thing_id"}},
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "score"}},
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "score", "min_value": 0, "max_value": 6},
+            },
+        ],
+    }
+    sampled = read_suite_frame(connection, suite, max_rows=1_000)
+    whole = read_suite_frame(connection, suite)
+    connection.close()
+    assert sampled.sampled and len(sampled.frame) == 1_000 and sampled.total_rows == 50_001
+    assert not whole.sampled and len(whole.frame) == 50_001
+
+    (outcome,) = validate_suites([suite], {"marts_things": sampled}, {}, tmp_path / "docs")
+    by_type = {o.expectation: o for o in outcome.outcomes}
+    unique = by_type["expect_column_values_to_be_unique"]
+    assert not unique.success and unique.unexpected_count == 2  # both rows of the pair
+    assert "50001 rows" in unique.observed
+    assert by_type["expect_column_values_to_not_be_null"].success
+    assert by_type["expect_column_values_to_be_between"].success
+    assert (outcome.rows, outcome.total_rows) == (1_000, 50_001)

@@ -65,35 +65,45 @@ contexts_watermark as (
     select max(_loaded_at) as _contexts_watermark from all_contexts
 ),
 
-ranked_contexts as (
-    select
-        contexts.*,
-        row_number() over (
-            partition by contexts.event_id
-            order by contexts._loaded_at desc, contexts._file desc, contexts._line desc
-        ) as event_recency_rank,
-        row_number() over (
-            partition by contexts.session_id
-            order by contexts._loaded_at desc, contexts._file desc, contexts._line desc
-        ) as session_recency_rank
-    from contexts
-),
+-- the newest delivery wins (loaded last, then file and line): one aggregate per key over the
+-- context's few columns, which spills, instead of a window over whole rows
+{%- set newest_context_arguments -%}
+struct_pack(
+                device_type := contexts.device_type,
+                os := contexts.os,
+                browser := contexts.browser,
+                geo_country := contexts.geo_country,
+                geo_city := contexts.geo_city,
+                timezone := contexts.timezone
+            ),
+            struct_pack(
+                loaded_at := contexts._loaded_at, file := contexts._file, line := contexts._line
+            )
+{%- endset %}
 
 event_contexts as (
     -- the newest context delivered for an event
-    select *
-    from ranked_contexts
-    where event_id is not null
-        and event_recency_rank = 1
+    select
+        contexts.event_id,
+        arg_max(
+            {{ newest_context_arguments }}
+        ) as context
+    from contexts
+    where contexts.event_id is not null
+    group by contexts.event_id
 ),
 
 session_contexts as (
     -- the newest context delivered for a session (rows that name only a session)
-    select *
-    from ranked_contexts
-    where session_id is not null
-        and event_id is null
-        and session_recency_rank = 1
+    select
+        contexts.session_id,
+        arg_max(
+            {{ newest_context_arguments }}
+        ) as context
+    from contexts
+    where contexts.session_id is not null
+        and contexts.event_id is null
+    group by contexts.session_id
 ),
 
 joined as (
@@ -102,12 +112,12 @@ joined as (
         events.*,
         event_contexts.event_id is not null or session_contexts.session_id is not null
             as has_context,
-        coalesce(event_contexts.device_type, session_contexts.device_type) as device_type,
-        coalesce(event_contexts.os, session_contexts.os) as os,
-        coalesce(event_contexts.browser, session_contexts.browser) as browser,
-        coalesce(event_contexts.geo_country, session_contexts.geo_country) as geo_country,
-        coalesce(event_contexts.geo_city, session_contexts.geo_city) as geo_city,
-        coalesce(event_contexts.timezone, session_contexts.timezone) as context_timezone
+        {%- for field in ['device_type', 'os', 'browser', 'geo_country', 'geo_city'] %}
+        coalesce(event_contexts.context.{{ field }}, session_contexts.context.{{ field }})
+            as {{ field }},
+        {%- endfor %}
+        coalesce(event_contexts.context.timezone, session_contexts.context.timezone)
+            as context_timezone
     from events
     left join event_contexts
         on events.event_id = event_contexts.event_id

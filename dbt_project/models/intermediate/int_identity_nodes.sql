@@ -55,7 +55,8 @@ seen_identifiers as (
 
     union all
 
-    select
+    -- distinct per branch: 17M events name about 2M users and devices
+    select distinct
         'user_id' as identifier_type,
         user_id as identifier,
         null as source_system
@@ -64,7 +65,7 @@ seen_identifiers as (
 
     union all
 
-    select
+    select distinct
         'anonymous_id' as identifier_type,
         anonymous_id as identifier,
         null as source_system

@@ -46,7 +46,8 @@ class SourceSpec:
 
 
 def _blank(column: str) -> str:
-    return f"nullif(trim({column}), '') is null"
+    # the frame's columns are trimmed and blank ones nulled already (loader._clean)
+    return f"{column} is null"
 
 
 SOURCES: dict[str, SourceSpec] = {

@@ -383,3 +383,30 @@ def test_very_long_fields_are_data_not_errors(con, landing):
         ("e1", 3_000_000),
         ("e2", None),
     ]
+
+
+def test_blank_lines_are_skipped_and_padding_is_trimmed_in_every_reader(con, landing):
+    """Blank lines (spaces, tabs, no-break spaces) are not rows; values lose the spaces at
+    their ends, Unicode ones included, and a value of only spaces is null."""
+    nbsp = "\u00a0"
+    lines = [
+        json.dumps(event(" e1 ", event_type=f"{nbsp}purchase{nbsp}", item_id="   ")),
+        "   ",
+        f"\t{nbsp} ",
+        "",
+        json.dumps(event("e2", page_url="a b")),
+    ]
+    (landing / "events" / "padded.jsonl").write_text("\n".join(lines) + "\n")
+    (landing / "events" / "padded.csv").write_text(
+        f"event_id,event_type,timestamp,user_id\n e3 ,{nbsp}page_view ,2026-10-01T08:00:00Z,  u1\n"
+    )
+    results = ingest(con, landing)
+    assert results["events/padded.jsonl"][:4] == ("loaded", 2, 2, 0)
+    assert results["events/padded.csv"][:4] == ("loaded", 1, 1, 0)
+    got = rows(con, "select event_id, event_type, item_id, page_url from raw.events order by 1")
+    assert got == [
+        ("e1", "purchase", None, None),
+        ("e2", "view_item", "i1", "a b"),
+        ("e3", "page_view", None, None),
+    ]
+    assert rows(con, "select user_id from raw.events where event_id = 'e3'") == [("u1",)]

@@ -33,3 +33,37 @@ def test_floor_loads_every_file_and_deletes_none(tmp_path: Path):
     assert seconds > 0
     assert {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()} == before
     assert not (tmp_path / "floor.duckdb").exists()
+
+
+def test_peak_memory_counts_the_subprocesses_too(tmp_path: Path):
+    """The pipeline and its dbt subprocess hold memory at once: the bench reports their sum."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    bench = load_bench()
+    if not Path("/proc/self/stat").exists():
+        import pytest
+
+        pytest.skip("the process-tree sampler reads /proc (Linux only)")
+    alone = bench.tree_rss_mb(os.getpid())
+    ready = tmp_path / "ready"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, sys, time\n"
+            "block = bytearray(400 * 2**20)\n"
+            "pathlib.Path(sys.argv[1]).touch()\n"
+            "time.sleep(30)",
+            str(ready),
+        ]
+    )
+    try:
+        while not ready.exists():
+            time.sleep(0.05)
+        assert bench.tree_rss_mb(os.getpid()) - alone > 390
+    finally:
+        child.kill()
+        child.wait()

@@ -159,53 +159,56 @@ derived_sessions as (
     from numbered_sessions
 ),
 
-sessionized as (
+-- three events in four carry their session: only the others are joined back to theirs
+{%- set event_columns = [
+    'event_id', 'event_type', 'event_type_raw', 'occurred_at', 'timezone', 'user_id',
+    'anonymous_id', 'actor_key',
+] %}
+{%- set payload_columns = [
+    'item_id', 'value', 'quantity', 'page_url', 'referrer', 'properties', 'extra',
+    'n_deliveries', '_file', '_line', '_loaded_at', '_last_loaded_at',
+] %}
+with_given_session as (
     select
-        event_id,
-        session_id,
-        false as is_session_derived
+        {%- for column in event_columns %}
+        keyed.{{ column }},
+        {%- endfor %}
+        keyed.session_id,
+        false as is_session_derived,
+        {%- for column in payload_columns %}
+        keyed.{{ column }},
+        {%- endfor %}
+        events_watermark._events_watermark
     from keyed
-    where session_id is not null
+    cross join events_watermark
+    where keyed.session_id is not null
+),
 
-    union all
-
-    -- deterministic: the same actor and first event time always give the same id
+with_derived_session as (
     select
-        event_id,
-        md5(actor_key || '|' || cast(session_started_at as varchar)) as session_id,
-        true as is_session_derived
-    from derived_sessions
+        {%- for column in event_columns %}
+        keyed.{{ column }},
+        {%- endfor %}
+        -- deterministic: the same actor and first event time always give the same id
+        md5(
+            derived_sessions.actor_key || '|' || cast(derived_sessions.session_started_at as varchar)
+        ) as session_id,
+        true as is_session_derived,
+        {%- for column in payload_columns %}
+        keyed.{{ column }},
+        {%- endfor %}
+        events_watermark._events_watermark
+    from keyed
+    inner join derived_sessions
+        on keyed.event_id = derived_sessions.event_id
+    cross join events_watermark
+    where keyed.session_id is null
 ),
 
 joined as (
-    select
-        keyed.event_id,
-        keyed.event_type,
-        keyed.event_type_raw,
-        keyed.occurred_at,
-        keyed.timezone,
-        keyed.user_id,
-        keyed.anonymous_id,
-        keyed.actor_key,
-        sessionized.session_id,
-        sessionized.is_session_derived,
-        keyed.item_id,
-        keyed.value,
-        keyed.quantity,
-        keyed.page_url,
-        keyed.referrer,
-        keyed.properties,
-        keyed.extra,
-        keyed.n_deliveries,
-        keyed._file,
-        keyed._line,
-        keyed._loaded_at,
-        keyed._last_loaded_at,
-        events_watermark._events_watermark
-    from keyed
-    inner join sessionized
-        on keyed.event_id = sessionized.event_id
-    cross join events_watermark
+    select * from with_given_session
+    union all
+    select * from with_derived_session
 )
 
 select * from joined

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
@@ -38,12 +39,22 @@ def evaluate_recommenders(
     selection_metric: str = "ndcg_at_k",
     fit_kwargs: Callable[[str], dict] | None = None,
     as_of=None,
+    max_people: int | None = None,
+    seed: int = 42,
 ) -> pd.DataFrame:
     """One row per candidate (EVALUATION_COLUMNS): a clone of each is fitted on everything but
     each person's latest `n_latest` items and scored on them; `is_chosen` marks the best by
-    `selection_metric` (ties to the earlier candidate)."""
+    `selection_metric` (ties to the earlier candidate).
+
+    With `max_people`, at most that many holdout people (a seeded sample) are scored: every
+    candidate still learns from all of `train`, but ranking a million people six times only
+    to choose one model costs more than the choice is worth (50k people put nDCG@10 within
+    about +-0.003)."""
     train, test = latest_holdout(interactions, n_latest, min_history)
     people = test[PERSON_ID].unique()
+    if max_people is not None and len(people) > max_people:
+        people = np.sort(np.random.default_rng(seed).choice(people, max_people, replace=False))
+        test = test[test[PERSON_ID].isin(people)]
     rows = []
     for name, candidate in candidates.items():
         model = clone(candidate)

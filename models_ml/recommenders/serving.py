@@ -118,6 +118,7 @@ def recommend_for_people(
         min_history=int(settings.get("min_history", 2)) + 1,
         fit_kwargs=fit_kwargs,
         as_of=as_of,
+        max_people=int(settings["eval_max_people"]) if settings.get("eval_max_people") else None,
     )
     chosen = chosen_algorithm(evaluation, default="popularity")
     chain_names = list(dict.fromkeys([chosen, "content", popularity_fallback(evaluation)]))

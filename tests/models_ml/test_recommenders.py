@@ -514,3 +514,34 @@ def test_revoked_analytics_consent_changes_no_item_model_but_still_personalizes(
     plain_als = ALSRecommender(**params).fit(GROUPS)
     np.testing.assert_allclose(als.item_factors_, plain_als.item_factors_, rtol=1e-5)
     assert als.recommend_k_items(["p9"], k=1).item_id.tolist() == ["x3"]
+
+
+def test_model_selection_scores_a_seeded_sample_of_people_when_asked():
+    from models_ml.recommenders.selection import evaluate_recommenders
+
+    rng = np.random.default_rng(0)
+    n = 4_000
+    interactions = pd.DataFrame(
+        {
+            "person_id": np.repeat([f"p{i}" for i in range(n)], 4),
+            "item_id": rng.choice([f"i{j}" for j in range(50)], n * 4),
+            "weight": 1.0,
+            "occurred_at": pd.Timestamp("2024-03-01")
+            + pd.to_timedelta(np.tile(np.arange(4), n), unit="D"),
+        }
+    )
+    candidates = {"popularity": PopularityRecommender(), "cooc": ItemCooccurrenceRecommender()}
+    everyone = evaluate_recommenders(candidates, interactions, None, k=5, min_history=3)
+    sampled = evaluate_recommenders(
+        candidates, interactions, None, k=5, min_history=3, max_people=1_000
+    )
+    again = evaluate_recommenders(
+        candidates, interactions, None, k=5, min_history=3, max_people=1_000
+    )
+    assert (everyone["n_users"] > 3_900).all()  # people whose holdout item is new to them
+    assert (sampled["n_users"] == 1_000).all()
+    pd.testing.assert_frame_equal(
+        sampled.drop(columns="fit_seconds"), again.drop(columns="fit_seconds")
+    )
+    # a sample estimates the same metric: within a few standard errors of everyone's
+    assert np.allclose(sampled["ndcg_at_k"], everyone["ndcg_at_k"], atol=0.05)

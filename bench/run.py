@@ -219,7 +219,7 @@ def markdown(results: list[dict]) -> str:
         + " | ".join(f"{s} s" for s in stages)
         + " | events/s | ingest / floor | incremental s (share) | peak RSS MB (all processes) |"
     )
-    rows = [head, "|" + "---|" * (len(stages) + 8)]
+    rows = [head, "|" + "---|" * (len(stages) + 7)]
     for r in results:
         rows.append(
             f"| {r['tier']} | {r['events']:,} | {r['full']['total_s']} | "

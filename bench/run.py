@@ -189,6 +189,11 @@ def bench_tier(name: str, work: Path) -> dict:
     print(f"[{name}] full run ...", flush=True)
     full = run_job(data_dir)
     events = count_events(data_dir)
+    print(
+        f"[{name}] full run: {events:,} events in {full['total_s']} s, stages {full['stages_s']}, "
+        f"peak RSS so far {peak_rss_mb():,.0f} MB (largest process)",
+        flush=True,
+    )
     # a day brings back about one person in `days` (the tier spreads everyone over `days` days)
     land_next_day(data_dir, max(users // days, 50), items, end)
     print(f"[{name}] incremental run with one new day ...", flush=True)

@@ -22,8 +22,8 @@ from dagster import (
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
-from dagster_project.warehouse_io import read_frame, write_frame
-from models_ml.recommenders.serving import recommend_for_people
+from dagster_project.warehouse_io import read_frame, write_frame, write_frames
+from models_ml.recommenders.serving import fit_serving_chain, serve
 from models_ml.rules import RecommendationRules
 
 # Every read is ordered: ties in scores are broken by input order, which DuckDB does not keep
@@ -174,13 +174,19 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
         people = read_frame(con, PEOPLE_SQL)["person_id"]
         as_of = con.execute(AS_OF_SQL).fetchall()[0][0]
         days = int(rule_config.get("open_checkout_days", 7))
-        run = recommend_for_people(
-            interactions,
-            items,
+        serving = fit_serving_chain(
+            interactions, items, settings, segments=read_frame(con, SEGMENTS_SQL), as_of=as_of
+        )
+        del interactions  # each fitted model keeps what it needs
+        context.log.info(
+            f"chosen algorithm: {serving.chosen}; serving {len(people):,} people, "
+            f"{serving.batch_people:,} at a time"
+        )
+        batches = serve(
+            serving,
             people,
-            settings,
             rules,
-            segments=read_frame(con, SEGMENTS_SQL),
+            items=items,
             contexts={
                 "open_checkout": read_frame(con, OPEN_CHECKOUT_SQL, {"days": days})["person_id"]
             },
@@ -189,32 +195,50 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
             exclude_items=read_frame(con, OUT_OF_STOCK_SQL)["item_id"]
             if rules.exclude_out_of_stock
             else (),
-            as_of=as_of,
         )
-        evaluation = run.evaluation.copy()
+        rows = write_frames(
+            con, "ml.recommendations", _logged(context, batches, len(people), serving.batch_people)
+        )
+        evaluation = serving.evaluation.copy()
         evaluation.insert(0, "run_at", pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)))
         evaluation.insert(1, "as_of", pd.Timestamp(as_of) if as_of is not None else pd.NaT)
-        rows = write_frame(con, "ml.recommendations", run.recommendations)
         write_frame(con, "ml.recommendation_evaluation", evaluation)
-    context.log.info(f"chosen algorithm: {run.chosen}; {rows} recommendations")
-    recs = run.recommendations
+        served = con.execute("select count(distinct person_id) from ml.recommendations")
+        served_people = served.fetchall()[0][0]
+        by_reason = read_frame(
+            con,
+            "select reason, count(*) as rows from ml.recommendations group by reason "
+            "order by rows desc, reason",
+        )
+        preview = read_frame(
+            con, "select * from ml.recommendations order by person_id, rank limit 20"
+        )
+    context.log.info(f"chosen algorithm: {serving.chosen}; {rows} recommendations")
     yield MaterializeResult(
         asset_key=AssetKey(["ml", "recommendations"]),
         metadata={
             "rows": rows,
-            "people": int(recs["person_id"].nunique()) if rows else 0,
-            "chosen_algorithm": run.chosen,
-            "by_reason": markdown_table(
-                recs.groupby("reason", observed=True).size().rename("rows").reset_index()
-            ),
-            "preview": markdown_table(recs.head(20)),
+            "people": int(served_people),
+            "chosen_algorithm": serving.chosen,
+            "by_reason": markdown_table(by_reason),
+            "preview": markdown_table(preview),
         },
     )
     yield MaterializeResult(
         asset_key=AssetKey(["ml", "recommendation_evaluation"]),
         metadata={
-            "chosen_algorithm": run.chosen,
+            "chosen_algorithm": serving.chosen,
             "evaluation": markdown_table(evaluation.drop(columns=["run_at", "as_of"]).round(4)),
             "plot": evaluation_plot(evaluation),
         },
     )
+
+
+def _logged(context: AssetExecutionContext, batches, people: int, batch_people: int):
+    """`batches` as they are, with a progress line per batch."""
+    rows = 0
+    for number, batch in enumerate(batches, start=1):
+        rows += len(batch)
+        done = min(number * batch_people, people)
+        context.log.info(f"recommendations: {done:,} of {people:,} people served ({rows:,} rows)")
+        yield batch

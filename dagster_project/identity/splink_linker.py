@@ -8,6 +8,7 @@ DuckDB: no plaintext is ever written to a file. Only record-level links leave th
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import time
@@ -185,6 +186,26 @@ def predict_links_and_matches(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """`predict_links`, plus the links from each of `new_records` to `records`.
 
+    Splink works in its own in-memory database (plaintext never touches a file), closed on
+    return and its memory given back at once: the linker and its caches refer to each other,
+    so without a collection the database (GBs at a million records) outlives the step.
+    """
+    connection = duckdb.connect(":memory:")
+    try:
+        return _predict_links_and_matches(records, settings, new_records, connection)
+    finally:
+        connection.close()
+        gc.collect()
+
+
+def _predict_links_and_matches(
+    records: pd.DataFrame,
+    settings: dict,
+    new_records: pd.DataFrame | None,
+    connection: duckdb.DuckDBPyConnection,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """`predict_links`, plus the links from each of `new_records` to `records`.
+
     The model is trained on `records` only and scores the new records against them afterwards
     (Splink's `predict_between`), so the links within `records` are the same with or without
     new records. Erasure uses this to find, by the records of an erased person that are already
@@ -206,7 +227,7 @@ def predict_links_and_matches(
         return _empty_links(), _empty_links(), info
 
     frame = records[["unique_id", *fields]].copy()
-    db = DuckDBAPI()  # its own in-memory database: plaintext never touches a file
+    db = DuckDBAPI(connection)
     registered = db.register(frame)
     linker = Linker(
         registered,

@@ -8,6 +8,8 @@
    The popularity stage is per segment when segment popularity beat overall popularity in
    step 1 (it falls back to overall for people without a segment).
 3. Rules (models_ml.rules) decide the final list: exclusions, pins, context rules, boosts.
+   Steps 2 and 3 run `serve_batch_people` people at a time (`serve`), so memory does not grow
+   with the number of people served.
 
 Every model sees each person's own history (to recommend from it), but only the interactions
 that may count in aggregates shape item-level statistics (see InteractionRecommender).
@@ -15,13 +17,14 @@ that may count in aggregates shape item-level statistics (see InteractionRecomme
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from models_ml.columns import ALGORITHM, HAS_ANALYTICS_CONSENT
-from models_ml.recommenders._base import InteractionRecommender
+from models_ml.columns import ALGORITHM, HAS_ANALYTICS_CONSENT, PERSON_ID
+from models_ml.recommenders._base import InteractionRecommender, as_index
 from models_ml.recommenders.als import ALSRecommender
 from models_ml.recommenders.content import ContentRecommender
 from models_ml.recommenders.cooccurrence import ItemCooccurrenceRecommender
@@ -34,6 +37,9 @@ from models_ml.rules import RecommendationRules, apply_rules
 
 # Algorithms that need no history of the person: they serve everyone in the fallback chain.
 FALLBACKS = ("content", "segment_popularity", "popularity")
+# People served per batch (the `serve_batch_people` tunable): about 0.5 GB of candidates and
+# rule bookkeeping each at top_k 20.
+DEFAULT_BATCH_PEOPLE = 100_000
 
 
 def build_candidates(settings: dict[str, Any]) -> dict[str, InteractionRecommender]:
@@ -101,9 +107,50 @@ def recommend_for_people(
 
     `interactions`: person_id, item_id, weight, occurred_at and optionally has_analytics_consent
     (absent = every row counts in aggregates). `segments`: person_id, segment_id (one segment per
-    person) for segment popularity.
+    person) for segment popularity. The recommendations come back as one frame; the nightly
+    asset streams `serve`'s batches to the warehouse instead.
     """
-    k = int(settings["top_k"])
+    serving = fit_serving_chain(interactions, items, settings, segments=segments, as_of=as_of)
+    batches = serve(
+        serving,
+        people,
+        rules,
+        items=items,
+        contexts=contexts,
+        curated_items=curated_items,
+        exclude_pairs=exclude_pairs,
+        exclude_items=exclude_items,
+    )
+    final = pd.concat(list(batches), ignore_index=True)
+    return RecommendationRun(final, serving.evaluation, serving.chosen)
+
+
+@dataclass
+class ServingChain:
+    """Tonight's evaluation and the fitted chain that serves: the chosen algorithm, content,
+    then (segment) popularity, each with the history a person needs to be served by it."""
+
+    evaluation: pd.DataFrame
+    chosen: str
+    chain: list[InteractionRecommender]
+    min_history: list[int]
+    k: int
+    batch_people: int
+
+
+def fit_serving_chain(
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    settings: dict[str, Any],
+    *,
+    segments: pd.DataFrame | None = None,
+    as_of=None,
+) -> ServingChain:
+    """Steps 1-2 of the module docstring: evaluate every candidate, fit the serving chain.
+
+    Each evaluated model is dropped as soon as it is scored, so at most one selection model
+    and then the serving chain are held at a time.
+    """
 
     def fit_kwargs(name: str) -> dict[str, Any]:
         return {"content": {"items": items}, "segment_popularity": {"segments": segments}}.get(
@@ -127,27 +174,64 @@ def recommend_for_people(
     min_history = [
         0 if name in FALLBACKS else int(settings.get("min_history", 2)) for name in chain_names
     ]
-    depth = k + rules.extra_depth
-    candidates_frame = recommend_chain(
-        chain,
-        people,
-        depth,
-        min_history=min_history,
-        exclude_pairs=exclude_pairs,
-        exclude_items=exclude_items,
+    batch_people = int(settings.get("serve_batch_people") or DEFAULT_BATCH_PEOPLE)
+    if batch_people < 1:
+        raise ValueError(f"serve_batch_people must be positive, got {batch_people}")
+    return ServingChain(
+        evaluation, chosen, chain, min_history, int(settings["top_k"]), batch_people
     )
-    final = apply_rules(
-        candidates_frame,
-        rules,
-        k,
-        people=people,
-        items=items,
-        contexts=contexts,
-        curated_items=curated_items,
-        exclude_pairs=exclude_pairs,
-        exclude_items=exclude_items,
-    )
-    return RecommendationRun(final, evaluation, chosen)
+
+
+def serve(
+    serving: ServingChain,
+    people,
+    rules: RecommendationRules,
+    *,
+    items: pd.DataFrame | None = None,
+    contexts: dict[str, Any] | None = None,
+    curated_items=(),
+    exclude_pairs: pd.DataFrame | None = None,
+    exclude_items=(),
+) -> Iterator[pd.DataFrame]:
+    """Step 3 for `people`, `serving.batch_people` at a time: each yielded frame holds the
+    final top-k (`ml.recommendations` rows) of one batch, in `people` order then rank.
+
+    A person's list depends only on their own history, their exclusions and contexts, so the
+    batches are the same rows as one pass over everyone (a test holds this), while the
+    candidates and their rule bookkeeping (a few hundred bytes per row) are held for one batch
+    only: at a million people, one pass peaked 8 GB above the fitted models.
+    At least one frame is yielded (empty when there are no people), so its columns are known.
+    """
+    requested = as_index(people)
+    depth = serving.k + rules.extra_depth
+    pair_position = None
+    if exclude_pairs is not None and len(exclude_pairs):
+        pair_position = requested.get_indexer(exclude_pairs[PERSON_ID])
+    for start in range(0, max(len(requested), 1), serving.batch_people):
+        batch = requested[start : start + serving.batch_people]
+        pairs = None
+        if pair_position is not None:
+            in_batch = (pair_position >= start) & (pair_position < start + len(batch))
+            pairs = exclude_pairs[in_batch]
+        candidates = recommend_chain(
+            serving.chain,
+            batch,
+            depth,
+            min_history=serving.min_history,
+            exclude_pairs=pairs,
+            exclude_items=exclude_items,
+        )
+        yield apply_rules(
+            candidates,
+            rules,
+            serving.k,
+            people=batch,
+            items=items,
+            contexts=contexts,
+            curated_items=curated_items,
+            exclude_pairs=pairs,
+            exclude_items=exclude_items,
+        )
 
 
 def aggregatable(interactions: pd.DataFrame) -> pd.DataFrame:

@@ -545,3 +545,74 @@ def test_model_selection_scores_a_seeded_sample_of_people_when_asked():
     )
     # a sample estimates the same metric: within a few standard errors of everyone's
     assert np.allclose(sampled["ndcg_at_k"], everyone["ndcg_at_k"], atol=0.05)
+
+
+def test_serving_in_batches_gives_the_rows_of_one_pass_over_everyone():
+    from dataclasses import replace
+
+    from models_ml.recommenders.serving import fit_serving_chain, serve
+    from models_ml.rules import RecommendationRules
+
+    rng = np.random.default_rng(3)
+    n_people, n_items = 300, 40
+    person = rng.integers(0, n_people, 3_000)
+    # two taste groups, so the collaborative models have something to find
+    item = (person % 2) * (n_items // 2) + rng.zipf(1.5, 3_000) % (n_items // 2)
+    interactions = pd.DataFrame(
+        {
+            "person_id": [f"p{i:03d}" for i in person],
+            "item_id": [f"i{j:02d}" for j in item],
+            "weight": rng.choice([1.0, 3.0, 5.0], 3_000),
+            "occurred_at": pd.Timestamp("2024-03-01")
+            + pd.to_timedelta(rng.integers(0, 60 * 86400, 3_000), unit="s"),
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{j:02d}" for j in range(n_items)],
+            "title": [f"thing {j % 7}" for j in range(n_items)],
+            "category": [f"c{j % 3}" for j in range(n_items)],
+            "tags": [f"t{j % 5}" for j in range(n_items)],
+        }
+    )
+    settings = {
+        "candidates": ["popularity", "item_cooccurrence", "content"],
+        "top_k": 5,
+        "serve_batch_people": 7,
+    }
+    rules = RecommendationRules.from_dict(
+        {
+            "context_rules": [{"name": "checkout", "when": "open_checkout"}],
+            "pins": [{"name": "pinned", "item_ids": ["i39"]}],
+            "boosts": [{"name": "c1", "factor": 2.0, "categories": ["c1"]}],
+        }
+    )
+    # everyone with history, two people without any, in a non-sorted order
+    people = pd.Index([f"p{i:03d}" for i in range(n_people)][::-1] + ["new1", "new2"])
+    serving = fit_serving_chain(interactions, items, settings)
+    served = dict(
+        rules=rules,
+        items=items,
+        contexts={"open_checkout": ["p005", "p200", "new1"]},
+        curated_items=["i01", "i30"],
+        exclude_pairs=interactions.iloc[::10][["person_id", "item_id"]],
+        exclude_items=["i02"],
+    )
+    batches = list(serve(serving, people, **served))
+    one_pass = list(serve(replace(serving, batch_people=10**6), people, **served))
+    assert len(batches) == 44 and len(one_pass) == 1  # ceil(302 / 7)
+    assert all(batch["person_id"].nunique() <= 7 for batch in batches)
+    as_text = {"algorithm": str, "reason": str}
+    pd.testing.assert_frame_equal(
+        pd.concat(batches, ignore_index=True).astype(as_text), one_pass[0].astype(as_text)
+    )
+    assert one_pass[0]["person_id"].drop_duplicates().tolist() == people.tolist()
+    # the chain and the rules both reach the output: pins, a model, the popularity fallback
+    algorithms = set(one_pass[0]["algorithm"].astype(str))
+    assert {"rule", "popularity"} < algorithms, algorithms
+
+    nobody = list(serve(serving, [], **served))
+    assert len(nobody) == 1 and nobody[0].empty
+    assert list(nobody[0].columns) == list(one_pass[0].columns)
+    with pytest.raises(ValueError, match="serve_batch_people"):
+        fit_serving_chain(interactions, items, {**settings, "serve_batch_people": -1})

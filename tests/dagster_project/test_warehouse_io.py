@@ -1,0 +1,47 @@
+"""Frames in and out of DuckDB: batches written as one table, in one transaction."""
+
+import duckdb
+import pandas as pd
+import pytest
+
+from dagster_project.warehouse_io import read_frame, write_frames
+
+
+def _batch(people: list[str], reason: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"person_id": people, "rank": range(1, len(people) + 1), "reason": reason}
+    ).astype({"reason": "category"})
+
+
+def test_batches_make_one_table_with_text_labels_whatever_each_batchs_categories(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    batches = [_batch(["a", "b"], "popular"), _batch(["c"], "rule:pinned"), _batch([], "x")]
+    assert write_frames(con, "ml.recommendations", iter(batches)) == 3
+    assert write_frames(con, "ml.nothing", []) == 0
+    assert con.execute("select count(*) from information_schema.tables").fetchall() == [(1,)]
+    table = read_frame(con, "select * from ml.recommendations order by person_id")
+    assert table["person_id"].tolist() == ["a", "b", "c"]
+    assert table["reason"].tolist() == ["popular", "popular", "rule:pinned"]
+    types = {row[0]: row[1] for row in con.execute("describe ml.recommendations").fetchall()}
+    assert types["reason"] == "VARCHAR"
+
+    # written again: replaced, not appended
+    assert write_frames(con, "ml.recommendations", [_batch(["z"], "popular")]) == 1
+    assert con.execute("select count(*) from ml.recommendations").fetchall() == [(1,)]
+
+
+def test_a_batch_that_fails_leaves_the_previous_table_untouched(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    write_frames(con, "ml.recommendations", [_batch(["old"], "popular")])
+
+    def failing():
+        yield _batch(["a", "b"], "popular")
+        raise RuntimeError("the model broke half-way")
+
+    with pytest.raises(RuntimeError, match="half-way"):
+        write_frames(con, "ml.recommendations", failing())
+    assert con.execute("select person_id from ml.recommendations").fetchall() == [("old",)]
+    tables = con.execute("select table_name from information_schema.tables").fetchall()
+    assert tables == [("recommendations",)], "the half-built table is dropped"
+    # and the connection is usable again (no transaction left open)
+    assert write_frames(con, "ml.recommendations", [_batch(["new"], "popular")]) == 1

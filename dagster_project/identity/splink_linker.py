@@ -186,11 +186,14 @@ def predict_links_and_matches(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """`predict_links`, plus the links from each of `new_records` to `records`.
 
-    Splink works in its own in-memory database (plaintext never touches a file), closed on
-    return and its memory given back at once: the linker and its caches refer to each other,
-    so without a collection the database (GBs at a million records) outlives the step.
+    Splink works in its own in-memory database, closed on return and its memory given back at
+    once: the linker and its caches refer to each other, so without a collection the database
+    (GBs at a million records) outlives the step. Plaintext never touches a file: DuckDB would
+    spill an in-memory database under memory pressure to `./.tmp`, so spilling is turned off
+    (a linkage that outgrows memory fails with DuckDB's out-of-memory error instead).
     """
     connection = duckdb.connect(":memory:")
+    connection.execute("set temp_directory = ''")
     try:
         return _predict_links_and_matches(records, settings, new_records, connection)
     finally:

@@ -1,0 +1,73 @@
+"""Splink linkage on its own: what it links, and where the plaintext it compares lives."""
+
+import duckdb
+import pandas as pd
+from faker import Faker
+
+from dagster_project.identity import splink_linker
+from dagster_project.tunables import load_identity_tunables
+
+
+def _records(people: int = 300, duplicated: int = 60) -> tuple[pd.DataFrame, set]:
+    """`people` distinct people, the first `duplicated` of them twice: a second record with a
+    typo in the first name and no phone."""
+    fake = Faker("en_US")
+    fake.seed_instance(7)
+    rows = [
+        {
+            "unique_id": f"record_id|crm_a|{i}",
+            "first_name": fake.first_name(),
+            "last_name": fake.last_name(),
+            "birth_date": fake.date_of_birth(minimum_age=18, maximum_age=90),
+            "email": f"person{i}@example.com",
+            "phone": fake.numerify("+1##########"),
+            "address": fake.street_address(),
+            "postcode": fake.postcode(),
+            "city": fake.city(),
+        }
+        for i in range(people)
+    ]
+    copies = [
+        {
+            **row,
+            "unique_id": row["unique_id"].replace("crm_a", "crm_b"),
+            "first_name": row["first_name"][:-1] + "x",
+            "phone": None,
+        }
+        for row in rows[:duplicated]
+    ]
+    records = pd.DataFrame(rows + copies)
+    records["birth_date"] = pd.to_datetime(records["birth_date"])
+    truth = {
+        tuple(sorted((r["unique_id"], c["unique_id"])))
+        for r, c in zip(rows[:duplicated], copies, strict=True)
+    }
+    return records, truth
+
+
+def test_splink_finds_the_duplicates_in_a_database_that_cannot_spill_and_is_closed(monkeypatch):
+    seen = {}
+    real = splink_linker._predict_links_and_matches
+
+    def spy(records, settings, new_records, connection):
+        setting = "select current_setting('temp_directory')"
+        seen["temp_directory"] = connection.execute(setting).fetchall()[0][0]
+        seen["connection"] = connection
+        return real(records, settings, new_records, connection)
+
+    monkeypatch.setattr(splink_linker, "_predict_links_and_matches", spy)
+    records, truth = _records()
+    links, info = splink_linker.predict_links(records, load_identity_tunables()["probabilistic"])
+
+    found = set(zip(links["node_key_a"], links["node_key_b"], strict=True))
+    found = {tuple(sorted(pair)) for pair in found}
+    assert len(found & truth) >= 0.95 * len(truth), info
+    assert len(found - truth) <= 2, sorted(found - truth)
+    assert (links["match_probability"] >= 0.9).all()
+    # plaintext never spills to a file, and the database is gone once linking returns
+    assert seen["temp_directory"] == ""
+    try:
+        seen["connection"].execute("select 1")
+        raise AssertionError("Splink's connection is still open")
+    except duckdb.ConnectionException:
+        pass

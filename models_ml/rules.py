@@ -137,15 +137,18 @@ def apply_rules(
     Works on integer codes throughout (tens of millions of rows in seconds).
     """
     people = as_index(candidates[PERSON_ID] if people is None else people)
-    person = people.get_indexer(candidates[PERSON_ID])
+    person = _positions(people, candidates[PERSON_ID])
     if (person < 0).any():
         candidates, person = candidates[person >= 0], person[person >= 0]
     pinned = [item for pin in rules.pins for item in pin.item_ids]
     curated = list(as_index(curated_items)) if rules.context_rules else []
+    candidate_items = candidates[ITEM_ID]
+    if isinstance(candidate_items.dtype, pd.CategoricalDtype):
+        candidate_items = candidate_items.cat.categories
     item_index = as_index(
         np.concatenate(
             [
-                np.asarray(pd.unique(candidates[ITEM_ID]), dtype=object),
+                np.asarray(pd.unique(candidate_items), dtype=object),
                 np.asarray(pinned, dtype=object),
                 np.asarray(curated, dtype=object),
             ]
@@ -162,7 +165,7 @@ def apply_rules(
         (str(algorithm.categories[p // n_reasons]), str(reason.categories[p % n_reasons]))
         for p in pairs
     ]
-    item = item_index.get_indexer(candidates[ITEM_ID])
+    item = _positions(item_index, candidates[ITEM_ID])
     order = candidates[RANK].to_numpy(dtype=float).copy()
     label = label_codes.astype(np.int64)
     for boost in rules.boosts:
@@ -238,3 +241,12 @@ def apply_rules(
             ),
         }
     )
+
+
+def _positions(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """Positions of `values` in `index` (-1: absent); a categorical is looked up by category."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        lookup = np.append(index.get_indexer(values.cat.categories), -1)
+        return lookup[np.where(codes >= 0, codes, len(lookup) - 1)]
+    return index.get_indexer(values)

@@ -209,16 +209,25 @@ def recommendation_frame(
     labels: list[tuple[str, str]],
     col_person: str = PERSON_ID,
     col_item: str = ITEM_ID,
+    *,
+    categorical_ids: bool = False,
 ) -> pd.DataFrame:
     """The `ml.recommendations` frame of `cells`, in their order; a row's algorithm and reason
     are `labels[label code]`. `algorithm` and `reason` are categoricals: one string per row
-    would cost more memory than all other columns together at millions of rows."""
+    would cost more memory than all other columns together at millions of rows.
+    `categorical_ids`: person and item ids are categoricals too (over `person_ids` and
+    `item_ids`), for a consumer that turns them back into positions (the rules)."""
     rows, items, scores, ranks, codes = cells
+    if categorical_ids:
+        people = pd.Categorical.from_codes(rows, categories=person_ids)
+        item_values = pd.Categorical.from_codes(items, categories=item_ids)
+    else:
+        people, item_values = person_ids.take(rows), item_ids.take(items)
     return pd.DataFrame(
         {
-            col_person: person_ids.take(rows),
+            col_person: people,
             RANK: ranks.astype(np.int64),
-            col_item: item_ids.take(items),
+            col_item: item_values,
             SCORE: scores.astype(float),
             ALGORITHM: labelled(codes, [algorithm for algorithm, _ in labels]),
             REASON: labelled(codes, [reason for _, reason in labels]),

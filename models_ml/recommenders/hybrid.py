@@ -68,6 +68,7 @@ def recommend_chain(
     remove_seen: bool = True,
     col_person: str = PERSON_ID,
     col_item: str = ITEM_ID,
+    categorical_ids: bool = False,
 ) -> pd.DataFrame:
     """Fitted recommenders in order, each topping up the people still short of k items.
 
@@ -78,7 +79,8 @@ def recommend_chain(
 
     Returns:
         `ml.recommendations`: person_id, rank, item_id, score, algorithm, reason; rows in
-        `person_ids` order, then rank.
+        `person_ids` order, then rank. With `categorical_ids`, person_id and item_id are
+        categoricals (cheaper to make and to read back into positions; same values).
     """
     requested = as_index(person_ids)
     thresholds = min_history or [0] * len(recommenders)
@@ -138,4 +140,6 @@ def recommend_chain(
     keep = ranks <= k
     order = order[keep]
     cells = (rows[keep], item_codes[order], scores[order], ranks[keep], codes[order])
-    return recommendation_frame(requested, items, cells, labels, col_person, col_item)
+    return recommendation_frame(
+        requested, items, cells, labels, col_person, col_item, categorical_ids=categorical_ids
+    )

@@ -220,6 +220,7 @@ def serve(
             min_history=serving.min_history,
             exclude_pairs=pairs,
             exclude_items=exclude_items,
+            categorical_ids=True,
         )
         yield apply_rules(
             candidates,

@@ -102,3 +102,26 @@ def test_the_shipped_rules_file_is_valid():
     rules = RecommendationRules.from_dict(load_tunables().recommendation_rules)
     assert rules.exclude_purchased and rules.exclude_out_of_stock
     assert [r.when for r in rules.context_rules] == ["open_checkout"]
+
+
+def test_categorical_ids_give_the_same_lists_as_text_ids():
+    # what the chain hands the rules when serving: ids as categoricals over every person
+    # and item of the models, most of them absent from these rows
+    categorical = CANDIDATES.assign(
+        person_id=pd.Categorical(CANDIDATES.person_id, categories=["p9", "p2", "p1", "p3"]),
+        item_id=pd.Categorical(CANDIDATES.item_id, categories=list("zyxedcba")),
+    )
+    arguments = dict(
+        people=["p1", "p2", "p3"],
+        items=ITEMS,
+        contexts={"open_checkout": ["p2"]},
+        curated_items=["f", "c"],
+        exclude_pairs=pd.DataFrame({"person_id": ["p1"], "item_id": ["b"]}),
+        exclude_items=["e"],
+    )
+    expected = apply_rules(CANDIDATES, RULES, 4, **arguments)
+    pd.testing.assert_frame_equal(apply_rules(categorical, RULES, 4, **arguments), expected)
+    assert _lists(expected)["p1"][2:] == [
+        ("d", "rule:z_week boosted ease: people with your history liked it"),
+        ("c", "ease: people with your history liked it"),
+    ]

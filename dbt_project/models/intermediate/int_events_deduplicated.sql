@@ -14,7 +14,9 @@
 
 with
 
-events as (
+-- `not materialized`: DuckDB materializes a CTE that is read more than once, every column of
+-- every row; inlined, each reader scans only the columns it needs (see int_segment_metrics).
+events as not materialized (
     select * from {{ ref('stg_events__events') }}
 ),
 
@@ -50,7 +52,7 @@ candidates as (
         on events.event_id = touched_event_ids.event_id
 ),
 {% else %}
-candidates as (
+candidates as not materialized (
     select * from events
 ),
 {% endif %}

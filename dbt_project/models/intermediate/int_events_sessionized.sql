@@ -13,7 +13,9 @@
 
 with
 
-events as (
+-- `not materialized`: DuckDB materializes a CTE that is read more than once, every column of
+-- every row; inlined, each reader scans only the columns it needs (at 17M events: 181 -> 68 s).
+events as not materialized (
     select * from {{ ref('int_events_deduplicated') }}
 ),
 
@@ -40,7 +42,7 @@ device_logins as (
     having count(distinct events.user_id) = 1
 ),
 
-keyed_all as (
+keyed_all as not materialized (
     select
         events.*,
         -- whose inactivity splits derived sessions: the user, else the user the device logged
@@ -95,7 +97,7 @@ keyed as (
         on keyed_all.actor_key = affected_actors.actor_key
 ),
 {% else %}
-keyed as (
+keyed as not materialized (
     select * from keyed_all
 ),
 {% endif %}

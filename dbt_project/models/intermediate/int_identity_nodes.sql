@@ -6,7 +6,9 @@ profiles as (
     select * from {{ ref('int_profiles_deduplicated') }}
 ),
 
-events as (
+-- `not materialized`: DuckDB materializes a CTE that is read more than once, every column of
+-- every row; inlined, each reader scans only the columns it needs (see int_segment_metrics).
+events as not materialized (
     select * from {{ ref('int_events_deduplicated') }}
 ),
 

@@ -14,8 +14,16 @@ run_settings as (
     select * from {{ ref('int_run_settings_resolved') }}
 ),
 
-events_until_as_of as (
-    select events.*
+-- Read twice below: not materialized, so each reader scans only the columns it needs (a
+-- materialized copy of every column of every event cost most of this model's time).
+events_until_as_of as not materialized (
+    select
+        events.person_id,
+        events.session_id,
+        events.item_id,
+        events.event_type,
+        events.occurred_at,
+        events.value
     from events
     cross join run_settings
     where events.person_id is not null
@@ -42,13 +50,20 @@ most_viewed as (
     group by person_id
 ),
 
+-- One pass over the events, per person and session; everything per person is summed from these
+-- rows (a few per person) rather than from the events again.
 sessions_of_people as (
     select
         person_id,
         session_id,
+        min(occurred_at) as started_at,
         max(occurred_at) as ended_at,
+        max(case when event_type = 'purchase' then occurred_at end) as last_purchase_at,
+        count(*) as n_events,
+        count(case when event_type = 'view_product' then 1 end) as n_product_views,
         count(case when event_type = 'add_to_cart' then 1 end) as n_cart_adds,
-        count(case when event_type = 'purchase' then 1 end) as n_purchases
+        count(case when event_type = 'purchase' then 1 end) as n_purchases,
+        sum(case when event_type = 'purchase' then value end) as purchase_value
     from events_until_as_of
     group by person_id, session_id
 ),
@@ -67,16 +82,16 @@ abandoned_carts as (
 behavior as (
     select
         person_id,
-        min(occurred_at) as first_event_at,
-        max(occurred_at) as last_event_at,
-        max(case when event_type = 'purchase' then occurred_at end) as last_purchase_at,
-        count(*) as n_events,
-        count(distinct session_id) as n_sessions,
-        count(case when event_type = 'view_product' then 1 end) as n_product_views,
-        count(case when event_type = 'add_to_cart' then 1 end) as n_cart_adds,
-        count(case when event_type = 'purchase' then 1 end) as frequency,
-        coalesce(sum(case when event_type = 'purchase' then value end), 0) as monetary
-    from events_until_as_of
+        min(started_at) as first_event_at,
+        max(ended_at) as last_event_at,
+        max(last_purchase_at) as last_purchase_at,
+        cast(sum(n_events) as bigint) as n_events,
+        count(session_id) as n_sessions,
+        cast(sum(n_product_views) as bigint) as n_product_views,
+        cast(sum(n_cart_adds) as bigint) as n_cart_adds,
+        cast(sum(n_purchases) as bigint) as frequency,
+        coalesce(sum(purchase_value), 0) as monetary
+    from sessions_of_people
     group by person_id
 ),
 

@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"tier {tier} failed (exit {completed.returncode})")
         results.append(json.loads(result_file.read_text()))
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (out / "results.md").write_text(table)

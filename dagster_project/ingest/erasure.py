@@ -43,8 +43,10 @@ create table if not exists audit.erasure_registry (
 );
 create table if not exists audit.erasure_log (
     processed_at timestamp, trigger_source varchar, requests_processed bigint,
-    identifiers_registered bigint, rows_removed bigint, detail varchar
+    identifiers_registered bigint, rows_removed bigint, detail varchar, sources_checked varchar
 );
+-- logs written before the column existed (their runs count as having checked nothing)
+alter table audit.erasure_log add column if not exists sources_checked varchar;
 """
 
 # PII zone: the profile records purged for an erasure, kept until identity resolution has
@@ -59,12 +61,12 @@ create table if not exists pii.main.erasure_evidence (
 
 # Identifier columns per raw table: (identifier_type, SQL expression of the value).
 _IDENTIFIER_COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "events": [
-        ("user_id", "user_id"),
-        ("anonymous_id", "anonymous_id"),
-        ("event_id", "event_id"),
-        ("session_id", "session_id"),
-    ],
+    # An event goes by its user and device: every erased event and session id was registered
+    # from the events of registered users and devices (`_add_events`, and the identity step
+    # registers every device of an erased person), so its rows carry one of those. Matching
+    # them by event and session id too hashed every event id of the table (17 M at 1 M people)
+    # for nothing. The ids are for the context rows, which carry no user.
+    "events": [("user_id", "user_id"), ("anonymous_id", "anonymous_id")],
     "profiles": [
         ("record_id", "coalesce(source_system, '') || ':' || record_id"),
         ("user_id", "user_id"),
@@ -526,10 +528,13 @@ def _register_and_purge(
     if purged:
         outcome.rows_removed.update(_purge_pii_zone(con, keep_evidence, now, files))
     con.execute(
-        "insert into audit.erasure_log values ($at, $trigger, $req, $ids, $rows, $detail)",
+        "insert into audit.erasure_log (processed_at, trigger_source, requests_processed, "
+        "identifiers_registered, rows_removed, detail, sources_checked) "
+        "values ($at, $trigger, $req, $ids, $rows, $detail, $sources)",
         {
             "at": now,
             "trigger": trigger,
+            "sources": ",".join(sorted(sources)),
             "req": outcome.requests_processed,
             "ids": outcome.identifiers_registered,
             "rows": outcome.total_removed,
@@ -541,16 +546,37 @@ def _register_and_purge(
     )
 
 
-def _registry_grew_since_last(con: duckdb.DuckDBPyConnection, trigger: str) -> bool:
-    """Whether the registry gained a token since `trigger` last enforced (or it never did)."""
-    last = con.execute(
-        "select max(processed_at) from audit.erasure_log where trigger_source = $trigger",
-        {"trigger": trigger},
-    ).fetchall()[0][0]
+def _last_checked(con: duckdb.DuckDBPyConnection, sources: list[str]) -> datetime | None:
+    """When every row of all `sources` was last checked against the whole registry: the
+    oldest, over `sources`, of the last purge that covered each (None: one never was).
+
+    A purge at `now` covers the tokens registered up to `now`, its own included (they are
+    registered in the same transaction), so a token registered later is what makes a source
+    due for a full check again. Which step registered it does not matter: the erasure source's
+    own step purges every source, so the request it registers does not make the next run of
+    each other source check all its rows again."""
+    checked = dict(
+        con.execute(
+            """
+            select source, max(processed_at)
+            from (select unnest(string_split(sources_checked, ',')) as source, processed_at
+                  from audit.erasure_log where sources_checked is not null)
+            group by source
+            """
+        ).fetchall()
+    )
+    if any(source not in checked for source in sources):
+        return None
+    return min(checked[source] for source in sources)
+
+
+def _registry_grew_since_last(con: duckdb.DuckDBPyConnection, sources: list[str]) -> bool:
+    """Whether the registry gained a token since every row of `sources` was last checked."""
+    last = _last_checked(con, sources)
     if last is None:
         return True
     grown = con.execute(
-        "select count(*) from audit.erasure_registry where registered_at >= $last",
+        "select count(*) from audit.erasure_registry where registered_at > $last",
         {"last": last},
     ).fetchall()[0][0]
     return bool(grown)
@@ -570,15 +596,15 @@ def enforce_erasures(
     PII zone attached as `pii`.
 
     `new_files` (None: unknown, check everything) are the files this load added. When the
-    registry has not grown since `trigger` last enforced, the tables were purged against this
-    same registry then, and what other sources loaded since was registered and purged by the
-    load that brought it: only the rows of `new_files` are checked, and with no new file
-    nothing is done (`outcome.skipped`). A nightly run with one new events file then hashes
+    registry has not grown since every row of `sources` was last checked (by any step: the
+    log records which sources each purge covered), they were purged against this same
+    registry then: only the rows of `new_files` are checked, and with no new file nothing is
+    done (`outcome.skipped`). A nightly run with one new events file then hashes
     that file's identifiers, not every identifier of every raw table once per source.
     """
     ensure_erasure_tables(con)
     outcome = ErasureOutcome()
-    files = None if new_files is None or _registry_grew_since_last(con, trigger) else new_files
+    files = None if new_files is None or _registry_grew_since_last(con, sources) else new_files
     if files == []:
         outcome.skipped = True
         return outcome

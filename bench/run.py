@@ -119,6 +119,7 @@ def run_job(data_dir: Path) -> dict:
         raise SystemExit(f"pipeline failed on {data_dir}")
     starts: dict[str, float] = {}
     per_stage: dict[str, float] = defaultdict(float)
+    per_step: dict[str, float] = {}
     for entry in instance.all_logs(result.run_id):
         event = entry.dagster_event
         if event is None or event.step_key is None:
@@ -126,10 +127,14 @@ def run_job(data_dir: Path) -> dict:
         if event.event_type == DagsterEventType.STEP_START:
             starts[event.step_key] = entry.timestamp
         elif event.event_type == DagsterEventType.STEP_SUCCESS and event.step_key in starts:
-            per_stage[stage_of(event.step_key)] += entry.timestamp - starts[event.step_key]
+            seconds = entry.timestamp - starts[event.step_key]
+            per_stage[stage_of(event.step_key)] += seconds
+            per_step[event.step_key] = round(seconds, 2)
     stages = {stage: round(per_stage.get(stage, 0.0), 2) for stage, _ in STAGES}
     stages["other"] = round(per_stage.get("other", 0.0), 2)
-    return {"total_s": round(total, 2), "stages_s": stages}
+    # every step, slowest first: where a stage's (or "other"'s) time goes
+    steps = dict(sorted(per_step.items(), key=lambda item: -item[1]))
+    return {"total_s": round(total, 2), "stages_s": stages, "steps_s": steps}
 
 
 def duckdb_floor(raw_dir: Path) -> float:

@@ -71,3 +71,22 @@ def test_splink_finds_the_duplicates_in_a_database_that_cannot_spill_and_is_clos
         raise AssertionError("Splink's connection is still open")
     except duckdb.ConnectionException:
         pass
+
+
+def test_splink_in_a_child_process_links_the_same_pairs():
+    """Above `subprocess_min_records`, Splink runs in a spawned process (its memory is its
+    own and all returned when it exits); the links are those of a run in this process."""
+    records, _ = _records(people=200, duplicated=40)
+    settings = load_identity_tunables()["probabilistic"]
+    here, _, info_here = splink_linker.predict_links_and_matches(
+        records, {**settings, "subprocess_min_records": None}, None
+    )
+    child, _, info_child = splink_linker.predict_links_and_matches(
+        records, {**settings, "subprocess_min_records": len(records)}, None
+    )
+    assert "subprocess" not in info_here and info_child["subprocess"] is True
+    assert len(here) >= 30
+    pd.testing.assert_frame_equal(
+        child[["node_key_a", "node_key_b", "method"]], here[["node_key_a", "node_key_b", "method"]]
+    )
+    assert (child["match_probability"] - here["match_probability"]).abs().max() < 1e-9

@@ -23,6 +23,7 @@ The baseline (files and fingerprints of the last successful build) lives in
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,13 @@ _CONFIG_QUERIES = {
     "identity_junk_values": "select value from config.identity_junk_values",
     "session_gap": "select session_gap_minutes from config.run_settings",
 }
+
+
+def full_refresh_requested(run_tags: dict[str, str] | None) -> bool:
+    """Whether the operator asked this run to rebuild: the run tag `pz/full_refresh` (Dagster
+    UI) or `PZ_FULL_REFRESH=1` (`python -m dagster_project.cli run --full-refresh`)."""
+    tag = (run_tags or {}).get(FULL_REFRESH_TAG, "")
+    return tag.lower() in {"1", "true", "yes"} or os.environ.get("PZ_FULL_REFRESH") == "1"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from dagster_project import incremental
-from dagster_project.incremental import FULL_REFRESH_TAG
 from dagster_project.project import dbt_project
 from dagster_project.resources import WarehouseResource
 
@@ -60,11 +59,6 @@ def dbt_build_args(full_refresh: bool = False) -> list[str]:
     return ["build", "--full-refresh"] if full_refresh else ["build"]
 
 
-def _full_refresh_requested(context: AssetExecutionContext) -> bool:
-    tag = context.run.tags.get(FULL_REFRESH_TAG, "") if context.run else ""
-    return tag.lower() in {"1", "true", "yes"} or os.environ.get("PZ_FULL_REFRESH") == "1"
-
-
 INCREMENTAL_PHASE = "pre_identity"  # holds the incremental event chain
 
 
@@ -90,7 +84,10 @@ def _build_dbt_phase(selector: str, description: str):
             return
         # The event chain is incremental; the warehouse says whether that is still exact.
         with warehouse.connect() as con:
-            decision = incremental.decide(con, requested=_full_refresh_requested(context))
+            requested = incremental.full_refresh_requested(
+                context.run.tags if context.run else None
+            )
+            decision = incremental.decide(con, requested=requested)
         mode = "full refresh" if decision.full_refresh else "incremental"
         context.log.info(f"event models: {mode} ({decision.reason})")
         yield from dbt.cli(dbt_build_args(decision.full_refresh), context=context).stream()

@@ -6,9 +6,12 @@ co-occurrence, model training, the evaluation, curated-item order) only with ana
 """
 
 import base64
+import hashlib
 import io
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -19,6 +22,7 @@ from dagster import (
     multi_asset,
 )
 
+from dagster_project import incremental
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
@@ -100,6 +104,84 @@ AS_OF_SQL = (
     "from config.run_settings"
 )
 
+# When the holdout evaluation of every candidate (model selection) ran, on which settings.
+SELECTION_TABLE = "audit.recommender_selection"
+# Settings that change what is served but not which algorithm wins.
+SERVING_ONLY_SETTINGS = ("top_k", "exclude_purchased", "serve_batch_people", "reselect_every_days")
+
+
+def selection_fingerprint(settings: dict) -> str:
+    """What a model selection depends on: every recommendation setting but the serving ones."""
+    chosen_on = {k: v for k, v in settings.items() if k not in SERVING_ONLY_SETTINGS}
+    return hashlib.sha256(json.dumps(chosen_on, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def previous_selection(
+    con, settings: dict, as_of, *, forced: bool = False
+) -> tuple[pd.DataFrame | None, str]:
+    """The last model selection's evaluation rows, when tonight may serve by them; else None.
+
+    Model selection fits and scores every candidate on a holdout, the larger part of the
+    step's time. Its winner rarely changes from one day of data to the next, so it runs again
+    only when `reselect_every_days` (pipeline.yaml; 0: every run) days of data have passed
+    since the last one, when a setting it depends on changed, or on a full refresh. Other
+    runs refit the chosen chain on tonight's interactions: every person's recommendations are
+    still tonight's.
+    """
+    days = int(settings.get("reselect_every_days") or 0)
+    if forced:
+        return None, "full refresh requested"
+    if days <= 0:
+        return None, "reselect_every_days is 0: every run"
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_catalog = current_database() "
+        "and table_schema = 'audit' and table_name = 'recommender_selection'"
+    ).fetchall()[0][0]
+    last = (
+        con.execute(
+            f"select settings_sha256, as_of from {SELECTION_TABLE} "
+            "order by selected_at desc limit 1"
+        ).fetchall()
+        if exists
+        else []
+    )
+    if not last:
+        return None, "no earlier model selection"
+    sha, last_as_of = last[0]
+    if sha != selection_fingerprint(settings):
+        return None, "the recommendation settings changed since the last model selection"
+    if as_of is None or last_as_of is None or as_of - last_as_of >= timedelta(days=days):
+        return None, f"the last model selection is {days} or more days of data old"
+    try:
+        evaluation = read_frame(
+            con,
+            "select * exclude (run_at, as_of) from ml.recommendation_evaluation order by algorithm",
+        )
+    except duckdb.CatalogException:
+        return None, "the last evaluation is not in the warehouse"
+    if not evaluation["is_chosen"].any():
+        return None, "the last evaluation names no winner"
+    return evaluation, (
+        f"model selection of {last_as_of:%Y-%m-%d} reused (reselect_every_days: {days})"
+    )
+
+
+def _record_selection(con, settings: dict, as_of, chosen: str) -> None:
+    con.execute("create schema if not exists audit")
+    con.execute(
+        f"create table if not exists {SELECTION_TABLE} (selected_at timestamp, "
+        "as_of timestamp, chosen varchar, settings_sha256 varchar)"
+    )
+    con.execute(
+        f"insert into {SELECTION_TABLE} values ($at, $as_of, $chosen, $sha)",
+        {
+            "at": datetime.now(UTC).replace(tzinfo=None),
+            "as_of": as_of,
+            "chosen": chosen,
+            "sha": selection_fingerprint(settings),
+        },
+    )
+
 
 def evaluation_plot(evaluation: pd.DataFrame) -> MetadataValue:
     """nDCG / precision / recall / MAP per algorithm as a PNG embedded in Markdown."""
@@ -174,8 +256,18 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
         people = read_frame(con, PEOPLE_SQL)["person_id"]
         as_of = con.execute(AS_OF_SQL).fetchall()[0][0]
         days = int(rule_config.get("open_checkout_days", 7))
+        forced = incremental.full_refresh_requested(context.run.tags if context.run else None)
+        previous, why = previous_selection(con, settings, as_of, forced=forced)
+        context.log.info(
+            f"model selection: {why}" if previous is not None else f"model selection runs: {why}"
+        )
         serving = fit_serving_chain(
-            interactions, items, settings, segments=read_frame(con, SEGMENTS_SQL), as_of=as_of
+            interactions,
+            items,
+            settings,
+            segments=read_frame(con, SEGMENTS_SQL),
+            as_of=as_of,
+            evaluation=previous,
         )
         del interactions  # each fitted model keeps what it needs
         context.log.info(
@@ -199,10 +291,14 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
         rows = write_frames(
             con, "ml.recommendations", _logged(context, batches, len(people), serving.batch_people)
         )
-        evaluation = serving.evaluation.copy()
-        evaluation.insert(0, "run_at", pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)))
-        evaluation.insert(1, "as_of", pd.Timestamp(as_of) if as_of is not None else pd.NaT)
-        write_frame(con, "ml.recommendation_evaluation", evaluation)
+        if previous is None:
+            evaluation = serving.evaluation.copy()
+            evaluation.insert(0, "run_at", pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)))
+            evaluation.insert(1, "as_of", pd.Timestamp(as_of) if as_of is not None else pd.NaT)
+            write_frame(con, "ml.recommendation_evaluation", evaluation)
+            _record_selection(con, settings, as_of, serving.chosen)
+        else:  # the table keeps the rows of the selection that served tonight
+            evaluation = read_frame(con, "select * from ml.recommendation_evaluation")
         served = con.execute("select count(distinct person_id) from ml.recommendations")
         served_people = served.fetchall()[0][0]
         by_reason = read_frame(
@@ -228,6 +324,7 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
         asset_key=AssetKey(["ml", "recommendation_evaluation"]),
         metadata={
             "chosen_algorithm": serving.chosen,
+            "model_selection": why if previous is not None else f"ran ({why})",
             "evaluation": markdown_table(evaluation.drop(columns=["run_at", "as_of"]).round(4)),
             "plot": evaluation_plot(evaluation),
         },

@@ -145,11 +145,14 @@ def fit_serving_chain(
     *,
     segments: pd.DataFrame | None = None,
     as_of=None,
+    evaluation: pd.DataFrame | None = None,
 ) -> ServingChain:
     """Steps 1-2 of the module docstring: evaluate every candidate, fit the serving chain.
 
     Each evaluated model is dropped as soon as it is scored, so at most one selection model
-    and then the serving chain are held at a time.
+    and then the serving chain are held at a time. With `evaluation` (an earlier run's rows,
+    `is_chosen` marking its winner), step 1 is skipped: its choices serve, refitted on
+    tonight's interactions.
     """
 
     def fit_kwargs(name: str) -> dict[str, Any]:
@@ -157,16 +160,19 @@ def fit_serving_chain(
             name, {}
         )
 
-    evaluation = evaluate_recommenders(
-        build_candidates(settings),
-        aggregatable(interactions),
-        items,
-        k=int(settings.get("eval_k", 10)),
-        min_history=int(settings.get("min_history", 2)) + 1,
-        fit_kwargs=fit_kwargs,
-        as_of=as_of,
-        max_people=int(settings["eval_max_people"]) if settings.get("eval_max_people") else None,
-    )
+    if evaluation is None:
+        evaluation = evaluate_recommenders(
+            build_candidates(settings),
+            aggregatable(interactions),
+            items,
+            k=int(settings.get("eval_k", 10)),
+            min_history=int(settings.get("min_history", 2)) + 1,
+            fit_kwargs=fit_kwargs,
+            as_of=as_of,
+            max_people=int(settings["eval_max_people"])
+            if settings.get("eval_max_people")
+            else None,
+        )
     chosen = chosen_algorithm(evaluation, default="popularity")
     chain_names = list(dict.fromkeys([chosen, "content", popularity_fallback(evaluation)]))
     every = build_candidates({**settings, "candidates": chain_names})

@@ -6,6 +6,7 @@ of stock, a person without personalization consent (P39), a person who revoked a
 consent (P38, the only one ever to touch the gadget g0).
 """
 
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -14,7 +15,7 @@ import pytest
 from dagster import materialize
 
 from dagster_project.assets.experiments import experiments
-from dagster_project.assets.recommendations import recommendations
+from dagster_project.assets.recommendations import previous_selection, recommendations
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
 
@@ -195,3 +196,47 @@ def test_segment_popularity_is_evaluated_and_only_segmented_people_get_it(wareho
     by_segment = recs[recs.algorithm == "segment_popularity"]
     assert (by_segment.person_id.str[1:].astype(int) < 30).all(), "P30-P37 have no segment"
     assert by_segment.reason.eq("segment_popularity: popular with people like you").all()
+
+
+def test_model_selection_is_reused_until_it_is_due(warehouse, tmp_path, monkeypatch):
+    """A run within `reselect_every_days` of the last model selection serves by its winner
+    (refitted on the run's data) without evaluating again; a full refresh, changed settings
+    or older data evaluate again."""
+    data_dir = tmp_path / "copy"
+    shutil.copytree(warehouse, data_dir)
+    before = _frame(data_dir, "select * from ml.recommendation_evaluation order by algorithm")
+    recs_before = _frame(data_dir, "select * from ml.recommendations order by person_id, rank")
+    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
+    result = materialize([recommendations], resources=resources)
+    assert result.success
+    metadata = result.asset_materializations_for_node("recommendations")[-1].metadata
+    assert metadata["model_selection"].text.startswith("model selection of 2024-05-")
+    after = _frame(data_dir, "select * from ml.recommendation_evaluation order by algorithm")
+    pd.testing.assert_frame_equal(after, before)  # not evaluated again: same run_at
+    recs_after = _frame(data_dir, "select * from ml.recommendations order by person_id, rank")
+    pd.testing.assert_frame_equal(recs_after, recs_before)
+    selections = _frame(data_dir, "select * from audit.recommender_selection")
+    assert len(selections) == 1
+
+    settings = load_tunables().recommendations
+    con = duckdb.connect(str(data_dir / "warehouse" / "warehouse.duckdb"), read_only=True)
+    try:
+        as_of = selections["as_of"].iloc[0]
+        assert previous_selection(con, settings, as_of)[0] is not None
+        for changed, reason in [
+            ({**settings, "eval_k": 5}, "settings changed"),
+            ({**settings, "reselect_every_days": 0}, "every run"),
+        ]:
+            previous, why = previous_selection(con, changed, as_of)
+            assert previous is None and reason in why
+        later = as_of + pd.Timedelta(days=settings["reselect_every_days"])
+        assert "days of data old" in previous_selection(con, settings, later)[1]
+        assert previous_selection(con, settings, as_of, forced=True)[0] is None
+    finally:
+        con.close()
+
+    monkeypatch.setenv("PZ_FULL_REFRESH", "1")
+    assert materialize([recommendations], resources=resources).success
+    again = _frame(data_dir, "select * from ml.recommendation_evaluation order by algorithm")
+    assert (again["run_at"] > before["run_at"]).all()
+    assert len(_frame(data_dir, "select * from audit.recommender_selection")) == 2

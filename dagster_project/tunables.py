@@ -284,11 +284,10 @@ def load_identity_tunables(config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
     rules = data["probabilistic"].get("blocking_rules")
     if not rules or not all(isinstance(r, list) and r for r in rules):
         raise TunablesError("identity.yaml: blocking_rules must be non-empty lists of fields")
-    subprocess_min = data["probabilistic"].get("subprocess_min_records")
-    if subprocess_min is not None and (not isinstance(subprocess_min, int) or subprocess_min < 0):
-        raise TunablesError(
-            "identity.yaml: probabilistic.subprocess_min_records must be a count >= 0 or null"
-        )
+    for name in ("subprocess_min_records", "retrain_every_days"):
+        value = data["probabilistic"].get(name)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise TunablesError(f"identity.yaml: probabilistic.{name} must be >= 0 or null")
     for name in ("max_user_ids_per_person", "max_records_per_person"):
         value = data["guardrails"].get(name)
         if not isinstance(value, int) or value < 1:

@@ -60,6 +60,7 @@ def identity_links(
             "invalid_birth_dates_nulled": info["invalid_birth_dates_nulled"],
             "fields_compared": ", ".join(info["fields_compared"]),
             "seconds": info["seconds"],
+            "splink_model": "trained" if info.get("model_trained") else "stored model reused",
             "match_threshold": float(tunables["probabilistic"]["match_threshold"]),
             "people_erased": erased.people_erased,
             "erasure_identifiers_registered": erased.identifiers_registered,

@@ -29,7 +29,10 @@ from dagster_project.identity.splink_linker import (
     evidence_node_key,
     predict_links_and_matches,
     read_erasure_evidence,
+    read_model,
     read_profile_records,
+    save_model,
+    usable_model,
 )
 from dagster_project.ingest.erasure import (
     ErasureOutcome,
@@ -135,7 +138,8 @@ def link_and_erase(
     evidence = read_erasure_evidence(con)
     nulled = int(records.pop("is_birth_date_nulled").sum())
     has_evidence = len(evidence) > 0
-    links, evidence_links, info = predict_links_and_matches(records, settings, evidence)
+    model = usable_model(read_model(con), settings, now)
+    links, evidence_links, info = predict_links_and_matches(records, settings, evidence, model)
     del records, evidence  # the plaintext goes no further than this function
     outcome = ErasureOutcome()
     if has_evidence:
@@ -143,10 +147,15 @@ def link_and_erase(
         outcome = erase_people(con, resolved, now, trigger="identity/evidence")
         outcome.rows_removed["pii.erasure_evidence"] = clear_evidence(con)
         if outcome.rows_removed.get("raw.profiles"):
-            # The person's records trained the model above: train on what remains instead.
+            # The person's records trained the model above (or the stored one): train on what
+            # remains instead, and keep that model.
             records = read_profile_records(con)
             nulled = int(records.pop("is_birth_date_nulled").sum())
             links, _, info = predict_links_and_matches(records, settings, None)
             del records
+    if info.get("model_trained"):
+        save_model(con, now, info)
+    info.pop("model", None)
+    info.pop("fingerprint", None)
     info["invalid_birth_dates_nulled"] = nulled
     return links, info, outcome

@@ -9,10 +9,14 @@ DuckDB: no plaintext is ever written to a file. Only record-level links leave th
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import logging
 import re
 import resource
 import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import duckdb
 import pandas as pd
@@ -138,6 +142,69 @@ def evidence_node_key(unique_id: pd.Series) -> pd.Series:
     return unique_id.str.replace(r"#\d+$", "", regex=True)
 
 
+# The trained model (Splink's settings with its m and u values: no record, no value) of the
+# last training, so runs in between score with it instead of training again.
+MODEL_TABLE = "ml.identity_splink_model"
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    trained_at: datetime
+    fingerprint: str
+    model: dict
+
+
+def model_fingerprint(settings: dict, fields: list[str]) -> str:
+    """What a trained model depends on: the fields compared and every matching setting but
+    those about when and where to train."""
+    kept = {k: v for k, v in settings.items() if k not in _NOT_IN_FINGERPRINT}
+    payload = json.dumps({"settings": kept, "fields": fields}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+_NOT_IN_FINGERPRINT = ("retrain_every_days", "subprocess_min_records")
+
+
+def read_model(con: duckdb.DuckDBPyConnection) -> StoredModel | None:
+    try:
+        rows = con.execute(
+            f"select trained_at, fingerprint, model_json from {MODEL_TABLE} "
+            "order by trained_at desc limit 1"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return None
+    if not rows:
+        return None
+    return StoredModel(rows[0][0], rows[0][1], json.loads(rows[0][2]))
+
+
+def save_model(con: duckdb.DuckDBPyConnection, trained_at: datetime, info: dict) -> None:
+    """Keep the model `predict_links_and_matches` trained (in `info`), replacing the last."""
+    con.execute("create schema if not exists ml")
+    con.execute(
+        f"create or replace table {MODEL_TABLE} (trained_at timestamp, fingerprint varchar, "
+        "records bigint, model_json varchar)"
+    )
+    con.execute(
+        f"insert into {MODEL_TABLE} values ($at, $fingerprint, $records, $model)",
+        {
+            "at": trained_at,
+            "fingerprint": info["fingerprint"],
+            "records": info["records"],
+            "model": json.dumps(info["model"]),
+        },
+    )
+
+
+def usable_model(stored: StoredModel | None, settings: dict, now: datetime) -> dict | None:
+    """`stored`, unless it is `retrain_every_days` (identity.yaml; 0: every run) old.
+    (`predict_links_and_matches` checks its fingerprint against tonight's fields.)"""
+    days = int(settings.get("retrain_every_days") or 0)
+    if stored is None or days <= 0 or now - stored.trained_at >= timedelta(days=days):
+        return None
+    return {"fingerprint": stored.fingerprint, "model": stored.model}
+
+
 def _email_comparison(field: str):
     """Email: exact (term-frequency adjusted), same username, a typo (<= 2 edits), else.
 
@@ -214,9 +281,16 @@ def predict_links(records: pd.DataFrame, settings: dict) -> tuple[pd.DataFrame, 
 
 
 def predict_links_and_matches(
-    records: pd.DataFrame, settings: dict, new_records: pd.DataFrame | None
+    records: pd.DataFrame,
+    settings: dict,
+    new_records: pd.DataFrame | None,
+    model: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """`predict_links`, plus the links from each of `new_records` to `records`.
+
+    `model` (`usable_model`: a fingerprint and Splink's model) scores without training when
+    its fingerprint is that of tonight's fields and settings; otherwise the model is trained,
+    and returned in `info["model"]` (with `info["fingerprint"]`) for `save_model`.
 
     From `subprocess_min_records` records on (identity.yaml), Splink runs in a child process
     (spawned, so it shares nothing with this one): its peak, 7 GB at 1.36 M records, is then
@@ -226,7 +300,7 @@ def predict_links_and_matches(
     """
     threshold = settings.get("subprocess_min_records")
     if threshold is None or len(records) < int(threshold):
-        return _in_own_database(records, settings, new_records)
+        return _in_own_database(records, settings, new_records, model)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -236,7 +310,7 @@ def predict_links_and_matches(
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         try:
             links, new_links, info = pool.submit(
-                _in_own_database, records, settings, new_records
+                _in_own_database, records, settings, new_records, model
             ).result()
         except BrokenProcessPool as error:
             raise RuntimeError(
@@ -250,7 +324,10 @@ def predict_links_and_matches(
 
 
 def _in_own_database(
-    records: pd.DataFrame, settings: dict, new_records: pd.DataFrame | None
+    records: pd.DataFrame,
+    settings: dict,
+    new_records: pd.DataFrame | None,
+    model: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Splink in its own in-memory database, closed on return and its memory given back at
     once: the linker and its caches refer to each other, so without a collection the database
@@ -261,7 +338,7 @@ def _in_own_database(
     connection.execute("set temp_directory = ''")
     try:
         links, new_links, info = _predict_links_and_matches(
-            records, settings, new_records, connection
+            records, settings, new_records, connection, model
         )
     finally:
         connection.close()
@@ -276,6 +353,7 @@ def _predict_links_and_matches(
     settings: dict,
     new_records: pd.DataFrame | None,
     connection: duckdb.DuckDBPyConnection,
+    model: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """`predict_links`, plus the links from each of `new_records` to `records`.
 
@@ -288,7 +366,7 @@ def _predict_links_and_matches(
         (links within records; links from new records: node_key_a = the new record's
         unique_id, node_key_b = the record's; info for run metadata)
     """
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+    from splink import DuckDBAPI, Linker
 
     started = time.monotonic()
     wanted = [f for f in settings.get("fields", MATCH_FIELDS) if f in records.columns]
@@ -302,6 +380,52 @@ def _predict_links_and_matches(
     frame = records[["unique_id", *fields]].copy()
     db = DuckDBAPI(connection)
     registered = db.register(frame)
+    fingerprint = model_fingerprint(settings, fields)
+    if model is not None and model["fingerprint"] == fingerprint:
+        linker = Linker(registered, model["model"], log_level=logging.WARNING)
+        info.update(model_trained=False, seconds_setup=round(time.monotonic() - started, 1))
+    else:
+        linker = _trained_linker(registered, fields, rules, settings, info, started)
+        info.update(
+            model_trained=True,
+            fingerprint=fingerprint,
+            model=linker.misc.save_model_to_json(out_path=None),
+        )
+    threshold = float(settings["match_threshold"])
+    links = _links(linker.inference.predict(threshold_match_probability=threshold))
+    new_links = _empty_links()
+    if new_records is not None and len(new_records):
+        # Scored with the term frequencies of `records`: the new records change no model input.
+        for field in fields:
+            if field in TERM_FREQUENCY_FIELDS:
+                linker.table_management.compute_tf_table(field)
+        new_frame = pa.Table.from_pandas(
+            new_records[["unique_id", *fields]],
+            schema=pa.Schema.from_pandas(frame, preserve_index=False),
+            preserve_index=False,
+        )
+        scored = linker.inference.predict_between(
+            db.register(new_frame),
+            registered,
+            threshold_match_probability=threshold,
+            warning_mode="never",
+        )
+        new_links = _links(scored)
+        info["new_records"] = int(len(new_records))
+        info["new_record_links"] = int(len(new_links))
+    info.update(
+        links=int(len(links)),
+        threshold=threshold,
+        seconds=round(time.monotonic() - started, 1),
+    )
+    return links, new_links, info
+
+
+def _trained_linker(registered, fields, rules, settings, info, started):
+    """A Splink linker on `registered`, trained on it: the prior, u by random sampling, then
+    m by expectation maximisation on each of `training_blocking_rules`."""
+    from splink import Linker, SettingsCreator, block_on
+
     linker = Linker(
         registered,
         SettingsCreator(
@@ -337,35 +461,8 @@ def _predict_links_and_matches(
             except Exception as error:  # noqa: BLE001 - too few pairs on tiny inputs
                 logging.getLogger(__name__).warning("EM on %s skipped: %s", rule, error)
     info["seconds_em"] = round(time.monotonic() - started, 1)
-    threshold = float(settings["match_threshold"])
-    links = _links(linker.inference.predict(threshold_match_probability=threshold))
-    new_links = _empty_links()
-    if new_records is not None and len(new_records):
-        # Scored with the term frequencies of `records`: the new records change no model input.
-        for field in fields:
-            if field in TERM_FREQUENCY_FIELDS:
-                linker.table_management.compute_tf_table(field)
-        new_frame = pa.Table.from_pandas(
-            new_records[["unique_id", *fields]],
-            schema=pa.Schema.from_pandas(frame, preserve_index=False),
-            preserve_index=False,
-        )
-        scored = linker.inference.predict_between(
-            db.register(new_frame),
-            registered,
-            threshold_match_probability=threshold,
-            warning_mode="never",
-        )
-        new_links = _links(scored)
-        info["new_records"] = int(len(new_records))
-        info["new_record_links"] = int(len(new_links))
-    info.update(
-        em_passes=trained,
-        links=int(len(links)),
-        threshold=threshold,
-        seconds=round(time.monotonic() - started, 1),
-    )
-    return links, new_links, info
+    info["em_passes"] = trained
+    return linker
 
 
 def _links(scored) -> pd.DataFrame:

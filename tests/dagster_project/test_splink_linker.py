@@ -49,11 +49,11 @@ def test_splink_finds_the_duplicates_in_a_database_that_cannot_spill_and_is_clos
     seen = {}
     real = splink_linker._predict_links_and_matches
 
-    def spy(records, settings, new_records, connection):
+    def spy(records, settings, new_records, connection, model=None):
         setting = "select current_setting('temp_directory')"
         seen["temp_directory"] = connection.execute(setting).fetchall()[0][0]
         seen["connection"] = connection
-        return real(records, settings, new_records, connection)
+        return real(records, settings, new_records, connection, model)
 
     monkeypatch.setattr(splink_linker, "_predict_links_and_matches", spy)
     records, truth = _records()
@@ -90,3 +90,28 @@ def test_splink_in_a_child_process_links_the_same_pairs():
         child[["node_key_a", "node_key_b", "method"]], here[["node_key_a", "node_key_b", "method"]]
     )
     assert (child["match_probability"] - here["match_probability"]).abs().max() < 1e-9
+
+
+def test_a_stored_model_scores_without_training_until_it_is_due():
+    """The trained model goes back in `info`; given again (fresh, same fields and settings)
+    it scores the same pairs without training; an old one, or one for other settings, is
+    not used."""
+    from datetime import datetime, timedelta
+
+    records, _ = _records(people=200, duplicated=40)
+    settings = load_identity_tunables()["probabilistic"]
+    links, _, info = splink_linker.predict_links_and_matches(records, settings, None)
+    assert info["model_trained"] and info["model"]["comparisons"]
+    stored = splink_linker.StoredModel(datetime(2026, 11, 1), info["fingerprint"], info["model"])
+    model = splink_linker.usable_model(stored, settings, datetime(2026, 11, 2))
+    again, _, info_again = splink_linker.predict_links_and_matches(records, settings, None, model)
+    assert info_again["model_trained"] is False and "seconds_em" not in info_again
+    pd.testing.assert_frame_equal(again, links)
+
+    days = settings["retrain_every_days"]
+    later = datetime(2026, 11, 1) + timedelta(days=days)
+    assert splink_linker.usable_model(stored, settings, later) is None
+    assert splink_linker.usable_model(stored, {**settings, "retrain_every_days": 0}, later) is None
+    other = {**settings, "match_threshold": 0.95}
+    _, _, info_other = splink_linker.predict_links_and_matches(records, other, None, model)
+    assert info_other["model_trained"] is True

@@ -145,10 +145,13 @@ def link_and_erase(
     if has_evidence:
         resolved = resolve_with_evidence(con, links, evidence_links, tunables["guardrails"])
         outcome = erase_people(con, resolved, now, trigger="identity/evidence")
+        # every identifier of the graph, resolved: not held while Splink runs again
+        del resolved, evidence_links
         outcome.rows_removed["pii.erasure_evidence"] = clear_evidence(con)
         if outcome.rows_removed.get("raw.profiles"):
             # The person's records trained the model above (or the stored one): train on what
             # remains instead, and keep that model.
+            del links
             records = read_profile_records(con)
             nulled = int(records.pop("is_birth_date_nulled").sum())
             links, _, info = predict_links_and_matches(records, settings, None)

@@ -17,6 +17,7 @@ import resource
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -343,9 +344,21 @@ def _in_own_database(
     finally:
         connection.close()
         gc.collect()
-    # this process's peak so far (Linux: KB), for the run metadata
-    info["process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    info["process_peak_rss_mb"] = _peak_rss_mb()
     return links, new_links, info
+
+
+def _peak_rss_mb() -> int:
+    """This process's peak resident memory so far, for the run metadata. Linux's VmHWM, not
+    `ru_maxrss`: a spawned child's `ru_maxrss` starts from the peak of the process it was forked
+    from (the pipeline's), VmHWM from its own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KB on Linux
 
 
 def _predict_links_and_matches(

@@ -85,6 +85,7 @@ def test_splink_in_a_child_process_links_the_same_pairs():
         records, {**settings, "subprocess_min_records": len(records)}, None
     )
     assert "subprocess" not in info_here and info_child["subprocess"] is True
+    assert info_child["process_peak_rss_mb"] > 0
     assert len(here) >= 30
     pd.testing.assert_frame_equal(
         child[["node_key_a", "node_key_b", "method"]], here[["node_key_a", "node_key_b", "method"]]

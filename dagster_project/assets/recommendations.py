@@ -152,6 +152,8 @@ def previous_selection(
         return None, "the recommendation settings changed since the last model selection"
     if as_of is None or last_as_of is None or as_of - last_as_of >= timedelta(days=days):
         return None, f"the last model selection is {days} or more days of data old"
+    if as_of < last_as_of:  # a run back in time (`as_of`) must not choose with later data
+        return None, "the last model selection saw data after this run's as_of"
     try:
         evaluation = read_frame(
             con,

@@ -231,6 +231,8 @@ def test_model_selection_is_reused_until_it_is_due(warehouse, tmp_path, monkeypa
             assert previous is None and reason in why
         later = as_of + pd.Timedelta(days=settings["reselect_every_days"])
         assert "days of data old" in previous_selection(con, settings, later)[1]
+        earlier = as_of - pd.Timedelta(hours=1)
+        assert "after this run's as_of" in previous_selection(con, settings, earlier)[1]
         assert previous_selection(con, settings, as_of, forced=True)[0] is None
     finally:
         con.close()

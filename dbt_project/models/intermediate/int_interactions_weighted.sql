@@ -3,7 +3,7 @@
 with
 
 events as (
-    select * from {{ ref('int_events_identified') }}
+    select * from {{ ref('events') }}
 ),
 
 interaction_weights as (

@@ -6,8 +6,10 @@
 
 with
 
-events as (
-    select * from {{ ref('int_events_identified') }}
+-- Not materialized: DuckDB would otherwise materialize a CTE read twice (through
+-- events_until_as_of below), every column of every event (at 17 M events: 142 s against 15 s).
+events as not materialized (
+    select * from {{ ref('events') }}
 ),
 
 run_settings as (

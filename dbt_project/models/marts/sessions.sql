@@ -1,7 +1,7 @@
 with
 
 events as (
-    select * from {{ ref('int_events_identified') }}
+    select * from {{ ref('events') }}
 ),
 
 aggregated as (

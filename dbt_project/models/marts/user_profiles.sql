@@ -31,7 +31,7 @@ profiles as (
 ),
 
 events as (
-    select * from {{ ref('int_events_identified') }}
+    select * from {{ ref('events') }}
 ),
 
 consents as (
@@ -155,58 +155,58 @@ source_priorities as (
 ),
 
 candidate_values as (
+    -- each value's place under its field's rule: (source priority, -records carrying it,
+    -- recency rank of its newest record); the smallest wins. Aggregates, not windows: a
+    -- window sorts every (person, field) partition of the unpivoted records.
     select
         record_values.person_id,
         record_values.field,
         record_values.value,
-        record_values.recency_rank,
-        coalesce(field_rules.rule, 'most_recent') as rule,
-        source_priorities.priority as source_priority,
-        count(*) over (
-            partition by record_values.person_id, record_values.field, record_values.value
-        ) as value_frequency
+        -- the value's best record (by source priority under that rule, then recency)
+        min(
+            struct_pack(
+                priority := case
+                    when field_rules.rule = 'source_priority'
+                        then coalesce(source_priorities.priority, 2147483647)
+                    else 0
+                end,
+                recency := record_values.recency_rank
+            )
+        ) as best_record,
+        count(*) as value_frequency,
+        any_value(coalesce(field_rules.rule, 'most_recent')) as rule
     from record_values
     left join field_rules
         on record_values.field = field_rules.field
     left join source_priorities
         on record_values.field = source_priorities.field
         and record_values.source_system = source_priorities.source_system
-),
-
-ranked_values as (
-    select
-        candidate_values.*,
-        row_number() over (
-            partition by candidate_values.person_id, candidate_values.field
-            order by
-                -- source_priority: the listed sources in order, then the unlisted ones
-                case
-                    when candidate_values.rule = 'source_priority'
-                        then coalesce(candidate_values.source_priority, 2147483647)
-                    else 0
-                end,
-                -- most_frequent: the value most records carry
-                case
-                    when candidate_values.rule = 'most_frequent'
-                        then candidate_values.value_frequency
-                    else 0
-                end desc,
-                -- every rule, and its ties: the most recently updated record
-                candidate_values.recency_rank
-        ) as survivorship_rank
-    from candidate_values
+    group by record_values.person_id, record_values.field, record_values.value
 ),
 
 survived_values as (
-    -- pivoted back: one row per person, the winning value of each field
+    -- pivoted back: one row per person, the winning value of each field. Ranks are unique per
+    -- person (one per record), so there are no ties.
     select
         person_id,
         {%- for field_name, field_type in survivorship_fields.items() %}
-        cast(max(case when field = '{{ field_name }}' then value end) as {{ field_type }})
-            as {{ field_name }}{{ ',' if not loop.last }}
+        cast(
+            arg_min(value, sort_key) filter (where field = '{{ field_name }}')
+            as {{ field_type }}
+        ) as {{ field_name }}{{ ',' if not loop.last }}
         {%- endfor %}
-    from ranked_values
-    where survivorship_rank = 1
+    from (
+        select
+            person_id,
+            field,
+            value,
+            struct_pack(
+                priority := best_record.priority,
+                frequency := case when rule = 'most_frequent' then -value_frequency else 0 end,
+                recency := best_record.recency
+            ) as sort_key
+        from candidate_values
+    )
     group by person_id
 ),
 

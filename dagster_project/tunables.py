@@ -199,6 +199,12 @@ def _check_segments(segments: dict[str, Any]) -> dict[str, Any]:
     algorithm = (segments.get("clustering") or {}).get("algorithm", "kmeans")
     if algorithm not in ("kmeans", "minibatch_kmeans", "dbscan", "agglomerative"):
         raise TunablesError(f"segments.yaml: unknown clustering algorithm {algorithm!r}")
+    for section in ("clustering", "propensity"):
+        days = (segments.get(section) or {}).get("reselect_every_days", 0)
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise TunablesError(
+                f"segments.yaml: {section}.reselect_every_days must be a whole number >= 0"
+            )
     return segments
 
 

@@ -4,7 +4,8 @@ Time-based, leak-free protocol (the caller builds the frames from events):
 - train: features as of cutoff T1, label = the event happened in (T1, T1 + N days];
 - test: features as of T2 = T1 + N days, label in (T2, T2 + N days] (a later, held-out period);
 - score: features as of the run's as-of time, with the chosen model refitted on the test period
-  (the most recent labelled window).
+  (the most recent labelled window; `fit_propensity_model`, all a run that reuses an earlier
+  choice of family does).
 Two model families compete, logistic regression (on standardized features) and gradient-boosted
 trees; each is calibrated with cross-validated isotonic regression (sigmoid below
 `ISOTONIC_MIN_ROWS` rows), and the one with the better held-out AUC is kept. Calibration is
@@ -17,7 +18,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
@@ -161,8 +162,16 @@ def select_propensity_model(
     ranked = evaluation["auc"].fillna(-1.0)
     chosen = str(evaluation.loc[ranked.idxmax(), "model"])
     evaluation["is_chosen"] = evaluation["model"] == chosen
-    final = clone(PropensityModel(family=chosen, random_state=random_state)).fit(test_X, test_y)
+    final = fit_propensity_model(chosen, test_X, test_y, random_state=random_state)
     return final, evaluation, tables[chosen]
+
+
+def fit_propensity_model(
+    family: str, X: pd.DataFrame, y, *, random_state: int | None = 42
+) -> PropensityModel:
+    """The model that scores once `family` is chosen: fitted on the most recent labelled
+    window (the test period of a selection). A run that reuses a selection fits only this."""
+    return PropensityModel(family=family, random_state=random_state).fit(X, y)
 
 
 def propensity_segments(

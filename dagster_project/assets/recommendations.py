@@ -6,10 +6,8 @@ co-occurrence, model training, the evaluation, curated-item order) only with ana
 """
 
 import base64
-import hashlib
 import io
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import duckdb
 import pandas as pd
@@ -22,7 +20,7 @@ from dagster import (
     multi_asset,
 )
 
-from dagster_project import incremental
+from dagster_project import incremental, model_selection
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
@@ -104,16 +102,15 @@ AS_OF_SQL = (
     "from config.run_settings"
 )
 
-# When the holdout evaluation of every candidate (model selection) ran, on which settings.
-SELECTION_TABLE = "audit.recommender_selection"
+# Model selections are recorded in audit.model_selection (dagster_project/model_selection.py).
+SELECTION_STEP = "recommendations"
 # Settings that change what is served but not which algorithm wins.
 SERVING_ONLY_SETTINGS = ("top_k", "exclude_purchased", "serve_batch_people", "reselect_every_days")
 
 
 def selection_fingerprint(settings: dict) -> str:
     """What a model selection depends on: every recommendation setting but the serving ones."""
-    chosen_on = {k: v for k, v in settings.items() if k not in SERVING_ONLY_SETTINGS}
-    return hashlib.sha256(json.dumps(chosen_on, sort_keys=True, default=str).encode()).hexdigest()
+    return model_selection.settings_sha256(settings, ignore=SERVING_ONLY_SETTINGS)
 
 
 def previous_selection(
@@ -128,32 +125,11 @@ def previous_selection(
     runs refit the chosen chain on tonight's interactions: every person's recommendations are
     still tonight's.
     """
-    days = int(settings.get("reselect_every_days") or 0)
-    if forced:
-        return None, "full refresh requested"
-    if days <= 0:
-        return None, "reselect_every_days is 0: every run"
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_catalog = current_database() "
-        "and table_schema = 'audit' and table_name = 'recommender_selection'"
-    ).fetchall()[0][0]
-    last = (
-        con.execute(
-            f"select settings_sha256, as_of from {SELECTION_TABLE} "
-            "order by selected_at desc limit 1"
-        ).fetchall()
-        if exists
-        else []
+    last, why = model_selection.reusable_selection(
+        con, SELECTION_STEP, settings, as_of, forced=forced, ignore=SERVING_ONLY_SETTINGS
     )
-    if not last:
-        return None, "no earlier model selection"
-    sha, last_as_of = last[0]
-    if sha != selection_fingerprint(settings):
-        return None, "the recommendation settings changed since the last model selection"
-    if as_of is None or last_as_of is None or as_of - last_as_of >= timedelta(days=days):
-        return None, f"the last model selection is {days} or more days of data old"
-    if as_of < last_as_of:  # a run back in time (`as_of`) must not choose with later data
-        return None, "the last model selection saw data after this run's as_of"
+    if last is None:
+        return None, why
     try:
         evaluation = read_frame(
             con,
@@ -163,25 +139,9 @@ def previous_selection(
         return None, "the last evaluation is not in the warehouse"
     if not evaluation["is_chosen"].any():
         return None, "the last evaluation names no winner"
+    days = int(settings["reselect_every_days"])
     return evaluation, (
-        f"model selection of {last_as_of:%Y-%m-%d} reused (reselect_every_days: {days})"
-    )
-
-
-def _record_selection(con, settings: dict, as_of, chosen: str) -> None:
-    con.execute("create schema if not exists audit")
-    con.execute(
-        f"create table if not exists {SELECTION_TABLE} (selected_at timestamp, "
-        "as_of timestamp, chosen varchar, settings_sha256 varchar)"
-    )
-    con.execute(
-        f"insert into {SELECTION_TABLE} values ($at, $as_of, $chosen, $sha)",
-        {
-            "at": datetime.now(UTC).replace(tzinfo=None),
-            "as_of": as_of,
-            "chosen": chosen,
-            "sha": selection_fingerprint(settings),
-        },
+        f"model selection of {last.as_of:%Y-%m-%d} reused (reselect_every_days: {days})"
     )
 
 
@@ -298,7 +258,9 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
             evaluation.insert(0, "run_at", pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)))
             evaluation.insert(1, "as_of", pd.Timestamp(as_of) if as_of is not None else pd.NaT)
             write_frame(con, "ml.recommendation_evaluation", evaluation)
-            _record_selection(con, settings, as_of, serving.chosen)
+            model_selection.record_selection(
+                con, SELECTION_STEP, settings, as_of, serving.chosen, ignore=SERVING_ONLY_SETTINGS
+            )
         else:  # the table keeps the rows of the selection that served tonight
             evaluation = read_frame(con, "select * from ml.recommendation_evaluation")
         served = con.execute("select count(distinct person_id) from ml.recommendations")

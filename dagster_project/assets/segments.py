@@ -4,6 +4,12 @@ Trigger segments are not here: dbt compiles them from segments.yaml (int_segment
 Each asset reads the warehouse, calls `models_ml`, writes `ml.*` and reports metrics and plots.
 History tables (segment_quality, cluster_centroids, segment_drift, segment_drift_baselines) are
 appended per run: the next run matches its clusters to, and measures drift against, the last one.
+
+Model selection (clustering: every k from k_min to k_max; propensity: both model families fitted
+on one window and compared on the next) runs again only when it is due (model_selection.py:
+`reselect_every_days` of segments.yaml, changed settings, a backfill, a full refresh). Other runs
+fit the chosen k, or refit the chosen family on the latest labelled window, on tonight's data;
+ml.propensity_evaluation gets rows only from runs that selected.
 """
 
 import base64
@@ -23,6 +29,7 @@ from dagster import (
     multi_asset,
 )
 
+from dagster_project import incremental, model_selection
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
@@ -31,7 +38,13 @@ from models_ml.clustering import KMeansSegmenter, cluster_segments
 from models_ml.drift import feature_bins, feature_drift, segment_share_drift, segment_shares
 from models_ml.features import clustering_matrix
 from models_ml.plots import pca_scatter_png, silhouette_by_k_png
-from models_ml.propensity import propensity_segments, select_propensity_model
+from models_ml.propensity import (
+    MODEL_FAMILIES,
+    PropensityModel,
+    fit_propensity_model,
+    propensity_segments,
+    select_propensity_model,
+)
 
 # Ordered: k-means depends on row order, and DuckDB does not keep one between builds.
 FEATURES_SQL = (
@@ -98,6 +111,7 @@ PROPENSITY_FRAME_SQL = """
     order by f.person_id
 """
 LABEL = "label"
+CLUSTERING_STEP, PROPENSITY_STEP = "clustering", "propensity"  # rows of audit.model_selection
 
 
 def _segment_spec(name: str, description: str, deps: list[AssetKey]) -> AssetSpec:
@@ -113,6 +127,18 @@ def _segment_spec(name: str, description: str, deps: list[AssetKey]) -> AssetSpe
 
 def _now() -> pd.Timestamp:
     return pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
+
+
+def _as_of(con: duckdb.DuckDBPyConnection) -> datetime:
+    return con.execute(AS_OF_SQL).fetchall()[0][0]
+
+
+def _full_refresh(context: AssetExecutionContext) -> bool:
+    return incremental.full_refresh_requested(context.run.tags if context.run else None)
+
+
+def _selection_metadata(last, why: str) -> str:
+    return why if last is not None else f"ran ({why})"
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -200,8 +226,18 @@ def cluster_segments_asset(context: AssetExecutionContext, warehouse: WarehouseR
     run_at = _now()
     with warehouse.connect() as con:
         matrix = clustering_matrix(read_frame(con, FEATURES_SQL), read_frame(con, AFFINITY_SQL))
-        context.log.info(f"clustering {matrix.shape[0]} people on {matrix.shape[1]} features")
-        segmenter = segmenter_from_settings(settings, previous_centroids(con)).fit(matrix)
+        as_of = _as_of(con)
+        k, why = previous_k(con, settings, as_of, forced=_full_refresh(context))
+        context.log.info(
+            f"clustering {matrix.shape[0]} people on {matrix.shape[1]} features; "
+            f"model selection: {_selection_metadata(k, why)}"
+        )
+        fit_on = settings if k is None else {**settings, "k_min": k, "k_max": k}
+        segmenter = segmenter_from_settings(fit_on, previous_centroids(con)).fit(matrix)
+        if k is None:
+            model_selection.record_selection(
+                con, CLUSTERING_STEP, settings, as_of, str(int(segmenter.k_))
+            )
         segments = cluster_segments(matrix, segmenter)
         quality = segmenter.quality_.copy()
         quality.insert(0, "run_at", run_at)
@@ -225,6 +261,7 @@ def cluster_segments_asset(context: AssetExecutionContext, warehouse: WarehouseR
             "rows": len(segments),
             "k": int(segmenter.k_),
             "algorithm": segmenter.algorithm_used_,
+            "model_selection": _selection_metadata(k, why),
             "clusters": markdown_table(segmenter.cluster_profiles_),
             "pca_scatter": MetadataValue.md(
                 image_markdown("PCA scatter", pictures["segments_pca.png"])
@@ -237,6 +274,7 @@ def cluster_segments_asset(context: AssetExecutionContext, warehouse: WarehouseR
         asset_key=AssetKey(["ml", "segment_quality"]),
         metadata={
             "k": int(segmenter.k_),
+            "model_selection": _selection_metadata(k, why),
             "silhouette": float(chosen["silhouette"].iloc[0]) if len(chosen) else float("nan"),
             "quality_by_k": markdown_table(quality),
             "silhouette_by_k": MetadataValue.md(
@@ -250,13 +288,72 @@ def cluster_segments_asset(context: AssetExecutionContext, warehouse: WarehouseR
     )
 
 
+def previous_k(
+    con: duckdb.DuckDBPyConnection, settings: dict, as_of: datetime, *, forced: bool = False
+) -> tuple[int | None, str]:
+    """The k of the last clustering model selection when tonight may fit only that k; else
+    None (choose k again). And why."""
+    if settings.get("algorithm") == "dbscan":
+        return None, "dbscan finds its clusters every run"
+    last, why = model_selection.reusable_selection(
+        con, CLUSTERING_STEP, settings, as_of, forced=forced
+    )
+    if last is None:
+        return None, why
+    if int(last.chosen) < 2:
+        return None, "the last model selection found no clusters"
+    return int(last.chosen), why
+
+
+def previous_propensity_evaluation(
+    con: duckdb.DuckDBPyConnection,
+    settings: dict,
+    segment: str,
+    as_of: datetime,
+    *,
+    forced: bool = False,
+) -> tuple[pd.DataFrame | None, str]:
+    """The evaluation rows of the last propensity model selection when tonight may refit its
+    chosen family; else None (select again). And why."""
+    last, why = model_selection.reusable_selection(
+        con, PROPENSITY_STEP, settings, as_of, forced=forced
+    )
+    if last is None:
+        return None, why
+    if not _exists(con, "ml.propensity_evaluation"):
+        return None, "the last evaluation is not in the warehouse"
+    evaluation = read_frame(con, LATEST_PROPENSITY_EVALUATION_SQL, {"segment": segment})
+    chosen = evaluation.loc[evaluation["is_chosen"], "model"].tolist()
+    if chosen != [last.chosen] or last.chosen not in MODEL_FAMILIES:
+        return None, "the last evaluation does not name the selected model"
+    return evaluation, why
+
+
+LATEST_PROPENSITY_EVALUATION_SQL = """
+    select * from ml.propensity_evaluation
+    where segment_id = $segment and run_at = (
+        select max(run_at) from ml.propensity_evaluation where segment_id = $segment
+    )
+    order by model
+"""
+# The windows' cutoffs, in horizons before the as-of time: train and test select the model
+# family; the chosen one is refitted on test (the latest labelled window) and scores `score`.
+PROPENSITY_WINDOWS = {"train": 2, "test": 1, "score": 0}
+
+
 def propensity_frames(
-    con: duckdb.DuckDBPyConnection, target: str, horizon_days: int
+    con: duckdb.DuckDBPyConnection,
+    target: str,
+    horizon_days: int,
+    as_of: datetime | None = None,
+    windows: tuple[str, ...] = tuple(PROPENSITY_WINDOWS),
 ) -> dict[str, pd.DataFrame]:
-    """train (cutoff as_of - 2N), test (as_of - N) and score (as_of, unlabelled) frames."""
-    as_of = con.execute(AS_OF_SQL).fetchall()[0][0]
+    """train (cutoff as_of - 2N), test (as_of - N) and score (as_of, unlabelled) frames (those
+    named in `windows`; as_of: the run's, by default)."""
+    as_of = _as_of(con) if as_of is None else as_of
     frames = {}
-    for name, back in (("train", 2), ("test", 1), ("score", 0)):
+    for name in windows:
+        back = PROPENSITY_WINDOWS[name]
         cutoff = pd.Timestamp(as_of) - pd.Timedelta(days=back * horizon_days)
         params = {"cutoff": cutoff.to_pydatetime(), "target": target, "horizon": horizon_days}
         frames[name] = read_frame(con, PROPENSITY_FRAME_SQL, params).set_index("person_id")
@@ -284,22 +381,25 @@ def propensity_segments_asset(context: AssetExecutionContext, warehouse: Warehou
     target, horizon = settings["target_event"], int(settings["horizon_days"])
     segment = f"propensity_{target}_{horizon}d"
     with warehouse.connect() as con:
-        frames = propensity_frames(con, target, horizon)
-        train, test, score = frames["train"], frames["test"], frames["score"]
-        model, evaluation, calibration = select_propensity_model(
-            train.drop(columns=LABEL),
-            train[LABEL],
-            test.drop(columns=LABEL),
-            test[LABEL],
-            random_state=settings.get("random_state", 42),
+        as_of = _as_of(con)
+        previous, why = previous_propensity_evaluation(
+            con, settings, segment, as_of, forced=_full_refresh(context)
         )
+        context.log.info(f"model selection: {_selection_metadata(previous, why)}")
+        if previous is None:
+            model, evaluation, calibration = _select_propensity(con, settings, as_of)
+            evaluation.insert(0, "run_at", _now())
+            evaluation.insert(1, "segment_id", segment)
+            append_frame(con, "ml.propensity_evaluation", evaluation)
+            model_selection.record_selection(con, PROPENSITY_STEP, settings, as_of, model.family)
+        else:
+            evaluation, calibration = previous, None
+            model = _refit_propensity(con, settings, as_of, previous)
+        score = propensity_frames(con, target, horizon, as_of, ("score",))["score"]
         segments = propensity_segments(
             model, score.drop(columns=LABEL), segment, f"{target} within {horizon} days"
         )
-        evaluation.insert(0, "run_at", _now())
-        evaluation.insert(1, "segment_id", segment)
         write_frame(con, "ml.propensity_segments", segments)
-        append_frame(con, "ml.propensity_evaluation", evaluation)
     chosen = evaluation[evaluation["is_chosen"]].iloc[0]
     context.log.info(f"{segment}: {chosen['model']} held-out AUC {chosen['auc']:.3f}")
     yield MaterializeResult(
@@ -307,6 +407,7 @@ def propensity_segments_asset(context: AssetExecutionContext, warehouse: Warehou
         metadata={
             "rows": len(segments),
             "model": str(chosen["model"]),
+            "model_selection": _selection_metadata(previous, why),
             "auc": float(chosen["auc"]),
             "mean_score": float(segments["score"].mean()) if len(segments) else float("nan"),
         },
@@ -317,9 +418,43 @@ def propensity_segments_asset(context: AssetExecutionContext, warehouse: Warehou
             "auc": float(chosen["auc"]),
             "brier": float(chosen["brier"]),
             "ece": float(chosen["ece"]),
+            "model_selection": _selection_metadata(previous, why),
             "models": markdown_table(evaluation),
-            "calibration": markdown_table(calibration),
+            **({"calibration": markdown_table(calibration)} if calibration is not None else {}),
         },
+    )
+
+
+def _select_propensity(
+    con: duckdb.DuckDBPyConnection, settings: dict, as_of: datetime
+) -> tuple[PropensityModel, pd.DataFrame, pd.DataFrame]:
+    """Model selection: every family fitted on train and scored on test; the chosen one
+    refitted on test."""
+    target, horizon = settings["target_event"], int(settings["horizon_days"])
+    frames = propensity_frames(con, target, horizon, as_of, ("train", "test"))
+    train, test = frames["train"], frames["test"]
+    return select_propensity_model(
+        train.drop(columns=LABEL),
+        train[LABEL],
+        test.drop(columns=LABEL),
+        test[LABEL],
+        random_state=settings.get("random_state", 42),
+    )
+
+
+def _refit_propensity(
+    con: duckdb.DuckDBPyConnection, settings: dict, as_of: datetime, evaluation: pd.DataFrame
+) -> PropensityModel:
+    """The family `evaluation` chose, refitted on the latest labelled window (as selection
+    refits it)."""
+    target, horizon = settings["target_event"], int(settings["horizon_days"])
+    test = propensity_frames(con, target, horizon, as_of, ("test",))["test"]
+    family = str(evaluation.loc[evaluation["is_chosen"], "model"].iloc[0])
+    return fit_propensity_model(
+        family,
+        test.drop(columns=LABEL),
+        test[LABEL],
+        random_state=settings.get("random_state", 42),
     )
 
 

@@ -3,10 +3,12 @@
 Trigger segments (dbt, from segments.yaml) are checked against the generator's planted engaged
 sessions; cluster and propensity segments only reach consenting people; cluster ids, names and
 centroids persist between runs; drift is ~0 between identical runs and flagged (the asset check
-warns) after a planted shift.
+warns) after a planted shift; model selection (k, the propensity family) is reused until due.
 """
 
+import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,14 @@ from dagster import materialize
 
 from dagster_project.assets.identity import identity_assets
 from dagster_project.assets.ingest import ingest_assets, pipeline_config
-from dagster_project.assets.segments import segment_assets, segment_checks
+from dagster_project.assets.segments import (
+    cluster_segments_asset,
+    previous_k,
+    previous_propensity_evaluation,
+    propensity_segments_asset,
+    segment_assets,
+    segment_checks,
+)
 from dagster_project.resources import WarehouseResource
 from dagster_project.sample_data import generate
 from dagster_project.tunables import load_tunables
@@ -174,3 +183,98 @@ def test_identical_runs_do_not_drift_and_a_shift_is_flagged(warehouse, two_runs)
     )
     assert set(segments["segment_type"]) == {"trigger", "cluster", "propensity"}
     assert _frame(warehouse, "select count(*) as n from marts.segment_drift")["n"].iloc[0] > 0
+
+
+def _selections(data_dir: Path) -> pd.DataFrame:
+    return _frame(data_dir, "select * from audit.model_selection order by selected_at")
+
+
+def _model_selection_run(data_dir: Path) -> dict[str, str]:
+    """Cluster and propensity segments materialized once: step -> `model_selection` metadata."""
+    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
+    result = materialize([cluster_segments_asset, propensity_segments_asset], resources=resources)
+    assert result.success
+    return {
+        step: result.asset_materializations_for_node(node)[0].metadata["model_selection"].text
+        for step, node in (
+            ("clustering", "cluster_segments"),
+            ("propensity", "propensity_segments"),
+        )
+    }
+
+
+def test_model_selection_is_reused_until_it_is_due(warehouse, two_runs, tmp_path, monkeypatch):
+    """A run within `reselect_every_days` of the last model selection fits only the chosen k
+    and refits the chosen propensity family, appending no evaluation; `reselect_every_days: 0`,
+    data past the window, a full refresh, changed settings and a backfill select again."""
+    selections = _selections(warehouse)
+    assert sorted(selections["step"]) == ["clustering", "propensity"]  # the second run reused
+    assert _frame(warehouse, "select distinct run_at from ml.propensity_evaluation").shape[0] == 1
+    k = int(selections.set_index("step").loc["clustering", "chosen"])
+    quality = _frame(warehouse, "select * from ml.segment_quality order by run_at, k")
+    assert quality[quality["run_at"] == quality["run_at"].min()]["k"].nunique() > 1
+    assert quality[quality["run_at"] == quality["run_at"].max()]["k"].tolist() == [k]
+
+    data_dir = tmp_path / "copy"
+    shutil.copytree(warehouse, data_dir)
+    evaluation = _frame(data_dir, "select * from ml.propensity_evaluation order by model")
+    scores = _frame(data_dir, "select * from ml.propensity_segments order by person_id")
+    reused = _model_selection_run(data_dir)
+    assert all(text.startswith("reused (selection of ") for text in reused.values()), reused
+    assert len(_selections(data_dir)) == 2
+    after = _frame(data_dir, "select * from ml.propensity_evaluation order by model")
+    pd.testing.assert_frame_equal(after, evaluation)
+    # the chosen family refitted on the same window scores as the selection's refit did
+    pd.testing.assert_frame_equal(
+        _frame(data_dir, "select * from ml.propensity_segments order by person_id"), scores
+    )
+
+    tunables = load_tunables()
+
+    def use_settings(clustering: dict, propensity: dict) -> None:
+        segments = {**tunables.segments, "clustering": clustering, "propensity": propensity}
+        changed = dataclasses.replace(tunables, segments=segments)
+        monkeypatch.setattr("dagster_project.assets.segments.load_tunables", lambda: changed)
+
+    clustering, propensity = tunables.clustering, tunables.segment_settings("propensity")
+    con = duckdb.connect(str(data_dir / "warehouse/warehouse.duckdb"), read_only=True)
+    try:  # a run back in time must not choose with later data
+        as_of = _selections(data_dir)["as_of"].iloc[-1] - pd.Timedelta(hours=1)
+        assert previous_k(con, clustering, as_of)[0] is None
+        _, why = previous_propensity_evaluation(con, propensity, "propensity_purchase_7d", as_of)
+        assert "after this run's as_of" in why
+    finally:
+        con.close()
+
+    def selects_again(reason: str) -> None:
+        before = len(_selections(data_dir))
+        ran = _model_selection_run(data_dir)
+        assert all(text.startswith("ran (") and reason in text for text in ran.values()), ran
+        assert len(_selections(data_dir)) == before + 2
+        runs = _frame(data_dir, "select count(distinct run_at) as n from ml.propensity_evaluation")
+        assert runs["n"].iloc[0] == (before + 2) // 2
+
+    every_run = {"reselect_every_days": 0}
+    use_settings({**clustering, **every_run}, {**propensity, **every_run})
+    selects_again("every run")
+    monkeypatch.undo()
+
+    con = duckdb.connect(str(data_dir / "warehouse/warehouse.duckdb"))
+    try:  # the next night's data is a window later
+        days = int(clustering["reselect_every_days"])
+        assert days == propensity["reselect_every_days"]
+        con.execute(
+            f"update intermediate.int_run_settings_resolved set as_of = as_of + interval {days} day"
+        )
+    finally:
+        con.close()
+    selects_again("days of data old")
+
+    monkeypatch.setenv("PZ_FULL_REFRESH", "1")
+    selects_again("full refresh requested")
+    monkeypatch.delenv("PZ_FULL_REFRESH")
+
+    reseeded = {"random_state": 7}
+    assert clustering["random_state"] != 7 and propensity["random_state"] != 7
+    use_settings({**clustering, **reseeded}, {**propensity, **reseeded})
+    selects_again("settings changed")

@@ -30,6 +30,12 @@ def _with_segments(tmp_path: Path, change) -> Path:
     return config
 
 
+def test_segment_model_selection_is_reused_for_a_week_by_default():
+    tunables = load_tunables()
+    assert tunables.clustering["reselect_every_days"] == 7
+    assert tunables.segment_settings("propensity")["reselect_every_days"] == 7
+
+
 def test_a_new_trigger_is_configuration_only(tmp_path):
     def add(segments):
         segments["triggers"]["window_shoppers"] = {
@@ -54,8 +60,17 @@ def test_a_new_trigger_is_configuration_only(tmp_path):
         (lambda s: s["triggers"]["engaged_shoppers"].pop("conditions"), "conditions"),
         (lambda s: s["triggers"].update({"Bad Id": s["triggers"]["new_visitors"]}), "id"),
         (lambda s: s["clustering"].update(algorithm="spectral"), "algorithm"),
+        (lambda s: s["clustering"].update(reselect_every_days=-1), "reselect_every_days"),
+        (lambda s: s["propensity"].update(reselect_every_days="weekly"), "reselect_every_days"),
     ],
-    ids=["bad_operator", "no_conditions", "bad_id", "unknown_algorithm"],
+    ids=[
+        "bad_operator",
+        "no_conditions",
+        "bad_id",
+        "unknown_algorithm",
+        "negative_reselect_days",
+        "reselect_days_not_a_number",
+    ],
 )
 def test_invalid_segments_yaml_is_rejected(tmp_path, change, message):
     with pytest.raises(TunablesError, match=message):

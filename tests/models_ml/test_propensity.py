@@ -7,6 +7,7 @@ from models_ml.propensity import (
     calibration_table,
     evaluate,
     expected_calibration_error,
+    fit_propensity_model,
     propensity_segments,
     select_propensity_model,
 )
@@ -45,6 +46,15 @@ def test_both_families_beat_chance_on_a_later_period_and_the_best_is_chosen():
     assert model.family == chosen["model"]
     assert chosen["ece"] < 0.06  # calibrated
     assert calibration["n"].sum() == len(test_y)
+
+
+def test_a_reused_choice_of_family_scores_as_the_selection_did():
+    train_X, train_y = _period(300, 3)
+    test_X, test_y = _period(300, 4)
+    selected, _, _ = select_propensity_model(train_X, train_y, test_X, test_y, random_state=0)
+    refitted = fit_propensity_model(selected.family, test_X, test_y, random_state=0)
+    score_X, _ = _period(50, 5)
+    np.testing.assert_array_equal(refitted.predict_proba(score_X), selected.predict_proba(score_X))
 
 
 def test_calibration_helpers_exact():

@@ -37,6 +37,9 @@ DBT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 _CODE_GLOBS = (
     "models/staging/events/*.sql",
     "models/staging/context/*.sql",
+    # their data tests: nightly, a test marked `__new_deliveries__` reads only the new rows
+    "models/staging/events/*.yml",
+    "models/staging/context/*.yml",
     "models/staging/config/*.sql",
     "models/intermediate/int_events_*.sql",
     "models/intermediate/int_erased_identifiers.sql",

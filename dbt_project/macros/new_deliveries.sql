@@ -1,0 +1,47 @@
+{#-
+    Data tests over the whole history of a growing raw table re-read every event every night
+    (at 17 M events, three staging tests took about 100 s of thread time). A test whose `where`
+    config contains `__new_deliveries__` checks only the rows loaded since the last successful
+    build of the event chain: the older rows passed that test when they were loaded. It checks
+    every row on a full refresh (`--full-refresh`, or whenever incremental.decide rebuilds: a
+    changed test in the staging yml is a code change) and on the first build.
+-#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where') -%}
+    {%- if where -%}
+        {%- if '__new_deliveries__' in where -%}
+            {%- set where = where | replace('__new_deliveries__', new_deliveries_condition()) -%}
+        {%- endif -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro new_deliveries_condition() -%}
+    {#- A literal, read now: DuckDB pushes `_loaded_at > timestamp '...'` down to the raw table's
+        scan, through the staging view's joins, which it does not do for a subquery (at 6 M
+        contexts: 0.01 s against 14 s). -#}
+    {%- set baseline = none -%}
+    {%- if execute and not flags.FULL_REFRESH -%}
+        {%- set baseline = adapter.get_relation(
+            database=target.database, schema='audit', identifier='incremental_baseline'
+        ) -%}
+    {%- endif -%}
+    {%- set built_at = none -%}
+    {%- if baseline is not none -%}
+        {%- set found = run_query(
+            "select cast(max(built_at) as varchar) from " ~ baseline
+        ).columns[0].values()[0] -%}
+        {%- set built_at = found -%}
+    {%- endif -%}
+    {%- if built_at is none -%}
+        true
+    {%- else -%}
+        _loaded_at > timestamp '{{ built_at }}'
+    {%- endif -%}
+{%- endmacro %}

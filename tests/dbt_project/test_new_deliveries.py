@@ -1,0 +1,66 @@
+"""Nightly, the staging tests marked `__new_deliveries__` read only the rows loaded since the
+last successful build of the event chain (`audit.incremental_baseline`); a full refresh, or a
+warehouse without a baseline, tests every row."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import dbt_warehouse_fixture as wf
+import duckdb
+
+BUILT_AT = datetime(2024, 3, 3)
+NOT_NULL_EVENT_ID = "not_null_stg_events__events_event_id"
+STAGING_EVENT_TESTS = ["--select", "stg_events__events", "--exclude", "resource_type:unit_test"]
+
+
+def _failures(work_dir, test: str) -> int:
+    """Rows the last dbt call's `test` found (0 when it passed)."""
+    results = json.loads((work_dir / "target" / "run_results.json").read_text())["results"]
+    (found,) = [r for r in results if r["unique_id"].split(".")[2] == test]
+    return int(found["failures"] or 0)
+
+
+def _insert_bad_event(warehouse, name: str, loaded_at: datetime) -> None:
+    """A row `not_null` fails: ingest never lets a null event_id through, so written directly."""
+    event = wf.make_event(None, "page_view", "2024-03-01 10:00:00", anonymous_id=name)
+    with duckdb.connect(str(warehouse)) as con:
+        wf.insert_raw(con, "events", [event], file=f"events/{name}.jsonl", loaded_at=loaded_at)
+
+
+def test_a_bad_row_fails_its_staging_test_only_while_it_is_new(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        wf.create_raw_tables(con)
+        wf.load_config(con)
+    _insert_bad_event(warehouse, "old", datetime(2024, 3, 2))
+    views = wf.run_dbt(["run", "--select", "+stg_events__events"], warehouse, tmp_path)
+    assert views.returncode == 0, views.stdout[-4000:]
+    # no baseline: every row is tested
+    first = wf.run_dbt(["build", *STAGING_EVENT_TESTS], warehouse, tmp_path)
+    assert first.returncode != 0
+    assert _failures(tmp_path, NOT_NULL_EVENT_ID) == 1
+
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema if not exists audit")
+        con.execute(
+            "create table audit.incremental_baseline "
+            "(kind varchar, key varchar, value varchar, built_at timestamp)"
+        )
+        con.execute(
+            "insert into audit.incremental_baseline values ('fingerprint', 'code', 'x', ?)",
+            [BUILT_AT],
+        )
+    nightly = wf.run_dbt(["build", *STAGING_EVENT_TESTS], warehouse, tmp_path)
+    assert nightly.returncode == 0, nightly.stdout[-4000:]
+    assert _failures(tmp_path, NOT_NULL_EVENT_ID) == 0
+
+    full = wf.run_dbt(["build", "--full-refresh", *STAGING_EVENT_TESTS], warehouse, tmp_path)
+    assert full.returncode != 0
+    assert _failures(tmp_path, NOT_NULL_EVENT_ID) == 1
+
+    _insert_bad_event(warehouse, "new", datetime(2024, 3, 4))
+    new = wf.run_dbt(["build", *STAGING_EVENT_TESTS], warehouse, tmp_path)
+    assert new.returncode != 0
+    assert _failures(tmp_path, NOT_NULL_EVENT_ID) == 1  # the new row, not the old one too

@@ -18,6 +18,11 @@ warehouse table, these incremental ones included, and ingest keeps their raw row
 
 The baseline (files and fingerprints of the last successful build) lives in
 `audit.incremental_baseline`; it is written only after the dbt step succeeded.
+
+Downstream, `int_events_identified` (phase post_identity) is incremental too: it re-identifies
+the events the chain rewrote and those whose person changed. Rows it should drop only leave it
+on a full refresh, so a rebuilt chain leaves a `pending` row for that phase
+(`POST_IDENTITY_PHASE`), cleared once the phase has rebuilt in full.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 import duckdb
 
 FULL_REFRESH_TAG = "pz/full_refresh"
+POST_IDENTITY_PHASE = "post_identity"
 INCREMENTAL_SOURCES = ("events", "context")
 INCREMENTAL_MODELS = ("int_events_deduplicated", "int_events_sessionized", "int_events_enriched")
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
@@ -144,12 +150,23 @@ def decide(con: duckdb.DuckDBPyConnection, requested: bool = False) -> RefreshDe
     return RefreshDecision(False, "append-only since the last build")
 
 
-def record_baseline(con: duckdb.DuckDBPyConnection) -> None:
-    """After a successful build: remember its files and fingerprints."""
+def record_baseline(con: duckdb.DuckDBPyConnection, *, rebuilt: bool = False) -> None:
+    """After a successful build: remember its files and fingerprints. `rebuilt` (the chain was
+    built in full) leaves the post-identity phase a pending full refresh."""
     _ensure_baseline(con)
     sources = ", ".join(f"'{s}'" for s in INCREMENTAL_SOURCES)
     con.execute("begin")
-    con.execute("delete from audit.incremental_baseline")
+    con.execute("delete from audit.incremental_baseline where kind <> 'pending'")
+    if rebuilt:
+        con.execute(
+            "delete from audit.incremental_baseline where kind = 'pending' and key = $phase",
+            {"phase": POST_IDENTITY_PHASE},
+        )
+        con.execute(
+            "insert into audit.incremental_baseline values "
+            "('pending', $phase, 'event chain rebuilt', now()::timestamp)",
+            {"phase": POST_IDENTITY_PHASE},
+        )
     con.execute(
         f"""
         insert into audit.incremental_baseline
@@ -162,3 +179,23 @@ def record_baseline(con: duckdb.DuckDBPyConnection) -> None:
         list(fingerprints(con).items()),
     )
     con.execute("commit")
+
+
+def rebuild_pending(con: duckdb.DuckDBPyConnection, phase: str = POST_IDENTITY_PHASE) -> bool:
+    """Whether the event chain was rebuilt since `phase` last built in full."""
+    _ensure_baseline(con)
+    return bool(
+        con.execute(
+            "select count(*) from audit.incremental_baseline where kind = 'pending' and key = $p",
+            {"p": phase},
+        ).fetchone()[0]
+    )
+
+
+def clear_pending(con: duckdb.DuckDBPyConnection, phase: str = POST_IDENTITY_PHASE) -> None:
+    """After `phase` rebuilt in full."""
+    _ensure_baseline(con)
+    con.execute(
+        "delete from audit.incremental_baseline where kind = 'pending' and key = $p",
+        {"p": phase},
+    )

@@ -60,6 +60,7 @@ def dbt_build_args(full_refresh: bool = False) -> list[str]:
 
 
 INCREMENTAL_PHASE = "pre_identity"  # holds the incremental event chain
+IDENTIFIED_EVENTS = AssetKey(["intermediate", "int_events_identified"])  # in post_identity
 
 
 def _build_dbt_phase(selector: str, description: str):
@@ -79,20 +80,29 @@ def _build_dbt_phase(selector: str, description: str):
     def _phase(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         # dbt-duckdb reads the warehouse path from the environment (dbt_project/profiles.yml).
         os.environ["PZ_WAREHOUSE_PATH"] = str(warehouse.settings().warehouse_path)
+        requested = incremental.full_refresh_requested(context.run.tags if context.run else None)
+        if selector == incremental.POST_IDENTITY_PHASE:
+            # int_events_identified is incremental; it rebuilds after the event chain did.
+            with warehouse.connect() as con:
+                rebuild = requested or incremental.rebuild_pending(con)
+            mode = "full refresh" if rebuild else "incremental"
+            context.log.info(f"identified events: {mode}")
+            yield from dbt.cli(dbt_build_args(rebuild), context=context).stream()
+            if rebuild and IDENTIFIED_EVENTS in context.selected_asset_keys:
+                with warehouse.connect() as con:
+                    incremental.clear_pending(con)
+            return
         if selector != INCREMENTAL_PHASE:
             yield from dbt.cli(dbt_build_args(), context=context).stream()
             return
         # The event chain is incremental; the warehouse says whether that is still exact.
         with warehouse.connect() as con:
-            requested = incremental.full_refresh_requested(
-                context.run.tags if context.run else None
-            )
             decision = incremental.decide(con, requested=requested)
         mode = "full refresh" if decision.full_refresh else "incremental"
         context.log.info(f"event models: {mode} ({decision.reason})")
         yield from dbt.cli(dbt_build_args(decision.full_refresh), context=context).stream()
         with warehouse.connect() as con:
-            incremental.record_baseline(con)
+            incremental.record_baseline(con, rebuilt=decision.full_refresh)
 
     _phase.__doc__ = description
     return _phase

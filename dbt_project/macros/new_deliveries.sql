@@ -36,6 +36,7 @@
     {%- if baseline is not none -%}
         {%- set found = run_query(
             "select cast(max(built_at) as varchar) from " ~ baseline
+            ~ " where kind in ('file', 'fingerprint')"
         ).columns[0].values()[0] -%}
         {%- set built_at = found -%}
     {%- endif -%}

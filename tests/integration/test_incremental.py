@@ -10,10 +10,12 @@ compared by the idempotence test of test_operations.py, not here.)
 Then a replaced file and an explicit `--full-refresh` both make the next run a full refresh.
 """
 
+import json
 import shutil
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from dagster_project.cli import prepare_dbt_manifest
@@ -22,6 +24,7 @@ from dagster_project.sample_data.next_day import land_next_day
 from tests.integration.test_operations import (
     finish_run,
     keep_copy,
+    published_path,
     start_run,
     table_differences,
 )
@@ -29,6 +32,7 @@ from tests.integration.test_operations import (
 pytestmark = pytest.mark.integration
 
 END = date(2026, 10, 20)
+ONLY_REDELIVERED = "only-in-the-redelivered-file"
 DATA_TABLES = {
     "events",
     "sessions",
@@ -45,7 +49,9 @@ def land_next_day_and_redeliveries(data_dir: Path) -> None:
     events already loaded."""
     assert land_next_day(data_dir, users=60, items=30, last_day=END, seed=12)
     clicks = (data_dir / "raw" / "events" / "web_clickstream.jsonl").read_text().splitlines()
-    redelivered = "\n".join(clicks[5:45]) + "\n"
+    # and one event only this file holds (test 3 replaces the file without it)
+    only_here = {**json.loads(clicks[5]), "event_id": ONLY_REDELIVERED}
+    redelivered = "\n".join([*clicks[5:45], json.dumps(only_here)]) + "\n"
     (data_dir / "raw" / "events" / "redelivered_clicks.jsonl").write_text(redelivered)
 
 
@@ -90,11 +96,38 @@ def test_incremental_run_equals_a_full_rebuild(runs: dict) -> None:
     assert "<tables>" not in differences
 
 
+def published_events(snapshot: Path, event_id: str) -> int:
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        return con.execute("select count(*) from events where event_id = ?", [event_id]).fetchone()[
+            0
+        ]
+
+
+def identified_mode_of(log: Path) -> str:
+    lines = [line for line in log.read_text().splitlines() if "identified events: " in line]
+    assert lines, "the post-identity dbt step did not log its mode"
+    return lines[-1].split("identified events: ", 1)[1]
+
+
 def test_a_replaced_file_or_an_explicit_request_rebuilds_in_full(runs: dict) -> None:
     nightly = runs["nightly"]
+    assert identified_mode_of(nightly / "run2.log").startswith("incremental")
+    assert published_events(runs["incremental"], ONLY_REDELIVERED) == 1
     redelivered = nightly / "raw" / "events" / "redelivered_clicks.jsonl"
     redelivered.write_text("\n".join(redelivered.read_text().splitlines()[:10]) + "\n")
-    assert mode_of(run(nightly, "run3")).startswith("full refresh (1 previously built file")
+    run3 = run(nightly, "run3")
+    assert mode_of(run3).startswith("full refresh (1 previously built file")
+    # the identified events (incremental downstream) were rebuilt too, exactly the chain's
+    assert identified_mode_of(run3).startswith("full refresh")
+    with duckdb.connect(str(nightly / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute(
+            "select count(*) from ("
+            "(select event_id from marts.events except select event_id "
+            "from intermediate.int_events_enriched) union all "
+            "(select event_id from intermediate.int_events_enriched except select event_id "
+            "from marts.events))"
+        ).fetchone() == (0,)
+    assert published_events(published_path(nightly), ONLY_REDELIVERED) == 0
     assert mode_of(run(nightly, "run4", "--full-refresh")).startswith(
         "full refresh (full refresh requested"
     )

@@ -146,7 +146,9 @@ with_daypart as (
         with_local_time.*,
         extract(hour from with_local_time.local_occurred_at) as local_hour,
         {{ daypart('extract(hour from with_local_time.local_occurred_at)') }} as daypart,
-        contexts_watermark._contexts_watermark
+        contexts_watermark._contexts_watermark,
+        -- which build (re)wrote the row: int_events_identified re-identifies these
+        cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp) as _enriched_at
     from with_local_time
     cross join contexts_watermark
 )

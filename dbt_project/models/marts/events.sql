@@ -1,3 +1,7 @@
+{#- A view of the published columns: int_events_identified is the one stored copy (built
+    incrementally), and every model downstream reads the events through this view. -#}
+{{ config(materialized='view') }}
+
 with
 
 events as (

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -179,6 +180,14 @@ def record_baseline(con: duckdb.DuckDBPyConnection, *, rebuilt: bool = False) ->
         list(fingerprints(con).items()),
     )
     con.execute("commit")
+
+
+def last_build_time(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the event chain last built successfully (None before the first build)."""
+    _ensure_baseline(con)
+    return con.execute(
+        "select max(built_at) from audit.incremental_baseline where kind in ('file', 'fingerprint')"
+    ).fetchone()[0]
 
 
 def rebuild_pending(con: duckdb.DuckDBPyConnection, phase: str = POST_IDENTITY_PHASE) -> bool:

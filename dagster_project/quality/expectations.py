@@ -22,6 +22,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -91,12 +92,14 @@ def referenced_columns(suite: dict) -> list[str]:
 
 @dataclass
 class SuiteFrame:
-    """What a suite validates: the frame (every row, or a sample of `total_rows`), and when
-    sampled, each uniqueness expectation's unexpected count over the whole table."""
+    """What a suite validates: the frame (every row, the rows of a load window, or a sample of
+    them) of a relation of `total_rows`, and when the frame is not the whole table, each
+    uniqueness expectation's unexpected count over the whole table."""
 
     frame: pd.DataFrame
     total_rows: int
     full_uniqueness: dict[tuple[str, str], int] = field(default_factory=dict)
+    window: str | None = None  # which rows, when not all of them
 
     @property
     def sampled(self) -> bool:
@@ -123,29 +126,55 @@ def _duplicate_rows(con: duckdb.DuckDBPyConnection, relation: str, columns: list
     ).fetchone()[0]
 
 
+def _load_window(con: duckdb.DuckDBPyConnection, relation: str, since: datetime) -> tuple[str, str]:
+    """(SQL condition, description) of the rows loaded after `since`; when there are none, of
+    the newest load (a rerun still validates something)."""
+    newer = con.execute(
+        f"select count(*) from {relation} where _loaded_at > $since", {"since": since}
+    ).fetchone()[0]
+    if newer:
+        return f"_loaded_at > timestamp '{since.isoformat(sep=' ')}'", f"loaded since {since}"
+    newest = con.execute(f"select max(_loaded_at) from {relation}").fetchone()[0]
+    if newest is None:
+        return "true", "all rows"
+    return f"_loaded_at = timestamp '{newest.isoformat(sep=' ')}'", f"of the newest load ({newest})"
+
+
 def read_suite_frame(
-    con: duckdb.DuckDBPyConnection, suite: dict, max_rows: int | None = None
+    con: duckdb.DuckDBPyConnection,
+    suite: dict,
+    max_rows: int | None = None,
+    since: datetime | None = None,
 ) -> SuiteFrame:
     """Only the columns the suite looks at; a missing column is simply absent (and fails its
-    `expect_column_to_exist`). Over `max_rows` rows, a seeded reservoir sample of `max_rows`."""
+    `expect_column_to_exist`). With `since` (a table with `_loaded_at`), only the rows loaded
+    after it: the older ones passed when they arrived. Over `max_rows` rows, a seeded reservoir
+    sample of `max_rows`. Uniqueness is always counted over the whole table."""
     relation = suite["meta"]["relation"]
     present = {row[0] for row in con.execute(f"describe {relation}").fetchall()}
     columns = [c for c in referenced_columns(suite) if c in present]
     select = ", ".join(quote_identifier(c) for c in columns) or "1 as _no_columns"
     total = con.execute(f"select count(*) from {relation}").fetchone()[0]
-    if max_rows is None or total <= max_rows:
-        return SuiteFrame(con.execute(f"select {select} from {relation}").df(), total)
-    frame = con.execute(
-        f"select {select} from {relation} using sample reservoir({int(max_rows)} rows) "
-        "repeatable (42)"
-    ).df()
+    condition, window = "true", None
+    if since is not None and "_loaded_at" in present:
+        condition, window = _load_window(con, relation, since)
+    rows = con.execute(f"select count(*) from {relation} where {condition}").fetchone()[0]
+    if max_rows is None or rows <= max_rows:
+        frame = con.execute(f"select {select} from {relation} where {condition}").df()
+    else:
+        frame = con.execute(
+            f"select {select} from (select * from {relation} where {condition}) "
+            f"using sample reservoir({int(max_rows)} rows) repeatable (42)"
+        ).df()
+    if len(frame) == total:
+        return SuiteFrame(frame, total, window=window)
     full = {}
     for expectation in suite["expectations"]:
         key_columns = _uniqueness_columns(expectation)
         if expectation["type"] in _UNIQUENESS and all(c in present for c in key_columns):
             column = _outcome_column(expectation.get("kwargs", {}))
             full[(expectation["type"], column)] = _duplicate_rows(con, relation, key_columns)
-    return SuiteFrame(frame, total, full)
+    return SuiteFrame(frame, total, full, window=window)
 
 
 def _observed(result: dict) -> str | None:

@@ -153,3 +153,44 @@ def test_a_big_table_is_validated_on_a_sample_but_its_keys_over_every_row(tmp_pa
     assert by_type["expect_column_values_to_not_be_null"].success
     assert by_type["expect_column_values_to_be_between"].success
     assert (outcome.rows, outcome.total_rows) == (1_000, 50_001)
+
+
+def test_a_raw_suite_validates_the_rows_loaded_since_the_last_build(tmp_path):
+    """Rows loaded before the last build passed when they arrived: a bad old row is not read,
+    a bad new one fails; with no new rows the newest load is validated; keys are unique over
+    every row (a new row repeating an old key fails)."""
+    from datetime import datetime
+
+    from dagster_project.quality.expectations import read_suite_frame, validate_suites
+
+    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    connection.execute("create schema raw")
+    connection.execute(
+        "create table raw.things (thing_id bigint, score bigint, _loaded_at timestamp)"
+    )
+    connection.execute(
+        "insert into raw.things values (1, null, '2024-03-01'), (2, 3, '2024-03-01'), "
+        "(3, 4, '2024-03-05'), (2, 5, '2024-03-05')"
+    )
+    suite = {
+        "name": "raw_things",
+        "meta": {"group": "raw", "relation": "raw.things", "asset_key": ["raw", "things"]},
+        "expectations": [
+            {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "thing_id"}},
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "score"}},
+        ],
+    }
+    built = datetime(2024, 3, 2)
+    window = read_suite_frame(connection, suite, max_rows=1_000, since=built)
+    assert sorted(window.frame["thing_id"]) == [2, 3] and window.total_rows == 4
+    assert window.window == f"loaded since {built}"
+    (outcome,) = validate_suites([suite], {"raw_things": window}, {}, tmp_path / "docs")
+    by_type = {o.expectation: o for o in outcome.outcomes}
+    assert by_type["expect_column_values_to_not_be_null"].success  # the old null is not read
+    assert by_type["expect_column_values_to_be_unique"].unexpected_count == 2  # old and new 2
+
+    rerun = read_suite_frame(connection, suite, since=datetime(2024, 3, 6))
+    assert sorted(rerun.frame["thing_id"]) == [2, 3] and "newest load" in rerun.window
+    everything = read_suite_frame(connection, suite)
+    connection.close()
+    assert len(everything.frame) == 4 and everything.window is None

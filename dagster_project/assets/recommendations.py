@@ -212,44 +212,45 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
     settings = tunables.recommendations
     rule_config = tunables.recommendation_rules
     rules = RecommendationRules.from_dict(rule_config)
+    # Everything is read first and the connection closed before any model is fitted: DuckDB's
+    # buffers (the blocks and sorts of these reads) would otherwise stay on top of the models.
     with warehouse.connect() as con:
         interactions = read_frame(con, INTERACTIONS_SQL)
         items = read_frame(con, ITEMS_SQL)
         people = read_frame(con, PEOPLE_SQL)["person_id"]
+        segments = read_frame(con, SEGMENTS_SQL)
         as_of = con.execute(AS_OF_SQL).fetchall()[0][0]
         days = int(rule_config.get("open_checkout_days", 7))
         forced = incremental.full_refresh_requested(context.run.tags if context.run else None)
         previous, why = previous_selection(con, settings, as_of, forced=forced)
-        context.log.info(
-            f"model selection: {why}" if previous is not None else f"model selection runs: {why}"
+        open_checkout = read_frame(con, OPEN_CHECKOUT_SQL, {"days": days})["person_id"]
+        curated_items = read_frame(con, CURATED_SQL)["item_id"]
+        exclude_pairs = read_frame(con, PURCHASED_SQL) if rules.exclude_purchased else None
+        exclude_items = (
+            read_frame(con, OUT_OF_STOCK_SQL)["item_id"] if rules.exclude_out_of_stock else ()
         )
-        serving = fit_serving_chain(
-            interactions,
-            items,
-            settings,
-            segments=read_frame(con, SEGMENTS_SQL),
-            as_of=as_of,
-            evaluation=previous,
-        )
-        del interactions  # each fitted model keeps what it needs
-        context.log.info(
-            f"chosen algorithm: {serving.chosen}; serving {len(people):,} people, "
-            f"{serving.batch_people:,} at a time"
-        )
-        batches = serve(
-            serving,
-            people,
-            rules,
-            items=items,
-            contexts={
-                "open_checkout": read_frame(con, OPEN_CHECKOUT_SQL, {"days": days})["person_id"]
-            },
-            curated_items=read_frame(con, CURATED_SQL)["item_id"],
-            exclude_pairs=read_frame(con, PURCHASED_SQL) if rules.exclude_purchased else None,
-            exclude_items=read_frame(con, OUT_OF_STOCK_SQL)["item_id"]
-            if rules.exclude_out_of_stock
-            else (),
-        )
+    context.log.info(
+        f"model selection: {why}" if previous is not None else f"model selection runs: {why}"
+    )
+    serving = fit_serving_chain(
+        interactions, items, settings, segments=segments, as_of=as_of, evaluation=previous
+    )
+    del interactions, segments  # each fitted model keeps what it needs
+    context.log.info(
+        f"chosen algorithm: {serving.chosen}; serving {len(people):,} people, "
+        f"{serving.batch_people:,} at a time"
+    )
+    batches = serve(
+        serving,
+        people,
+        rules,
+        items=items,
+        contexts={"open_checkout": open_checkout},
+        curated_items=curated_items,
+        exclude_pairs=exclude_pairs,
+        exclude_items=exclude_items,
+    )
+    with warehouse.connect() as con:
         rows = write_frames(
             con, "ml.recommendations", _logged(context, batches, len(people), serving.batch_people)
         )

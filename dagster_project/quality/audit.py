@@ -69,39 +69,52 @@ def profiled_columns(described: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def column_profile_sql(
     relation: str, described: list[tuple[str, str]], timestamp_column: str
 ) -> str:
-    """One `select` per column plus the `*` row of the source, as a single union."""
+    """One row per column plus the `*` row of the source, from a single scan: every aggregate
+    in one `select` (one row), unpivoted by a union over that row."""
     names = {name for name, _ in described}
-    parts = []
-    for name, sql_type in profiled_columns(described):
+    aggregates, parts = ["count(*) as _rows"], []
+    for i, (name, sql_type) in enumerate(profiled_columns(described)):
         col = quote_identifier(name)
         numeric = sql_type.upper().startswith(_NUMERIC)
         invalid = _flag_for(name, "invalid", names)
         unrecognized = _flag_for(name, "unrecognized", names)
+        aggregates.append(
+            f"""count({col}) as c{i}_non_null, count(distinct {col}) as c{i}_distinct,
+            min({col})::varchar as c{i}_min, max({col})::varchar as c{i}_max,
+            {f"avg({col})::double" if numeric else "null::double"} as c{i}_mean,
+            {f"var_samp({col})::double" if numeric else "null::double"} as c{i}_variance,
+            {f"count_if({quote_identifier(invalid)})" if invalid else "null::bigint"}
+                as c{i}_invalid,
+            {f"count_if({quote_identifier(unrecognized)})" if unrecognized else "null::bigint"}
+                as c{i}_unrecognized"""
+        )
         parts.append(
             f"""
             select {quote_literal(name)} as column_name, {quote_literal(sql_type)} as data_type,
-                count(*) as rows, count({col}) as non_null,
-                count(distinct {col}) as distinct_values,
-                min({col})::varchar as min_value, max({col})::varchar as max_value,
-                {f"avg({col})::double" if numeric else "null::double"} as mean,
-                {f"var_samp({col})::double" if numeric else "null::double"} as variance,
-                {f"count_if({invalid})" if invalid else "null::bigint"} as nulled_invalid,
-                {f"count_if({unrecognized})" if unrecognized else "null::bigint"}
-                    as unrecognized,
+                _rows as rows, c{i}_non_null as non_null, c{i}_distinct as distinct_values,
+                c{i}_min as min_value, c{i}_max as max_value, c{i}_mean as mean,
+                c{i}_variance as variance, c{i}_invalid as nulled_invalid,
+                c{i}_unrecognized as unrecognized,
                 null::timestamp as newest_record_at, null::double as records_per_day
-            from {relation}
+            from _pz_profile
             """
         )
     ts = quote_identifier(timestamp_column) if timestamp_column in names else "null::timestamp"
+    aggregates.append(
+        f"max({ts})::timestamp as _newest, count(*) / nullif(count(distinct {ts}::date), 0) "
+        "as _per_day"
+    )
     parts.append(
-        f"""
-        select '*', 'table', count(*), count(*), null, null, null, null, null,
-            null, null, max({ts})::timestamp,
-            count(*) / nullif(count(distinct {ts}::date), 0)
-        from {relation}
+        """
+        select '*', 'table', _rows, _rows, null, null, null, null, null, null, null, _newest,
+            _per_day
+        from _pz_profile
         """
     )
-    return " union all ".join(parts)
+    return (
+        f"with _pz_profile as materialized (select {', '.join(aggregates)} from {relation}) "
+        + " union all ".join(parts)
+    )
 
 
 def write_data_audit(con: duckdb.DuckDBPyConnection, run_id: str, audited_at: datetime) -> int:
@@ -109,10 +122,9 @@ def write_data_audit(con: duckdb.DuckDBPyConnection, run_id: str, audited_at: da
     ensure_data_audit_table(con)
     con.execute("delete from audit.data_audit where run_id = $run", {"run": run_id})
     for source, (relation, timestamp_column) in AUDITED_RELATIONS.items():
-        # Staging relations are views: compute each once, then profile its columns.
-        con.execute(f"create or replace temp table _pz_audited as select * from {relation}")
-        described = [(r[0], r[1]) for r in con.execute("describe _pz_audited").fetchall()]
-        profile = column_profile_sql("_pz_audited", described, timestamp_column)
+        # Staging relations are views: one scan computes every column's profile.
+        described = [(r[0], r[1]) for r in con.execute(f"describe {relation}").fetchall()]
+        profile = column_profile_sql(relation, described, timestamp_column)
         con.execute(
             f"""
             insert into audit.data_audit
@@ -130,7 +142,6 @@ def write_data_audit(con: duckdb.DuckDBPyConnection, run_id: str, audited_at: da
             """,
             {"run": run_id, "at": audited_at, "source": source, "relation": relation},
         )
-    con.execute("drop table if exists _pz_audited")
     return con.execute(
         "select count(*) from audit.data_audit where run_id = $run", {"run": run_id}
     ).fetchall()[0][0]

@@ -67,7 +67,13 @@ CONSISTENCY_CHECKS = [
 def find_inconsistencies(
     con: duckdb.DuckDBPyConnection, check: ConsistencyCheck, examples: int = 10
 ) -> tuple[int, list[tuple[str, str]]]:
-    """How many keys break the check, and the first `examples` of them."""
-    count = con.execute(f"select count(*) from ({check.sql})").fetchall()[0][0]
-    shown = con.execute(f"select * from ({check.sql}) limit {int(examples)}").fetchall()
+    """How many keys break the check, and the first `examples` of them. The check runs once
+    (its source is often a view over every event: counting and showing it as two queries
+    computed the view twice); its offending keys are kept in a temp table meanwhile."""
+    con.execute(f"create or replace temp table _pz_inconsistent as {check.sql}")
+    try:
+        count = con.execute("select count(*) from _pz_inconsistent").fetchall()[0][0]
+        shown = con.execute(f"select * from _pz_inconsistent limit {int(examples)}").fetchall()
+    finally:
+        con.execute("drop table if exists _pz_inconsistent")
     return count, shown

@@ -1,11 +1,15 @@
 """Splink linkage on its own: what it links, and where the plaintext it compares lives."""
 
+import shutil
+
 import duckdb
 import pandas as pd
+import pytest
+import yaml
 from faker import Faker
 
 from dagster_project.identity import splink_linker
-from dagster_project.tunables import load_identity_tunables
+from dagster_project.tunables import CONFIG_DIR, TunablesError, load_identity_tunables
 
 
 def _records(people: int = 300, duplicated: int = 60) -> tuple[pd.DataFrame, set]:
@@ -91,6 +95,41 @@ def test_splink_in_a_child_process_links_the_same_pairs():
         child[["node_key_a", "node_key_b", "method"]], here[["node_key_a", "node_key_b", "method"]]
     )
     assert (child["match_probability"] - here["match_probability"]).abs().max() < 1e-9
+
+
+def test_prediction_in_chunks_links_the_same_pairs():
+    """`records_per_predict_chunk` splits the scoring into chunk x chunk parts, scored in
+    turn: the same links as one pass, with the same probabilities."""
+    records, _ = _records(people=200, duplicated=40)
+    settings = {**load_identity_tunables()["probabilistic"], "subprocess_min_records": None}
+    whole, _, info = splink_linker.predict_links_and_matches(
+        records, {**settings, "records_per_predict_chunk": None}, None
+    )
+    model = {"fingerprint": info["fingerprint"], "model": info["model"]}
+    per_chunk = len(records) // 3 + 1
+    chunked, _, info_chunked = splink_linker.predict_links_and_matches(
+        records, {**settings, "records_per_predict_chunk": per_chunk}, None, model
+    )
+    assert info["predict_chunks"] == 1 and info_chunked["predict_chunks"] == 9
+    assert info_chunked["model_trained"] is False and len(whole) >= 30
+    pd.testing.assert_frame_equal(
+        chunked[["node_key_a", "node_key_b", "method"]],
+        whole[["node_key_a", "node_key_b", "method"]],
+    )
+    assert (chunked["match_probability"] - whole["match_probability"]).abs().max() < 1e-9
+
+
+def test_chunks_per_side_follow_the_record_count(tmp_path):
+    assert splink_linker.predict_chunks(1_364_715, {"records_per_predict_chunk": 700_000}) == 2
+    assert splink_linker.predict_chunks(136_000, {"records_per_predict_chunk": 700_000}) == 1
+    assert splink_linker.predict_chunks(1_364_715, {"records_per_predict_chunk": None}) == 1
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    identity = yaml.safe_load((config / "identity.yaml").read_text())
+    identity["probabilistic"]["records_per_predict_chunk"] = 0
+    (config / "identity.yaml").write_text(yaml.safe_dump(identity))
+    with pytest.raises(TunablesError, match="records_per_predict_chunk must be >= 1"):
+        load_identity_tunables(config)
 
 
 def test_a_stored_model_scores_without_training_until_it_is_due():

@@ -16,9 +16,18 @@ Each identifier also gets the `method` and `match_probability` of the edge that 
 its component: the edge to its predecessor in a breadth-first walk from the anchor, visiting
 neighbors in `node_key` order (so the answer is deterministic and ignores unrelated nodes).
 The anchor itself gets method `"self"` and probability 1.0.
+
+All the work is on integer node codes (`CodedGraph`): each node_key is replaced once by its
+rank among the sorted keys, so "smallest key" is "smallest code" and no string is indexed,
+sorted or joined again; only the anchors' keys are read back, to hash them. `resolve_identities`
+codes frames with one sorted factorization; the identity step has DuckDB code the graph as it
+reads it (`dagster_project.identity.graph.read_coded_graph`) and calls `resolve_coded`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +39,7 @@ from models_ml.columns import (
     ASSIGNED_IDENTIFIER_TYPES,
     IDENTIFIER,
     IDENTIFIER_TYPE,
+    IDENTITY_ASSIGNMENT_COLUMNS,
     MATCH_PROBABILITY,
     METHOD,
     NODE_KEY,
@@ -52,21 +62,184 @@ _ANCHOR_PREFERENCE = {USER_ID: 0, RECORD_ID: 1, ANONYMOUS_ID: 2}
 _LINKER_RANK = len(_ANCHOR_PREFERENCE)
 
 
+# Integer node codes: code i is the i-th smallest node_key (see `CodedGraph`).
+NODE_CODE = "node_code"
+CODE_A = "code_a"
+CODE_B = "code_b"
+
+
+def _person_id_hashes(anchor_keys: pd.Series | np.ndarray) -> np.ndarray:
+    keys = np.asarray(anchor_keys, dtype=object)
+    return pd.util.hash_array(keys, hash_key=_PERSON_ID_HASH_KEY, categorize=False)
+
+
+def _format_person_ids(hashes: np.ndarray) -> np.ndarray:
+    """`"p_"` + the 16 lowercase hex chars of each hash: string order is hash order."""
+    shifts = np.arange(60, -4, -4, dtype=np.uint64)
+    nibbles = (hashes[:, None] >> shifts) & np.uint64(0xF)
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles.astype(np.intp)]
+    prefix = np.broadcast_to(
+        np.frombuffer(PERSON_ID_PREFIX.encode(), dtype=np.uint8),
+        (len(hashes), len(PERSON_ID_PREFIX)),
+    )
+    raw = np.ascontiguousarray(np.hstack([prefix, digits]))
+    return raw.view(f"S{raw.shape[1]}").ravel().astype(str)
+
+
 def stable_person_ids(anchor_keys: pd.Series | np.ndarray) -> np.ndarray:
     """`"p_"` + 16 lowercase hex chars of a keyed 64-bit SipHash of each key.
 
     Deterministic across processes and machines (unlike Python's `hash`), vectorized.
     """
-    keys = np.asarray(anchor_keys, dtype=object)
-    hashes = pd.util.hash_array(keys, hash_key=_PERSON_ID_HASH_KEY, categorize=False)
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)
-    nibbles = (hashes[:, None] >> shifts) & np.uint64(0xF)
-    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles.astype(np.intp)]
-    prefix = np.broadcast_to(
-        np.frombuffer(PERSON_ID_PREFIX.encode(), dtype=np.uint8), (len(keys), len(PERSON_ID_PREFIX))
+    return _format_person_ids(_person_id_hashes(anchor_keys))
+
+
+def value_codes(values, *, sort: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each value, the distinct values as an object array): nulls get the last code,
+    whose value is None. With `sort`, code order is value order (fast on categoricals)."""
+    codes, uniques = pd.factorize(values, sort=sort)
+    names = np.append(np.asarray(uniques, dtype=object), None)
+    return np.where(codes < 0, len(uniques), codes), names
+
+
+def lookup(values, mapping: dict, default) -> np.ndarray:
+    """`mapping[value]` for every value (nulls and unmapped values: `default`), one lookup per
+    distinct value."""
+    codes, names = value_codes(values)
+    return np.asarray([mapping.get(v, default) for v in names])[codes]
+
+
+@dataclass(frozen=True)
+class CodedGraph:
+    """The identity graph with every node_key replaced by its integer code, the key's rank
+    among all keys: code order is node_key order, so "the smallest key" is "the smallest code".
+
+    keys: the node_key of each code, ascending and unique (numpy array, pandas Index or Series).
+    nodes: one row per node, no two with the same code: `node_code` (int64), identifier_type,
+        identifier, source_system.
+    edges: `code_a`, `code_b` (int64), method, match_probability (null = 1.0). A code without a
+        node row is a linker-only node.
+    """
+
+    keys: Any
+    nodes: pd.DataFrame
+    edges: pd.DataFrame
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+    def node_keys(self, codes: np.ndarray) -> np.ndarray:
+        """The node_keys of `codes`, as an object array."""
+        return np.asarray(self.keys.take(np.asarray(codes, dtype=np.int64)), dtype=object)
+
+    def with_edges(self, kept: np.ndarray) -> CodedGraph:
+        """The same nodes with only the edges where `kept` (a boolean mask) is true."""
+        return CodedGraph(self.keys, self.nodes, self.edges[kept].reset_index(drop=True))
+
+
+def encode_graph(nodes: pd.DataFrame, edges: pd.DataFrame) -> CodedGraph:
+    """One sorted factorization of every node_key of `nodes` (node_key, identifier_type,
+    identifier, source_system) and `edges` (node_key_a, node_key_b, method,
+    match_probability): the `CodedGraph` of those frames.
+
+    Nodes without a key are dropped, duplicate node_keys keep their first row; edges missing
+    an end are dropped.
+    """
+    nodes = nodes.dropna(subset=[NODE_KEY]).drop_duplicates(NODE_KEY)
+    edges = edges.dropna(subset=[NODE_KEY_A, NODE_KEY_B])
+    codes, keys = pd.factorize(
+        pd.concat([nodes[NODE_KEY], edges[NODE_KEY_A], edges[NODE_KEY_B]], ignore_index=True),
+        sort=True,
     )
-    raw = np.ascontiguousarray(np.hstack([prefix, digits]))
-    return raw.view(f"S{raw.shape[1]}").ravel().astype(str)
+    n_nodes, n_edges = len(nodes), len(edges)
+    return CodedGraph(
+        keys=keys,
+        nodes=nodes[[IDENTIFIER_TYPE, IDENTIFIER, SOURCE_SYSTEM]]
+        .reset_index(drop=True)
+        .assign(**{NODE_CODE: codes[:n_nodes].astype(np.int64)}),
+        edges=edges[[METHOD, MATCH_PROBABILITY]]
+        .reset_index(drop=True)
+        .assign(
+            **{
+                CODE_A: codes[n_nodes : n_nodes + n_edges].astype(np.int64),
+                CODE_B: codes[n_nodes + n_edges :].astype(np.int64),
+            }
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Identity resolution before person ids are carried over.
+
+    assigned: identifier_type, identifier, source_system, method, match_probability; one row
+        per node of an assigned type, in node_key order.
+    node_code: the code of each assigned row.
+    person_code: each assigned row's person, an index into `person_ids`.
+    person_ids: the distinct freshly derived person_ids, ascending.
+    """
+
+    assigned: pd.DataFrame
+    node_code: np.ndarray
+    person_code: np.ndarray
+    person_ids: np.ndarray
+
+    def assignments(self, person_ids: np.ndarray | None = None) -> pd.DataFrame:
+        """`ml.identity_assignments` with `person_ids` (default: the derived ones)."""
+        people = self.person_ids if person_ids is None else person_ids
+        people = pd.array(np.asarray(people, dtype=object), dtype="str").take(self.person_code)
+        frame = self.assigned.assign(**{PERSON_ID: people})
+        return frame[list(IDENTITY_ASSIGNMENT_COLUMNS)]
+
+
+def resolve_coded(
+    graph: CodedGraph, *, assigned_types: tuple[str, ...] = ASSIGNED_IDENTIFIER_TYPES
+) -> Resolution:
+    """`resolve_identities` on a `CodedGraph`, with each row's person as a code."""
+    n, nodes, edges = graph.n, graph.nodes, graph.edges
+    node_code = nodes[NODE_CODE].to_numpy(np.int64)
+    a, b = edges[CODE_A].to_numpy(np.int64), edges[CODE_B].to_numpy(np.int64)
+    _, component = csgraph.connected_components(_symmetric_graph(a, b, n), directed=False)
+
+    anchor_rank = np.full(n, _LINKER_RANK, dtype=np.int64)
+    anchor_rank[node_code] = lookup(nodes[IDENTIFIER_TYPE], _ANCHOR_PREFERENCE, _LINKER_RANK)
+    order = np.lexsort((np.arange(n), anchor_rank, component))
+    is_first = np.r_[True, component[order][1:] != component[order][:-1]]
+    anchors = np.empty(component.max() + 1 if n else 0, dtype=np.int64)
+    anchors[component[order][is_first]] = order[is_first]
+    # A person_id is its hash's hex digits: hash order is person_id order.
+    hashes, person_of_component = np.unique(
+        _person_id_hashes(graph.node_keys(anchors)), return_inverse=True
+    )
+
+    predecessor = _bfs_predecessors(a, b, n, anchors)
+    method_code, methods, probability = _joining_edge_attributes(
+        predecessor, a, b, n, edges[METHOD], edges[MATCH_PROBABILITY]
+    )
+
+    rows = np.flatnonzero(
+        lookup(nodes[IDENTIFIER_TYPE], dict.fromkeys(assigned_types, True), False)
+    )
+    rows = rows[np.argsort(node_code[rows], kind="stable")]
+    assigned_code = node_code[rows]
+    assigned = (
+        nodes[[IDENTIFIER_TYPE, IDENTIFIER, SOURCE_SYSTEM]]
+        .iloc[rows]
+        .reset_index(drop=True)
+        .assign(
+            **{
+                METHOD: pd.array(methods, dtype="str").take(method_code[assigned_code]),
+                MATCH_PROBABILITY: probability[assigned_code],
+            }
+        )
+    )
+    return Resolution(
+        assigned=assigned,
+        node_code=assigned_code,
+        person_code=person_of_component[component[assigned_code]].astype(np.int64),
+        person_ids=_format_person_ids(hashes),
+    )
 
 
 def resolve_identities(
@@ -97,64 +270,33 @@ def resolve_identities(
         `ml.identity_assignments`: identifier_type, identifier, source_system, person_id,
         method, match_probability; one row per node of an assigned type, in node_key order.
     """
-    out_columns = [
-        col_identifier_type,
-        col_identifier,
-        col_source_system,
-        col_person,
-        col_method,
-        col_match_probability,
-    ]
-    nodes = nodes.dropna(subset=[col_node_key]).drop_duplicates(col_node_key)
-    edges = edges.dropna(subset=[col_node_key_a, col_node_key_b])
-    # One sorted factorization of every key seen: code order is node_key order.
-    codes, keys = pd.factorize(
-        pd.concat(
-            [nodes[col_node_key], edges[col_node_key_a], edges[col_node_key_b]],
-            ignore_index=True,
-        ),
-        sort=True,
+    node_columns = {
+        col_node_key: NODE_KEY,
+        col_identifier_type: IDENTIFIER_TYPE,
+        col_identifier: IDENTIFIER,
+        col_source_system: SOURCE_SYSTEM,
+    }
+    edge_columns = {
+        col_node_key_a: NODE_KEY_A,
+        col_node_key_b: NODE_KEY_B,
+        col_method: METHOD,
+        col_match_probability: MATCH_PROBABILITY,
+    }
+    out_columns = {
+        **{name: col for col, name in node_columns.items()},
+        **{name: col for col, name in edge_columns.items()},
+        PERSON_ID: col_person,
+    }
+    graph = encode_graph(
+        nodes[list(node_columns)].rename(columns=node_columns),
+        edges[list(edge_columns)].rename(columns=edge_columns),
     )
-    n, n_nodes, n_edges = len(keys), len(nodes), len(edges)
-    if n == 0:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in out_columns}).astype(
-            {col_match_probability: float}
-        )
-    node_code = codes[:n_nodes]
-    a, b = codes[n_nodes : n_nodes + n_edges], codes[n_nodes + n_edges :]
-
-    graph = _symmetric_graph(a, b, n)
-    _, component = csgraph.connected_components(graph, directed=False)
-
-    anchor_rank = np.full(n, _LINKER_RANK, dtype=np.int64)
-    anchor_rank[node_code] = (
-        nodes[col_identifier_type].map(_ANCHOR_PREFERENCE).fillna(_LINKER_RANK).to_numpy()
-    )
-    order = np.lexsort((np.arange(n), anchor_rank, component))
-    is_first = np.r_[True, component[order][1:] != component[order][:-1]]
-    anchors = np.empty(component.max() + 1, dtype=np.int64)
-    anchors[component[order][is_first]] = order[is_first]
-    person_of_component = stable_person_ids(np.asarray(keys.take(anchors), dtype=object))
-
-    predecessor = _bfs_predecessors(a, b, n, anchors)
-    method, probability = _joining_edge_attributes(
-        predecessor, a, b, n, edges[col_method], edges[col_match_probability]
-    )
-
-    is_assigned = nodes[col_identifier_type].isin(assigned_types).to_numpy()
-    assigned_code = node_code[is_assigned]
-    in_key_order = np.argsort(assigned_code, kind="stable")
-    assigned_code = assigned_code[in_key_order]
-    assigned = nodes[[col_identifier_type, col_identifier, col_source_system]].iloc[
-        np.flatnonzero(is_assigned)[in_key_order]
-    ]
-    return assigned.assign(
-        **{
-            col_person: person_of_component[component[assigned_code]],
-            col_method: method[assigned_code],
-            col_match_probability: probability[assigned_code],
-        }
-    ).reset_index(drop=True)[out_columns]
+    if graph.n == 0:
+        return pd.DataFrame(
+            {out_columns[c]: pd.Series(dtype=object) for c in IDENTITY_ASSIGNMENT_COLUMNS}
+        ).astype({col_match_probability: float})
+    resolution = resolve_coded(graph, assigned_types=assigned_types)
+    return resolution.assignments().rename(columns=out_columns)
 
 
 def identity_stats(
@@ -238,33 +380,30 @@ def _joining_edge_attributes(
     n: int,
     methods: pd.Series,
     probabilities: pd.Series,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Method and probability of the edge (node, predecessor); the anchor gets "self", 1.0.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Method and probability of the edge (node, predecessor); the anchor gets "self", 1.0:
+    (each node's method as an index into the methods, the methods, the probabilities).
 
     Between two nodes with several edges the strongest wins (highest probability, then method
     name), so the choice does not depend on input row order.
     """
     lo = np.minimum(a, b).astype(np.int64)
     hi = np.maximum(a, b).astype(np.int64)
-    edge_table = pd.DataFrame(
-        {
-            "pair": lo * n + hi,
-            "probability": pd.to_numeric(probabilities, errors="coerce").fillna(1.0).to_numpy(),
-            "method": methods.to_numpy(),
-        }
-    )
-    edge_table = edge_table.sort_values(
-        ["pair", "probability", "method"], ascending=[True, False, True]
-    ).drop_duplicates("pair")
-    pairs = edge_table["pair"].to_numpy()
+    pair = lo * n + hi
+    probability = pd.to_numeric(probabilities, errors="coerce").fillna(1.0).to_numpy(float)
+    method_code, method_names = value_codes(methods, sort=True)
+    strongest = np.lexsort((method_code, -probability, pair))
+    is_first = np.r_[True, pair[strongest][1:] != pair[strongest][:-1]]
+    strongest = strongest[is_first]
+    pairs = pair[strongest]
 
     node = np.arange(n, dtype=np.int64)
     joined = predecessor >= 0
     node_pair = np.minimum(node, predecessor) * n + np.maximum(node, predecessor)
-    position = np.searchsorted(pairs, node_pair[joined])
+    edge = strongest[np.searchsorted(pairs, node_pair[joined])]
 
-    method = np.full(n, SELF_METHOD, dtype=object)
-    probability = np.ones(n, dtype=float)
-    method[joined] = edge_table["method"].to_numpy()[position]
-    probability[joined] = edge_table["probability"].to_numpy()[position]
-    return method, probability
+    method = np.full(n, len(method_names), dtype=np.int64)
+    probability_out = np.ones(n, dtype=float)
+    method[joined] = method_code[edge]
+    probability_out[joined] = probability[edge]
+    return method, np.append(method_names, SELF_METHOD), probability_out

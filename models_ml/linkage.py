@@ -4,8 +4,10 @@
   one `user_id` or too many records, until no component breaks a rule (or nothing is left to
   cut). Probabilistic edges go first (lowest probability first), then the weaker deterministic
   methods in the configured order; a record's own `user_id` edge is never cut.
+  `guardrail_cuts` does the same on a `CodedGraph` (integer node codes, see models_ml.identity).
 - `carry_over_person_ids`: keep last run's `person_id` for the new component that holds most of
   its identifiers; record merges (one new person from several old ones) and splits.
+  `carry_over_codes` does it on person codes, for identifiers matched elsewhere (in DuckDB).
 - `pairwise_scores`: pairwise precision, recall and F1 of a clustering against labels.
 """
 
@@ -29,10 +31,19 @@ from models_ml.columns import (
     SOURCE_SYSTEM,
     USER_ID,
 )
-from models_ml.identity import stable_person_ids
+from models_ml.identity import (
+    CODE_A,
+    CODE_B,
+    NODE_CODE,
+    CodedGraph,
+    encode_graph,
+    lookup,
+    stable_person_ids,
+)
 
 GUARDRAIL_USER_IDS = "max_user_ids_per_person"
 GUARDRAIL_CLUSTER_SIZE = "max_records_per_person"
+NODE_COLUMNS = (IDENTIFIER_TYPE, IDENTIFIER, SOURCE_SYSTEM)
 
 
 def _components(codes_a: np.ndarray, codes_b: np.ndarray, n: int) -> np.ndarray:
@@ -67,23 +78,46 @@ def apply_guardrails(
     Returns:
         (kept edges, firings): firings has one row per component that broke a rule in the
         first round: guardrail, anchor node_key (smallest key), user_ids, records,
-        edges_cut, resolved (False when only unbreakable edges were left).
+        edges_cut, resolved (False when only unbreakable edges were left). An edge missing
+        an end joins nothing and is kept.
     """
     edges = edges.reset_index(drop=True)
-    keys = pd.Index(
-        pd.concat([nodes[NODE_KEY], edges[NODE_KEY_A], edges[NODE_KEY_B]]).dropna().unique()
-    ).sort_values()
-    n = len(keys)
-    a = keys.get_indexer(edges[NODE_KEY_A])
-    b = keys.get_indexer(edges[NODE_KEY_B])
-    node_type = pd.Series(nodes[IDENTIFIER_TYPE].to_numpy(), index=nodes[NODE_KEY].to_numpy())
-    node_type = node_type[~node_type.index.duplicated()].reindex(keys).to_numpy()
-    is_user = node_type == USER_ID
-    is_record = node_type == RECORD_ID
+    with_ends = edges[[NODE_KEY_A, NODE_KEY_B]].notna().all(axis=1).to_numpy()
+    graph = encode_graph(nodes.reindex(columns=[NODE_KEY, *NODE_COLUMNS]), edges)
+    kept = np.ones(len(edges), dtype=bool)
+    kept[with_ends], firings = guardrail_cuts(
+        graph,
+        max_user_ids=max_user_ids,
+        max_records=max_records,
+        breakable_methods=breakable_methods,
+        cut_fraction=cut_fraction,
+        max_rounds=max_rounds,
+    )
+    return edges[kept].reset_index(drop=True), firings
 
-    method_rank = edges[METHOD].map({m: i for i, m in enumerate(breakable_methods)})
-    is_breakable = method_rank.notna().to_numpy()
-    strength = method_rank.fillna(len(breakable_methods)).to_numpy() * 2.0 + pd.to_numeric(
+
+def guardrail_cuts(
+    graph: CodedGraph,
+    *,
+    max_user_ids: int,
+    max_records: int,
+    breakable_methods: tuple[str, ...],
+    cut_fraction: float = 0.1,
+    max_rounds: int = 200,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """`apply_guardrails` on a `CodedGraph`: (which of its edges are kept, firings)."""
+    n, edges = graph.n, graph.edges
+    a, b = edges[CODE_A].to_numpy(np.int64), edges[CODE_B].to_numpy(np.int64)
+    node_code = graph.nodes[NODE_CODE].to_numpy(np.int64)
+    node_type = graph.nodes[IDENTIFIER_TYPE]
+    is_user = np.zeros(n, dtype=bool)
+    is_user[node_code] = lookup(node_type, {USER_ID: True}, False)
+    is_record = np.zeros(n, dtype=bool)
+    is_record[node_code] = lookup(node_type, {RECORD_ID: True}, False)
+
+    method_rank = lookup(edges[METHOD], {m: i for i, m in enumerate(breakable_methods)}, -1)
+    is_breakable = method_rank >= 0
+    strength = np.where(is_breakable, method_rank, len(breakable_methods)) * 2.0 + pd.to_numeric(
         edges[MATCH_PROBABILITY], errors="coerce"
     ).fillna(1.0).to_numpy().clip(0, 1)
     kept = np.ones(len(edges), dtype=bool)
@@ -101,12 +135,13 @@ def apply_guardrails(
             order = np.argsort(component, kind="stable")
             first = np.r_[True, component[order][1:] != component[order][:-1]]
             anchor[component[order][first]] = order[first]
-            for c in np.flatnonzero(offending):
+            fired = np.flatnonzero(offending)
+            for c, anchor_key in zip(fired, graph.node_keys(anchor[fired]), strict=True):
                 firings[c] = {
                     "guardrail": GUARDRAIL_USER_IDS
                     if too_many_users[c]
                     else GUARDRAIL_CLUSTER_SIZE,
-                    "anchor_node_key": keys[anchor[c]],
+                    "anchor_node_key": anchor_key,
                     "user_ids": int(n_users[c]),
                     "records": int(n_records[c]),
                     "edges_cut": 0,
@@ -145,7 +180,17 @@ def apply_guardrails(
         list(firings.values()),
         columns=["guardrail", "anchor_node_key", "user_ids", "records", "edges_cut", "resolved"],
     ).sort_values("anchor_node_key", ignore_index=True)
-    return edges[kept].reset_index(drop=True), firing_frame
+    return kept, firing_frame
+
+
+CHANGE_COLUMNS = ["change_type", "person_id", "previous_person_id", "identifiers"]
+
+
+def no_changes() -> pd.DataFrame:
+    """An empty changes frame of `carry_over_person_ids`."""
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in CHANGE_COLUMNS}).astype(
+        {"identifiers": "int64"}
+    )
 
 
 def carry_over_person_ids(
@@ -163,53 +208,106 @@ def carry_over_person_ids(
         person absorbed `previous_person_id`; `split`: the person was cut out of
         `previous_person_id`), person_id, previous_person_id, identifiers (shared count).
     """
-    change_columns = ["change_type", "person_id", "previous_person_id", "identifiers"]
-    no_changes = pd.DataFrame({c: pd.Series(dtype=object) for c in change_columns}).astype(
-        {"identifiers": "int64"}
-    )
     if previous is None or previous.empty or assignments.empty:
-        return assignments, no_changes
+        return assignments, no_changes()
     join_keys = [IDENTIFIER_TYPE, IDENTIFIER, SOURCE_SYSTEM]
-    prev = previous[[*join_keys, PERSON_ID]].rename(columns={PERSON_ID: "previous_person_id"})
-    current = assignments.assign(**{SOURCE_SYSTEM: assignments[SOURCE_SYSTEM].fillna("")})
-    prev = prev.assign(**{SOURCE_SYSTEM: prev[SOURCE_SYSTEM].fillna("")})
-    overlap = (
-        current.merge(prev, on=join_keys, how="inner")
-        .groupby([PERSON_ID, "previous_person_id"], as_index=False)
-        .size()
-        .rename(columns={"size": "identifiers"})
+    person_code, person_ids = pd.factorize(assignments[PERSON_ID], sort=True)
+    previous_code, previous_ids = pd.factorize(previous[PERSON_ID], sort=True)
+    current = assignments[join_keys].assign(
+        **{SOURCE_SYSTEM: assignments[SOURCE_SYSTEM].fillna(""), "_person": person_code}
     )
+    prev = previous[join_keys].assign(
+        **{SOURCE_SYSTEM: previous[SOURCE_SYSTEM].fillna(""), "_previous": previous_code}
+    )
+    matches = current.merge(prev, on=join_keys, how="inner")
+    matches = matches[(matches["_person"] >= 0) & (matches["_previous"] >= 0)]
+    final_ids, changes = carry_over_codes(
+        np.asarray(person_ids, dtype=object),
+        matches["_person"].to_numpy(np.int64),
+        matches["_previous"].to_numpy(np.int64),
+        np.asarray(previous_ids, dtype=object),
+    )
+    people = np.where(
+        person_code >= 0, final_ids[person_code], assignments[PERSON_ID].to_numpy(dtype=object)
+    )
+    return assignments.assign(**{PERSON_ID: people}), changes
+
+
+def carry_over_codes(
+    person_ids: np.ndarray,
+    match_person: np.ndarray,
+    match_previous: np.ndarray,
+    previous_ids: np.ndarray,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """`carry_over_person_ids` on codes: (the final person_id of each new person, changes).
+
+    Args:
+        person_ids: the distinct new person_ids, ascending (a new person's code is its index).
+        match_person, match_previous: one pair per identifier held both now and last run: its
+            new person's code and its previous person_id's code (an index into
+            `previous_ids`).
+        previous_ids: every distinct person_id of last run, ascending.
+    """
+    n_previous = max(len(previous_ids), 1)
+    pairs, identifiers = np.unique(
+        match_person.astype(np.int64) * n_previous + match_previous, return_counts=True
+    )
+    # One row per (new, old) pair, in (new id, old id) order.
+    new, old = pairs // n_previous, pairs % n_previous
     # Each old id goes to the new person with the largest share of it ...
-    best_for_old = overlap.sort_values(
-        ["previous_person_id", "identifiers", PERSON_ID], ascending=[True, False, True]
-    ).drop_duplicates("previous_person_id")
+    best_for_old = np.lexsort((new, -identifiers, old))
+    best_for_old = best_for_old[np.r_[True, old[best_for_old][1:] != old[best_for_old][:-1]]]
     # ... and each new person takes, among the old ids it won, the one it shares most with.
-    keeper = best_for_old.sort_values(
-        [PERSON_ID, "identifiers", "previous_person_id"], ascending=[True, False, True]
-    ).drop_duplicates(PERSON_ID)
-    mapping = dict(zip(keeper[PERSON_ID], keeper["previous_person_id"], strict=True))
-    taken = set(prev["previous_person_id"]) | set(mapping.values())
-    fresh = pd.Index(current[PERSON_ID].unique()).difference(pd.Index(list(mapping)))
-    colliding = [p for p in fresh if p in taken]
-    if colliding:
-        rederived = stable_person_ids(np.asarray([f"{p}|rederived" for p in colliding], object))
-        mapping.update(dict(zip(colliding, rederived, strict=True)))
-    final = assignments.assign(
-        **{PERSON_ID: assignments[PERSON_ID].map(lambda p: mapping.get(p, p))}
+    keeper = best_for_old[
+        np.lexsort((old[best_for_old], -identifiers[best_for_old], new[best_for_old]))
+    ]
+    keeper = keeper[np.r_[True, new[keeper][1:] != new[keeper][:-1]]]
+    final_ids = np.asarray(person_ids, dtype=object).copy()
+    final_ids[new[keeper]] = previous_ids[old[keeper]]
+    fresh = np.ones(len(person_ids), dtype=bool)
+    fresh[new[keeper]] = False
+    fresh = np.flatnonzero(fresh)
+    colliding = fresh[pd.Index(previous_ids).get_indexer(final_ids[fresh]) >= 0]
+    if len(colliding):
+        final_ids[colliding] = stable_person_ids(
+            np.asarray([f"{p}|rederived" for p in final_ids[colliding]], object)
+        )
+    if not len(pairs):
+        return final_ids, no_changes()
+
+    person = final_ids[new]
+    previous_person = previous_ids[old]
+    moved = person != previous_person
+    final_code, distinct_ids = pd.factorize(final_ids)
+    final_code = final_code[new]
+    if len(distinct_ids) == len(final_ids):
+        # No two new persons share a final id: the (final id, old id) pairs are distinct too.
+        old_per_final = np.bincount(final_code)[final_code]
+        final_per_old = np.bincount(old)[old]
+    else:
+        old_per_final = _distinct_per_group(final_code, old)
+        final_per_old = _distinct_per_group(old, final_code)
+    is_merge = moved & (old_per_final > 1)
+    is_split = moved & ~is_merge & (final_per_old > 1)
+    changes = pd.DataFrame(
+        {
+            "change_type": np.where(is_merge, "merge", "split").astype(object),
+            "person_id": person,
+            "previous_person_id": previous_person,
+            "identifiers": identifiers.astype(np.int64),
+        }
     )
-    overlap = overlap.assign(person_id=overlap[PERSON_ID].map(lambda p: mapping.get(p, p)))
-    merges = overlap[overlap["person_id"] != overlap["previous_person_id"]]
-    n_new_per_old = overlap.groupby("previous_person_id")["person_id"].transform("nunique")
-    is_split = (n_new_per_old > 1) & (overlap["person_id"] != overlap["previous_person_id"])
-    n_old_per_new = overlap.groupby("person_id")["previous_person_id"].transform("nunique")
-    is_merge = (n_old_per_new > 1) & (overlap["person_id"] != overlap["previous_person_id"])
-    changes = pd.concat(
-        [
-            merges[is_merge[merges.index]].assign(change_type="merge"),
-            merges[is_split[merges.index] & ~is_merge[merges.index]].assign(change_type="split"),
-        ]
-    )[change_columns].sort_values(["change_type", "person_id", "previous_person_id"])
-    return final, changes.reset_index(drop=True).astype({"identifiers": "int64"})
+    changes = pd.concat([changes[is_merge], changes[is_split]])
+    changes = changes.sort_values(["change_type", "person_id", "previous_person_id"])
+    return final_ids, changes.reset_index(drop=True)
+
+
+def _distinct_per_group(group: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """For each row, how many distinct `value`s the rows of its `group` hold."""
+    width = int(value.max()) + 1
+    pair_group = np.unique(group * width + value) // width
+    groups, counts = np.unique(pair_group, return_counts=True)
+    return counts[np.searchsorted(groups, group)]
 
 
 def _pairs(counts: pd.Series) -> int:

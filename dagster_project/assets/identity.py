@@ -2,20 +2,31 @@
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.identity.erasure import link_and_erase
 from dagster_project.identity.evaluation import ensure_evaluation_table, evaluate_against_files
-from dagster_project.identity.graph import cut_by_guardrails
+from dagster_project.identity.graph import (
+    cut_coded_by_guardrails,
+    drop_codes,
+    read_coded_graph,
+    read_previous_matches,
+)
 from dagster_project.ingest.erasure import drop_erased_people
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_identity_tunables
-from dagster_project.warehouse_io import read_frame, write_frame
-from models_ml.identity import identity_stats, resolve_identities
-from models_ml.linkage import carry_over_person_ids
+from dagster_project.warehouse_io import write_frame
+from models_ml.identity import Resolution, identity_stats, resolve_coded
+from models_ml.linkage import carry_over_codes, no_changes
 
+ASSIGNMENT_EDGES_SQL = (
+    "select node_key_a, node_key_b, method, match_probability "
+    "from intermediate.int_identity_edges union all "
+    "select node_key_a, node_key_b, method, match_probability from ml.identity_links"
+)
 CHANGES_COLUMNS = "run_id varchar, changed_at timestamp, change_type varchar, person_id varchar, "
 CHANGES_COLUMNS += "previous_person_id varchar, identifiers bigint"
 
@@ -92,16 +103,13 @@ def identity_assignments(
 ) -> MaterializeResult:
     tunables = load_identity_tunables()
     with warehouse.connect(with_pii_zone=True) as con:
-        nodes = read_frame(con, "select * from intermediate.int_identity_nodes")
-        edges = read_frame(
-            con,
-            "select node_key_a, node_key_b, method, match_probability "
-            "from intermediate.int_identity_edges union all "
-            "select node_key_a, node_key_b, method, match_probability from ml.identity_links",
-        )
-        previous = _previous_assignments(con)
-        kept, firings = cut_by_guardrails(nodes, edges, tunables["guardrails"])
-        assignments, changes = carry_over_person_ids(resolve_identities(nodes, kept), previous)
+        graph = read_coded_graph(con, ASSIGNMENT_EDGES_SQL)
+        edges_in = len(graph.edges)
+        kept, firings = cut_coded_by_guardrails(graph, tunables["guardrails"])
+        del graph
+        assignments, changes = _carried_over(con, resolve_coded(kept))
+        drop_codes(con)
+        del kept
         rows = write_frame(con, "ml.identity_assignments", assignments)
         # Defensive: identity_links erased the requested people before linking anyone.
         erased = drop_erased_people(con, datetime.now(UTC).replace(tzinfo=None))
@@ -123,7 +131,7 @@ def identity_assignments(
         metadata={
             "rows": rows,
             **stats,
-            "edges_in": len(edges),
+            "edges_in": edges_in,
             "edges_cut_by_guardrails": int(firings["edges_cut"].sum()) if len(firings) else 0,
             "guardrail_firings": int(len(firings)),
             "guardrail_firings_unresolved": int((~firings["resolved"]).sum())
@@ -141,12 +149,27 @@ def identity_assignments(
     )
 
 
-def _previous_assignments(con) -> pd.DataFrame | None:
+def _carried_over(con, resolution: Resolution) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The assignments with last run's person_ids carried over, and the changes
+    (`carry_over_person_ids` with the identifiers matched in DuckDB)."""
     exists = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'ml' and table_name = 'identity_assignments'"
     ).fetchall()[0][0]
-    return read_frame(con, "select * from ml.identity_assignments") if exists else None
+    if not exists or not len(resolution.node_code):
+        return resolution.assignments(), no_changes()
+    matches, previous_ids = read_previous_matches(con, "ml.identity_assignments")
+    # Only identifiers of an assigned type have a person: rows are in node_code order.
+    codes = matches["node_code"].to_numpy(np.int64)
+    row = np.minimum(np.searchsorted(resolution.node_code, codes), len(resolution.node_code) - 1)
+    assigned = resolution.node_code[row] == codes
+    final_ids, changes = carry_over_codes(
+        np.asarray(resolution.person_ids, dtype=object),
+        resolution.person_code[row[assigned]],
+        matches["previous_code"].to_numpy(np.int64)[assigned],
+        previous_ids,
+    )
+    return resolution.assignments(final_ids), changes
 
 
 def _append_changes(con, changes: pd.DataFrame, run_id: str) -> None:

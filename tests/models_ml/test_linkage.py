@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from models_ml.identity import resolve_identities
+from models_ml.identity import resolve_identities, stable_person_ids
 from models_ml.linkage import (
     GUARDRAIL_CLUSTER_SIZE,
     GUARDRAIL_USER_IDS,
@@ -160,3 +160,22 @@ def test_pairwise_scores():
     assert scores["precision"] == pytest.approx(1 / 3)
     assert scores["recall"] == pytest.approx(1 / 2)
     assert scores["f1"] == pytest.approx(0.4)
+
+
+def test_carry_over_counts_people_by_final_id_when_a_rederived_id_is_taken():
+    # p_x is re-derived (it existed last run) into exactly the fresh id another new person
+    # already has: both end up as one person, cut out of p_w (a split, not a merge).
+    rederived = str(stable_person_ids(["p_x|rederived"])[0])
+    previous = _assign(
+        [("record_id", f"w{i}", "crm", "p_w") for i in range(1, 8)]
+        + [("record_id", "f1", "crm", "p_x")]
+    )
+    current = _assign(
+        [("record_id", "w1", "crm", rederived), ("record_id", "w2", "crm", "p_x")]
+        + [("record_id", f"w{i}", "crm", "p_e") for i in range(3, 8)]
+        + [("record_id", "f1", "crm", "p_f")]
+    )
+    carried, changes = carry_over_person_ids(current, previous)
+    assert carried["person_id"].tolist() == [rederived] * 2 + ["p_w"] * 5 + ["p_x"]
+    split = {"change_type": "split", "person_id": rederived, "previous_person_id": "p_w"}
+    assert changes.to_dict("records") == [{**split, "identifiers": 1}] * 2

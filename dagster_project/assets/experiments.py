@@ -74,10 +74,15 @@ def experiments(context: AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connect() as con:
         people = read_frame(con, PEOPLE_SQL)["person_id"]
         counted = read_frame(con, COUNTED_SQL)["person_id"]
+        outcomes_by_window: dict[tuple, pd.DataFrame] = {}  # one scan of the events per window
         for experiment in defined:
             assigned = assign_variants(experiment, people)
-            window = {"start": experiment.start_date, "end": experiment.end_date}
-            per_person = read_frame(con, OUTCOMES_SQL, window)
+            window = (experiment.start_date, experiment.end_date)
+            if window not in outcomes_by_window:
+                outcomes_by_window[window] = read_frame(
+                    con, OUTCOMES_SQL, {"start": window[0], "end": window[1]}
+                )
+            per_person = outcomes_by_window[window]
             assignments.append(assigned)
             in_results = assigned[assigned["person_id"].isin(counted)]
             results.append(experiment_results(experiment, _outcomes(in_results, per_person)))

@@ -19,6 +19,7 @@ linked, `link_and_erase`:
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import duckdb
@@ -123,6 +124,18 @@ def resolve_with_evidence(
     )
 
 
+class _Clock:
+    """Seconds since the last lap, for the step's log."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def lap(self) -> float:
+        now = time.monotonic()
+        seconds, self._last = round(now - self._last, 1), now
+        return seconds
+
+
 def link_and_erase(
     con: duckdb.DuckDBPyConnection, tunables: dict, now: datetime
 ) -> tuple[pd.DataFrame, dict, ErasureOutcome]:
@@ -134,20 +147,25 @@ def link_and_erase(
     """
     settings = tunables["probabilistic"]
     ensure_erasure_tables(con)
+    clock = _Clock()
     records = read_profile_records(con)
     evidence = read_erasure_evidence(con)
     nulled = int(records.pop("is_birth_date_nulled").sum())
     has_evidence = len(evidence) > 0
     model = usable_model(read_model(con), settings, now)
+    seconds = {"read_records": clock.lap()}
     links, evidence_links, info = predict_links_and_matches(records, settings, evidence, model)
+    seconds["linking"] = clock.lap()
     del records, evidence  # the plaintext goes no further than this function
     outcome = ErasureOutcome()
     if has_evidence:
         resolved = resolve_with_evidence(con, links, evidence_links, tunables["guardrails"])
+        seconds["resolve_evidence"] = clock.lap()
         outcome = erase_people(con, resolved, now, trigger="identity/evidence")
         # every identifier of the graph, resolved: not held while Splink runs again
         del resolved, evidence_links
         outcome.rows_removed["pii.erasure_evidence"] = clear_evidence(con)
+        seconds["erase"] = clock.lap()
         if outcome.rows_removed.get("raw.profiles"):
             # The person's records trained the model above (or the stored one): train on what
             # remains instead, and keep that model.
@@ -156,6 +174,8 @@ def link_and_erase(
             nulled = int(records.pop("is_birth_date_nulled").sum())
             links, _, info = predict_links_and_matches(records, settings, None)
             del records
+            seconds["linking_again"] = clock.lap()
+    info["step_seconds"] = seconds
     if info.get("model_trained"):
         save_model(con, now, info)
     info.pop("model", None)

@@ -19,12 +19,16 @@ erasure_requests as (
     select * from {{ ref('stg_erasure__requests') }}
 ),
 
+-- Without requests (every pipeline run) nothing below reads the profiles or events: the
+-- guard skips both scans, 3-25 s at 17M events.
 profiles as (
     select * from {{ ref('stg_profiles__profiles') }}
+    where exists (select 1 from erasure_requests)
 ),
 
 events as (
     select * from {{ ref('stg_events__events') }}
+    where exists (select 1 from erasure_requests)
 ),
 
 junk_values as (

@@ -35,6 +35,7 @@ def test_models_that_spill_run_one_after_another(tmp_path: Path):
         "PZ_WAREHOUSE_PATH": str(warehouse),
         "PZ_DUCKDB_MEMORY_LIMIT": "400MB",
         "PZ_ENCRYPTION_KEY": "",
+        "PZ_DBT_THREADS": "",  # unset: the default, one model at a time
     }
     completed = subprocess.run(
         [
@@ -53,6 +54,7 @@ def test_models_that_spill_run_one_after_another(tmp_path: Path):
     )
     assert completed.returncode == 0, completed.stdout[-3000:]
     assert "PASS=2" in completed.stdout
+    assert "Concurrency: 1 threads" in completed.stdout
     import duckdb
 
     con = duckdb.connect(str(warehouse), read_only=True)

@@ -18,23 +18,20 @@ _CODES = "_pz_identity_node_codes"
 _PREVIOUS_IDS = "_pz_identity_previous_ids"
 
 
-def read_identity_graph(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(nodes, deterministic edges) of `intermediate.int_identity_nodes` / `_edges`."""
-    nodes = read_frame(con, "select * from intermediate.int_identity_nodes")
-    edges = read_frame(con, f"select {EDGE_COLUMNS} from intermediate.int_identity_edges")
-    return nodes, edges
-
-
-def read_coded_graph(con: duckdb.DuckDBPyConnection, edges_sql: str) -> CodedGraph:
-    """`intermediate.int_identity_nodes` and the edges `edges_sql` selects (node_key_a,
-    node_key_b, method, match_probability) as a `CodedGraph`, coded in DuckDB.
+def read_coded_graph(
+    con: duckdb.DuckDBPyConnection,
+    edges_sql: str,
+    nodes_sql: str = "select * from intermediate.int_identity_nodes",
+) -> CodedGraph:
+    """The nodes `nodes_sql` selects (node_key, identifier_type, identifier, source_system;
+    node_key unique) and the edges `edges_sql` selects (node_key_a, node_key_b, method,
+    match_probability) as a `CodedGraph`, coded in DuckDB. The default nodes are
+    `intermediate.int_identity_nodes`, whose node_key is unique (a dbt test).
 
     The codes stay in a temp table for `read_previous_matches` until `drop_codes`. An edge
     end that is no node still gets a code (a linker-only node); an edge missing an end is
     dropped.
     """
-    # node_key is unique (a dbt test): one row per node.
-    nodes_sql = "select * from intermediate.int_identity_nodes"
     _create_codes(con, nodes_sql)
     edges = _read_coded_edges(con, edges_sql)
     linker_only = bool(edges["code_a"].isna().any() or edges["code_b"].isna().any())

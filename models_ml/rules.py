@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from models_ml.columns import ALGORITHM, CATEGORY, ITEM_ID, PERSON_ID, RANK, REASON, SCORE
-from models_ml.recommenders._base import as_index
+from models_ml.recommenders._base import as_index, lexsort_runs
 
 RULE_ALGORITHM = "rule"
 CONTEXTS = ("open_checkout",)
@@ -181,13 +181,29 @@ def apply_rules(
         (person, item, candidates[SCORE].to_numpy(dtype=float), label, len(rules.pins) + 1, order)
     ]
 
+    excluded_items = item_index.get_indexer(as_index(exclude_items))
+    pair_person = pair_item = np.zeros(0, dtype=np.int64)
+    if exclude_pairs is not None and len(exclude_pairs):
+        pair_person = people.get_indexer(exclude_pairs[PERSON_ID])
+        pair_item = item_index.get_indexer(exclude_pairs[ITEM_ID])
+        known = (pair_person >= 0) & (pair_item >= 0)
+        pair_person, pair_item = pair_person[known], pair_item[known]
+    # A rule's items past a person's first k + (number of their excluded pairs) allowed ones
+    # never reach their top k: the pairs drop at most that many of the items ahead, and the
+    # k or more left (or earlier rows showing the same items) fill it. Cutting there keeps a
+    # context rule (hundreds of curated items for each person in it) from outnumbering the
+    # algorithmic rows: at L it was 3.8 million rule rows a batch against 2 million.
+    depth = k + np.bincount(pair_person, minlength=len(people))
+
     def rule_part(members: np.ndarray, rule_items: list, name: str, tier: int) -> None:
         codes = item_index.get_indexer(as_index(rule_items)) if rule_items else np.zeros(0, int)
-        position = np.tile(np.arange(len(codes)), len(members))
+        allowed = np.flatnonzero(~np.isin(codes, excluded_items))
+        count = np.minimum(depth[members], len(allowed))
+        position = allowed[np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)]
         label_table.append((RULE_ALGORITHM, f"rule:{name}"))
         parts.append(
             (
-                np.repeat(members, len(codes)),
+                np.repeat(members, count),
                 codes[position],
                 1.0 / (position + 1),
                 np.full(len(position), len(label_table) - 1),
@@ -201,8 +217,8 @@ def apply_rules(
         rule_part(everyone, list(pin.item_ids), pin.name, number)
     contexts = contexts or {}
     for rule in rules.context_rules:
-        members = np.flatnonzero(people.isin(as_index(contexts.get(rule.when, []))))
-        rule_part(members, curated, rule.name, len(rules.pins))
+        members = people.get_indexer(as_index(contexts.get(rule.when, [])))
+        rule_part(np.unique(members[members >= 0]), curated, rule.name, len(rules.pins))
 
     person = np.concatenate([p[0] for p in parts]).astype(np.int64)
     item = np.concatenate([p[1] for p in parts]).astype(np.int64)
@@ -211,16 +227,15 @@ def apply_rules(
     tier = np.concatenate([np.full(len(p[0]), p[4]) for p in parts])
     order = np.concatenate([p[5] for p in parts])
 
-    keep = ~np.isin(item, item_index.get_indexer(as_index(exclude_items)))
+    keep = ~np.isin(item, excluded_items)
     key = person * n_items + item
-    if exclude_pairs is not None and len(exclude_pairs):
-        pair_person = people.get_indexer(exclude_pairs[PERSON_ID])
-        pair_item = item_index.get_indexer(exclude_pairs[ITEM_ID])
-        known = (pair_person >= 0) & (pair_item >= 0)
-        keep &= ~np.isin(key, pair_person[known].astype(np.int64) * n_items + pair_item[known])
+    if len(pair_person):
+        pair_keys = pair_person.astype(np.int64) * n_items + pair_item
+        # a hash lookup; np.isin would sort the millions of keys
+        keep &= ~pd.Series(key, copy=False).isin(pair_keys).to_numpy()
     rows = np.flatnonzero(keep)
-    rows = rows[np.lexsort((order[rows], tier[rows], person[rows]))]
-    rows = rows[~pd.Series(key[rows]).duplicated().to_numpy()]
+    rows = rows[lexsort_runs(order[rows], tier[rows], person[rows])]
+    rows = rows[_first_occurrences(key[rows])]
     ordered = person[rows]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)])) + 1
@@ -250,3 +265,14 @@ def _positions(index: pd.Index, values: pd.Series) -> np.ndarray:
         lookup = np.append(index.get_indexer(values.cat.categories), -1)
         return lookup[np.where(codes >= 0, codes, len(lookup) - 1)]
     return index.get_indexer(values)
+
+
+def _first_occurrences(keys: np.ndarray) -> np.ndarray:
+    """Mask of the first occurrence of each key (`~Series.duplicated()`), by a stable sort:
+    the keys come person by person, so they are nearly sorted already and the sort is cheap
+    where hashing two million keys is not."""
+    by_key = np.argsort(keys, kind="stable")
+    sorted_keys = keys[by_key]
+    first = np.ones(len(keys), dtype=bool)
+    first[by_key[1:]] = sorted_keys[1:] != sorted_keys[:-1]
+    return first

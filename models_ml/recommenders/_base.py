@@ -249,6 +249,22 @@ def concat_cells(parts: list[Cells]) -> Cells:
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
+def lexsort_runs(value: np.ndarray, tier: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """`np.lexsort((value, tier, group))` (ties in input order), by one stable sort of an int64
+    key: (group, tier, the value's rank among the distinct values).
+
+    The rows of a recommendation batch arrive as a few runs already sorted by person (each
+    stage's or rule's cells), which a stable sort (timsort) merges in a few passes, where
+    lexsort sorts each of the three keys in full: at 2 million rows, 0.1 s against 0.9 s.
+    """
+    codes, values = pd.factorize(value, use_na_sentinel=False)
+    value_rank = np.empty(len(values), dtype=np.int64)
+    value_rank[np.argsort(values, kind="stable")] = np.arange(len(values))
+    n_tiers = int(tier.max()) + 1 if len(tier) else 1
+    key = (group.astype(np.int64) * n_tiers + tier) * max(len(values), 1) + value_rank[codes]
+    return np.argsort(key, kind="stable")
+
+
 def positive_inputs(affinity: sparse.csr_array, binary: bool) -> sparse.csr_array:
     """The positive affinities (or their presence with `binary`) as float32, zeros dropped:
     what the matrix models learn from (a net negative affinity is no preference)."""

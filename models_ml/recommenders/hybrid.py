@@ -12,6 +12,7 @@ from models_ml.recommenders._base import (
     InteractionRecommender,
     as_index,
     concat_cells,
+    lexsort_runs,
     recommendation_frame,
 )
 
@@ -133,7 +134,7 @@ def recommend_chain(
 
     rows, item_codes, scores, ranks, codes = concat_cells([part[:5] for part in parts])
     stages = np.concatenate([np.full(len(part[0]), part[5]) for part in parts])
-    order = np.lexsort((ranks, stages, rows))
+    order = lexsort_runs(ranks, stages, rows)
     rows = rows[order]
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     ranks = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)])) + 1

@@ -9,7 +9,7 @@ from models_ml.recommenders import (
     cooccurrence,
     recommend_with_fallback,
 )
-from models_ml.recommenders._base import top_k_cells
+from models_ml.recommenders._base import lexsort_runs, top_k_cells
 from models_ml.recommenders.cooccurrence import cooccurrence_matrix, similarity_matrix
 from models_ml.recommenders.popularity import first_k_allowed
 
@@ -257,6 +257,17 @@ def test_top_k_cells_matches_a_full_sort(n_cols, min_score, ties):
         zip(rows.tolist(), columns.tolist(), values.tolist(), ranks.tolist(), strict=True)
     )
     assert actual == [(r, c, float(v), k) for r, c, v, k in expected]
+
+
+def test_lexsort_runs_is_lexsort_with_ties_in_input_order():
+    rng = np.random.default_rng(5)
+    # three runs sorted by group, as the stages of a chain or the parts of the rules arrive
+    group = np.concatenate([np.sort(rng.integers(0, 50, n)) for n in (400, 300, 200)])
+    tier = np.repeat([2, 0, 1], (400, 300, 200))
+    value = rng.integers(1, 8, len(group)) / rng.choice([1.0, 2.0, 3.0], len(group))
+    value[::97] = np.nan
+    assert (lexsort_runs(value, tier, group) == np.lexsort((value, tier, group))).all()
+    assert len(lexsort_runs(np.zeros(0), np.zeros(0, int), np.zeros(0, int))) == 0
 
 
 def test_first_k_allowed_widens_the_window_for_heavy_excluders():

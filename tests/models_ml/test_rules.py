@@ -125,3 +125,33 @@ def test_categorical_ids_give_the_same_lists_as_text_ids():
         ("d", "rule:z_week boosted ease: people with your history liked it"),
         ("c", "ease: people with your history liked it"),
     ]
+
+
+def test_a_long_context_list_gives_each_person_its_first_allowed_items():
+    # Each person in the context gets curated items until k are allowed: past exclusions
+    # (theirs and everyone's) and the items a pin already shows, however long the list.
+    rules = RecommendationRules.from_dict(
+        {
+            "context_rules": [{"name": "checkout", "when": "open_checkout"}],
+            "pins": [{"name": "pin", "item_ids": ["c4"]}],
+        }
+    )
+    out = apply_rules(
+        CANDIDATES,
+        rules,
+        3,
+        people=["p1", "p2", "p3"],
+        contexts={"open_checkout": ["p2", "p1", "p1", "nobody"]},
+        curated_items=[f"c{i}" for i in range(1, 30)],
+        exclude_pairs=pd.DataFrame(
+            {"person_id": ["p1", "p1", "p2", "p2"], "item_id": ["c1", "c3", "a", "unknown"]}
+        ),
+        exclude_items=["c2"],
+    )
+    assert _lists(out) == {
+        "p1": [("c4", "rule:pin"), ("c5", "rule:checkout"), ("c6", "rule:checkout")],
+        "p2": [("c4", "rule:pin"), ("c1", "rule:checkout"), ("c3", "rule:checkout")],
+        "p3": [("c4", "rule:pin")],  # not in the context, no candidates
+    }
+    curated = out[out["reason"] == "rule:checkout"]
+    assert curated["score"].tolist() == [1 / 5, 1 / 6, 1.0, 1 / 3]  # 1 / curated position

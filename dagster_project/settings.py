@@ -32,7 +32,7 @@ def duckdb_memory_limit() -> str:
 
 
 # Great Expectations validates pandas frames: 20M rows of a raw table cost minutes and GBs in
-# the Dagster process. Beyond this many rows a suite runs on a reservoir sample, and its key
+# the Dagster process. Beyond this many rows a suite runs on a sample, and its key
 # uniqueness expectations are re-counted over every row in DuckDB.
 DEFAULT_GX_MAX_ROWS = 1_000_000
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from dagster_project.ingest.loader import ensure_tables, ingest_source
@@ -140,10 +141,15 @@ def test_a_big_table_is_validated_on_a_sample_but_its_keys_over_every_row(tmp_pa
         ],
     }
     sampled = read_suite_frame(connection, suite, max_rows=1_000)
+    again = read_suite_frame(connection, suite, max_rows=1_000)
     whole = read_suite_frame(connection, suite)
     connection.close()
     assert sampled.sampled and len(sampled.frame) == 1_000 and sampled.total_rows == 50_001
     assert not whole.sampled and len(whole.frame) == 50_001
+    # the same rows on every read, spread over the whole table (not its first rows)
+    pd.testing.assert_frame_equal(sampled.frame, again.frame)
+    assert sampled.frame["thing_id"].nunique() == 1_000
+    assert sampled.frame["thing_id"].min() < 2_500 and sampled.frame["thing_id"].max() > 47_500
 
     (outcome,) = validate_suites([suite], {"marts_things": sampled}, {}, tmp_path / "docs")
     by_type = {o.expectation: o for o in outcome.outcomes}

@@ -52,7 +52,9 @@ class Experiment:
 def hash_unit_interval(experiment: str, person_ids) -> np.ndarray:
     """A stable point in [0, 1) per person for this experiment (SipHash of "experiment|id")."""
     keys = pd.Series(person_ids, dtype="object").astype(str)
-    hashed = pd.util.hash_array((experiment + "|" + keys).to_numpy(dtype=object))
+    # categorize=False: the same hash of every key without factorizing them first (the keys
+    # are distinct people: factorizing found nothing to share and took most of the time).
+    hashed = pd.util.hash_array((experiment + "|" + keys).to_numpy(dtype=object), categorize=False)
     return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
@@ -135,33 +137,53 @@ RESULT_COLUMNS = (
 )
 
 
-def experiment_results(
-    experiment: Experiment, outcomes: pd.DataFrame, alpha: float = 0.05
-) -> pd.DataFrame:
-    """One row per variant (RESULT_COLUMNS) from per-person outcomes.
+COUNT_COLUMNS = ("users", "exposed_users", "clickers", "converters")
+
+
+def variant_counts(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Per variant (index): users, exposed_users, clickers, converters (COUNT_COLUMNS).
 
     `outcomes`: person_id, variant, is_exposed, has_clicked, has_converted (booleans; one row
-    per assigned person). CTR = clickers / exposed users, conversion = converters / exposed
-    users; lift, interval and p-value compare the experiment's metric with the control.
+    per assigned person). Clickers and converters count exposed users only.
     """
-    variants = list(experiment.variants)
+    exposed = outcomes["is_exposed"].astype(bool)
     grouped = (
         outcomes.assign(
-            exposed=outcomes["is_exposed"].astype(bool),
-            clicked=outcomes["is_exposed"].astype(bool) & outcomes["has_clicked"].astype(bool),
-            converted=outcomes["is_exposed"].astype(bool) & outcomes["has_converted"].astype(bool),
+            exposed=exposed,
+            clicked=exposed & outcomes["has_clicked"].astype(bool),
+            converted=exposed & outcomes["has_converted"].astype(bool),
         )
         .groupby(VARIANT)[["exposed", "clicked", "converted"]]
         .agg(["sum", "size"])
     )
-    counts = pd.DataFrame(
+    return pd.DataFrame(
         {
             "users": grouped[("exposed", "size")],
             "exposed_users": grouped[("exposed", "sum")],
             "clickers": grouped[("clicked", "sum")],
             "converters": grouped[("converted", "sum")],
         }
-    ).reindex(variants, fill_value=0)
+    )
+
+
+def experiment_results(
+    experiment: Experiment, outcomes: pd.DataFrame, alpha: float = 0.05
+) -> pd.DataFrame:
+    """One row per variant (RESULT_COLUMNS) from per-person outcomes (see `variant_counts`)."""
+    return variant_results(experiment, variant_counts(outcomes), alpha)
+
+
+def variant_results(
+    experiment: Experiment, counts: pd.DataFrame, alpha: float = 0.05
+) -> pd.DataFrame:
+    """One row per variant (RESULT_COLUMNS) from the counts per variant (COUNT_COLUMNS,
+    indexed by variant; a variant without a row has no users).
+
+    CTR = clickers / exposed users, conversion = converters / exposed users; lift, interval
+    and p-value compare the experiment's metric with the control.
+    """
+    variants = list(experiment.variants)
+    counts = counts[list(COUNT_COLUMNS)].reindex(variants, fill_value=0)
     srm_p = sample_ratio_mismatch(counts["users"], list(experiment.variants.values()))
     successes = counts["clickers" if experiment.metric == "ctr" else "converters"]
     control = variants[0]

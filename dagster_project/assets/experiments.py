@@ -4,6 +4,7 @@ People with personalization consent are assigned (they see the variants); the re
 only those of them whose analytics consent lets their data into aggregates.
 """
 
+import duckdb
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, multi_asset
 
@@ -11,12 +12,9 @@ from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
 from dagster_project.warehouse_io import read_frame, write_frame
-from models_ml.experiments import Experiment, assign_variants, experiment_results
+from models_ml.experiments import COUNT_COLUMNS, Experiment, assign_variants, variant_results
 
 PEOPLE_SQL = "select person_id from marts.user_profiles where has_personalization_consent"
-COUNTED_SQL = (
-    "select person_id from intermediate.int_analytics_consents_resolved where has_analytics_consent"
-)
 # One row per person: active (exposed), clicked a recommendation, purchased within the window.
 OUTCOMES_SQL = """
     select
@@ -30,13 +28,69 @@ OUTCOMES_SQL = """
         and ($end::timestamp is null or occurred_at < $end::timestamp + interval 1 day)
     group by person_id
 """
+COUNTED_SQL = """
+    select person_id from intermediate.int_analytics_consents_resolved where has_analytics_consent
+"""
+# Per variant of one experiment: its assigned people with analytics consent (only they count;
+# {counted}: COUNTED_SQL) and, of them, those exposed, clicking and converting in the window
+# ({outcomes}: OUTCOMES_SQL).
+VARIANT_COUNTS_SQL = """
+    with assigned as (
+        select person_id, variant from ml.experiment_assignments where experiment = $experiment
+    ),
+    counted as (
+        select person_id from {counted}
+    ),
+    outcomes as (
+        select person_id, is_exposed, has_clicked, has_converted from {outcomes}
+    ),
+    assigned_counted as (
+        select assigned.person_id, assigned.variant
+        from assigned
+        semi join counted on assigned.person_id = counted.person_id
+    ),
+    flagged as (
+        select
+            assigned_counted.variant,
+            coalesce(outcomes.is_exposed, false) as is_exposed,
+            coalesce(outcomes.is_exposed and outcomes.has_clicked, false) as has_clicked,
+            coalesce(outcomes.is_exposed and outcomes.has_converted, false) as has_converted
+        from assigned_counted
+        left join outcomes on assigned_counted.person_id = outcomes.person_id
+    )
+    select
+        variant,
+        count(*) as users,
+        count(*) filter (where is_exposed) as exposed_users,
+        count(*) filter (where has_clicked) as clickers,
+        count(*) filter (where has_converted) as converters
+    from flagged
+    group by variant
+"""
+NO_EXPERIMENT = Experiment("none", {"a": 1.0, "b": 1.0}, None, None)  # the empty tables' shape
 
 
-def _outcomes(assigned: pd.DataFrame, per_person: pd.DataFrame) -> pd.DataFrame:
-    merged = assigned.merge(per_person, on="person_id", how="left")
-    flags = ["is_exposed", "has_clicked", "has_converted"]
-    merged[flags] = merged[flags].fillna(False).astype(bool)
-    return merged
+def _temp_table(con: duckdb.DuckDBPyConnection, name: str, sql: str, params=None) -> str:
+    con.execute(f"create or replace temp table {name} as {sql}", params or {})
+    return name
+
+
+def variant_counts(con: duckdb.DuckDBPyConnection, defined: list[Experiment]) -> list[pd.DataFrame]:
+    """Per experiment of `defined` (assigned in ml.experiment_assignments): its counts per
+    variant, joined and counted in DuckDB with one scan of the events per distinct window."""
+    counted = _temp_table(con, "_pz_counted", COUNTED_SQL)
+    outcomes: dict[tuple, str] = {}
+    counts = []
+    for experiment in defined:
+        window = (experiment.start_date, experiment.end_date)
+        if window not in outcomes:
+            params = {"start": window[0], "end": window[1]}
+            outcomes[window] = _temp_table(
+                con, f"_pz_outcomes_{len(outcomes)}", OUTCOMES_SQL, params
+            )
+        sql = VARIANT_COUNTS_SQL.format(counted=counted, outcomes=outcomes[window])
+        counts.append(read_frame(con, sql, {"experiment": experiment.name}).set_index("variant"))
+    return counts
 
 
 @multi_asset(
@@ -70,35 +124,24 @@ def _outcomes(assigned: pd.DataFrame, per_person: pd.DataFrame) -> pd.DataFrame:
 )
 def experiments(context: AssetExecutionContext, warehouse: WarehouseResource):
     defined = [Experiment.from_dict(entry) for entry in load_tunables().experiments]
-    assignments, results = [], []
     with warehouse.connect() as con:
         people = read_frame(con, PEOPLE_SQL)["person_id"]
-        counted = read_frame(con, COUNTED_SQL)["person_id"]
-        outcomes_by_window: dict[tuple, pd.DataFrame] = {}  # one scan of the events per window
-        for experiment in defined:
-            assigned = assign_variants(experiment, people)
-            window = (experiment.start_date, experiment.end_date)
-            if window not in outcomes_by_window:
-                outcomes_by_window[window] = read_frame(
-                    con, OUTCOMES_SQL, {"start": window[0], "end": window[1]}
-                )
-            per_person = outcomes_by_window[window]
-            assignments.append(assigned)
-            in_results = assigned[assigned["person_id"].isin(counted)]
-            results.append(experiment_results(experiment, _outcomes(in_results, per_person)))
-        assignment_frame = pd.concat(assignments, ignore_index=True) if assignments else None
-        result_frame = pd.concat(results, ignore_index=True) if results else None
-        if assignment_frame is None:
-            assignment_frame = assign_variants(
-                Experiment("none", {"a": 1.0, "b": 1.0}, None, None), []
-            )
-            result_frame = experiment_results(
-                Experiment("none", {"a": 1.0, "b": 1.0}, None, None),
-                pd.DataFrame(
-                    columns=["person_id", "variant", "is_exposed", "has_clicked", "has_converted"]
-                ),
-            ).iloc[:0]
+        assignments = [assign_variants(experiment, people) for experiment in defined]
+        assignment_frame = (
+            pd.concat(assignments, ignore_index=True)
+            if assignments
+            else assign_variants(NO_EXPERIMENT, [])
+        )
         write_frame(con, "ml.experiment_assignments", assignment_frame)
+        results = [
+            variant_results(experiment, counts)
+            for experiment, counts in zip(defined, variant_counts(con, defined), strict=True)
+        ]
+        result_frame = (
+            pd.concat(results, ignore_index=True)
+            if results
+            else variant_results(NO_EXPERIMENT, pd.DataFrame(columns=list(COUNT_COLUMNS))).iloc[:0]
+        )
         write_frame(con, "ml.experiment_results", result_frame)
     context.log.info(f"{len(defined)} experiments, {len(assignment_frame)} assignments")
     yield MaterializeResult(

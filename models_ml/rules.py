@@ -192,7 +192,7 @@ def apply_rules(
     # never reach their top k: the pairs drop at most that many of the items ahead, and the
     # k or more left (or earlier rows showing the same items) fill it. Cutting there keeps a
     # context rule (hundreds of curated items for each person in it) from outnumbering the
-    # algorithmic rows: at L it was 3.8 million rule rows a batch against 2 million.
+    # algorithmic rows: at L it was 3.4 million rule rows a batch against 2 million.
     depth = k + np.bincount(pair_person, minlength=len(people))
 
     def rule_part(members: np.ndarray, rule_items: list, name: str, tier: int) -> None:

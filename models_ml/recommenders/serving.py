@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from models_ml.columns import ALGORITHM, HAS_ANALYTICS_CONSENT, PERSON_ID
@@ -213,12 +214,23 @@ def serve(
     pair_position = None
     if exclude_pairs is not None and len(exclude_pairs):
         pair_position = requested.get_indexer(exclude_pairs[PERSON_ID])
+    # Each context's members as sorted positions in `requested`, looked up once: the rules of
+    # a batch get only its own members (at L, 6 thousand of the 71 thousand in a checkout).
+    members = {}
+    for name, person_ids in (contexts or {}).items():
+        position = requested.get_indexer(as_index(person_ids))
+        members[name] = np.unique(position[position >= 0])
     for start in range(0, max(len(requested), 1), serving.batch_people):
         batch = requested[start : start + serving.batch_people]
         pairs = None
         if pair_position is not None:
             in_batch = (pair_position >= start) & (pair_position < start + len(batch))
             pairs = exclude_pairs[in_batch]
+        bounds = [start, start + len(batch)]
+        batch_contexts = {
+            name: requested[position[slice(*np.searchsorted(position, bounds))]]
+            for name, position in members.items()
+        }
         candidates = recommend_chain(
             serving.chain,
             batch,
@@ -234,7 +246,7 @@ def serve(
             serving.k,
             people=batch,
             items=items,
-            contexts=contexts,
+            contexts=batch_contexts,
             curated_items=curated_items,
             exclude_pairs=pairs,
             exclude_items=exclude_items,

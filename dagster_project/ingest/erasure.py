@@ -627,14 +627,14 @@ def enforce_erasures(
 
 
 def erase_people(
-    con: duckdb.DuckDBPyConnection, resolved: pd.DataFrame, now: datetime, trigger: str
+    con: duckdb.DuckDBPyConnection, resolved: pd.DataFrame | str, now: datetime, trigger: str
 ) -> ErasureOutcome:
     """Erase, whole, every person of `resolved` who holds a registered identifier.
 
     Args:
         resolved: one resolution of the identity graph: identifier_type, identifier,
             source_system, person_id for every identifier node, linker-only types (email and
-            phone tokens) included.
+            phone tokens) included; a frame, or the name of a relation holding them.
         now: registration time.
         trigger: for the log.
 
@@ -645,18 +645,21 @@ def erase_people(
     """
     ensure_erasure_tables(con)
     outcome = ErasureOutcome()
-    con.register("_pz_resolved_in", resolved)
+    relation = resolved if isinstance(resolved, str) else "_pz_resolved_in"
+    if not isinstance(resolved, str):
+        con.register(relation, resolved)
     try:
         con.execute(
             f"""
             create or replace temp table _pz_resolved as
             select identifier_type, identifier, source_system, person_id,
                    {_subject()} as subject
-            from _pz_resolved_in
+            from {relation}
             """
         )
     finally:
-        con.unregister("_pz_resolved_in")
+        if not isinstance(resolved, str):
+            con.unregister(relation)
     # Hash each distinct identifier once; keep the people holding a registered one.
     con.execute(
         """
@@ -785,7 +788,5 @@ def drop_erased_people(con: duckdb.DuckDBPyConnection, now: datetime) -> Erasure
     out-of-order run (identity without ingest) might have let through."""
     if not _has_previous_map(con):
         return ErasureOutcome()
-    resolved = con.sql(
-        "select identifier_type, identifier, source_system, person_id from ml.identity_assignments"
-    ).df()
-    return erase_people(con, resolved, now, trigger="identity")
+    # read in DuckDB, not through pandas (2.8 M rows at 1M people)
+    return erase_people(con, "ml.identity_assignments", now, trigger="identity")

@@ -33,13 +33,12 @@ def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = EPSILON) -> f
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def segment_shares(
-    segments: pd.DataFrame, n_people: int, *, col_subject: str = "subject"
-) -> pd.DataFrame:
-    """Share of `n_people` in each segment (`segments`: one row per person and `col_subject`)."""
-    counts = segments.groupby(col_subject).size()
+def segment_shares(members: pd.Series, n_people: int) -> pd.DataFrame:
+    """Share of `n_people` in each segment (`members`: people per segment, indexed by subject),
+    ordered by subject."""
+    members = members.sort_index(kind="stable")
     return pd.DataFrame(
-        {"subject": counts.index.astype(str), "share": counts.to_numpy() / max(n_people, 1)}
+        {"subject": members.index.astype(str), "share": members.to_numpy() / max(n_people, 1)}
     )
 
 

@@ -54,25 +54,32 @@ def clustering_matrix(
     if affinity is not None:
         affinity = affinity.dropna(subset=[col_category])
     if affinity is not None and len(affinity):
-        slug = (
-            affinity[col_category]
-            .astype(str)
-            .str.lower()
-            .str.replace(r"[^a-z0-9]+", "_", regex=True)
-            .str.strip("_")
+        matrix = matrix.join(
+            _affinity_columns(affinity, matrix.index, col_person, col_category, col_affinity)
         )
-        wide = (
-            affinity.assign(**{col_category: AFFINITY_PREFIX + slug})
-            .pivot_table(
-                index=col_person,
-                columns=col_category,
-                values=col_affinity,
-                aggfunc="sum",
-                fill_value=0.0,
-            )
-            .reindex(matrix.index, fill_value=0.0)
-        )
-        matrix = matrix.join(wide[sorted(wide.columns)].astype(float))
     matrix.index.name = col_person
     matrix.columns.name = None
     return matrix
+
+
+def _affinity_columns(
+    affinity: pd.DataFrame, people: pd.Index, col_person: str, col_category: str, col_affinity: str
+) -> pd.DataFrame:
+    """`affinity_<slug>` columns (sorted) over `people`: the affinities of a person's categories
+    with that slug summed, 0 where none. Grouped by integer codes (millions of rows): the
+    strings are hashed once, and each distinct category slugged once."""
+    category = affinity[col_category].astype("category")
+    slugs = (
+        category.cat.categories.astype(str)
+        .str.lower()
+        .str.replace(r"[^a-z0-9]+", "_", regex=True)
+        .str.strip("_")
+    )
+    columns = pd.Index(sorted(set(AFFINITY_PREFIX + slugs)))
+    column = columns.get_indexer(AFFINITY_PREFIX + slugs)[category.cat.codes.to_numpy()]
+    row = people.get_indexer(affinity[col_person])
+    known = row >= 0  # people without features get no row
+    sums = affinity.loc[known, col_affinity].groupby([row[known], column[known]]).sum()
+    wide = np.zeros((len(people), len(columns)))
+    wide[sums.index.get_level_values(0), sums.index.get_level_values(1)] = sums.to_numpy()
+    return pd.DataFrame(wide, index=people, columns=columns)

@@ -459,9 +459,12 @@ def _refit_propensity(
 
 
 SEGMENT_MEMBERS_SQL = """
-    select person_id, segment_type || ':' || segment_id as subject from ml.user_segments
-    union all
-    select person_id, 'trigger:' || segment_id from intermediate.int_segment_triggers
+    with members as (
+        select segment_type || ':' || segment_id as subject from ml.user_segments
+        union all
+        select 'trigger:' || segment_id from intermediate.int_segment_triggers
+    )
+    select subject, count(*) as members from members where subject is not null group by subject
 """
 PROPENSITY_SCORES_SQL = """
     select person_id, 'propensity:' || segment_id as subject, score from ml.propensity_segments
@@ -472,7 +475,8 @@ PEOPLE_COUNT_SQL = "select count(*) from marts.user_features"
 def drift_inputs(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(segment shares of all people; numeric distributions: clustering features, scores)."""
     n_people = con.execute(PEOPLE_COUNT_SQL).fetchall()[0][0]
-    shares = segment_shares(read_frame(con, SEGMENT_MEMBERS_SQL), n_people)
+    members = read_frame(con, SEGMENT_MEMBERS_SQL).set_index("subject")["members"]
+    shares = segment_shares(members, n_people)
     matrix = clustering_matrix(read_frame(con, FEATURES_SQL), read_frame(con, AFFINITY_SQL))
     scores = read_frame(con, PROPENSITY_SCORES_SQL).pivot(
         index="person_id", columns="subject", values="score"

@@ -25,7 +25,7 @@ def test_segment_shares_and_their_drift():
             "subject": ["cluster:cluster_0"] * 3 + ["trigger:new_visitors"] * 2,
         }
     )
-    shares = segment_shares(members, n_people=10)
+    shares = segment_shares(members.groupby("subject").size(), n_people=10)
     assert shares.to_dict("records") == [
         {"subject": "cluster:cluster_0", "share": 0.3},
         {"subject": "trigger:new_visitors", "share": 0.2},

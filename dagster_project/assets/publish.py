@@ -35,7 +35,9 @@ def published_snapshot(
     settings = warehouse.settings()
     published_at = datetime.now(UTC).replace(tzinfo=None)
     with warehouse.connect() as con:
-        counts = publish_snapshot(con, settings.published_path, published_at, context.run.run_id)
+        counts = publish_snapshot(
+            con, settings.published_path, published_at, context.run.run_id, log=context.log.info
+        )
     for name, rows in counts.items():
         context.log.info(f"published {name}: {rows} rows")
     return MaterializeResult(

@@ -53,23 +53,33 @@ identified as (
         on events.anonymous_id = people_by_anonymous_id.anonymous_id
 ),
 
+stamped as (
+    -- which build (re)wrote the row: the publish step copies only these into the last
+    -- published snapshot (dagster_project/publish.py)
+    select
+        identified.*,
+        cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
+            as _identified_at
+    from identified
+),
+
 {% if is_incremental() %}
 previous as (
     select event_id, person_id, _enriched_at from {{ this }}
 ),
 
 changed as (
-    select identified.*
-    from identified
+    select stamped.*
+    from stamped
     left join previous
-        on identified.event_id = previous.event_id
+        on stamped.event_id = previous.event_id
     where previous.event_id is null
-        or identified._enriched_at <> previous._enriched_at
-        or identified.person_id is distinct from previous.person_id
+        or stamped._enriched_at <> previous._enriched_at
+        or stamped.person_id is distinct from previous.person_id
 )
 {% else %}
 changed as (
-    select * from identified
+    select * from stamped
 )
 {% endif %}
 

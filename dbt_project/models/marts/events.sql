@@ -1,5 +1,7 @@
 {#- A view of the published columns: int_events_identified is the one stored copy (built
-    incrementally), and every model downstream reads the events through this view. -#}
+    incrementally), and every model downstream reads the events through this view. Keep it a
+    projection: a night's publish reads these columns straight from int_events_identified for
+    the rows it rewrote (dagster_project/publish.py). -#}
 {{ config(materialized='view') }}
 
 with

@@ -1,3 +1,7 @@
+{#- A table: the recommendations and experiments steps and this model's tests read it, and as a
+    view each read cost 3-5 s at 1M people. -#}
+{{ config(materialized='table') }}
+
 with
 
 identity_map as (

@@ -11,7 +11,7 @@
 {% macro default__valid_timezone(column) -%}
     case
         when {{ clean_string(column) }} in (select tz.name from pg_timezone_names() as tz)
-            then trim({{ column }})
+            then {{ trimmed(column) }}
     end
 {%- endmacro %}
 

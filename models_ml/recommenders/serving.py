@@ -173,6 +173,9 @@ def fit_serving_chain(
             max_people=int(settings["eval_max_people"])
             if settings.get("eval_max_people")
             else None,
+            sample_people=int(settings["eval_sample_people"])
+            if settings.get("eval_sample_people")
+            else None,
         )
     chosen = chosen_algorithm(evaluation, default="popularity")
     chain_names = list(dict.fromkeys([chosen, "content", popularity_fallback(evaluation)]))

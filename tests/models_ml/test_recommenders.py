@@ -557,6 +557,23 @@ def test_model_selection_scores_a_seeded_sample_of_people_when_asked():
     # a sample estimates the same metric: within a few standard errors of everyone's
     assert np.allclose(sampled["ndcg_at_k"], everyone["ndcg_at_k"], atol=0.05)
 
+    # sample_people: the whole selection runs on that many people's interactions, as if
+    # they were all there was (the same rows as evaluating that subset), seeded
+    on_sample = evaluate_recommenders(
+        candidates, interactions, None, k=5, min_history=3, sample_people=1_500, seed=3
+    )
+    kept = np.random.default_rng(3).choice(interactions["person_id"].unique(), 1_500, False)
+    subset = interactions[interactions["person_id"].isin(kept)]
+    assert subset["person_id"].nunique() == 1_500
+    pd.testing.assert_frame_equal(
+        on_sample.drop(columns="fit_seconds"),
+        evaluate_recommenders(candidates, subset, None, k=5, min_history=3, seed=3).drop(
+            columns="fit_seconds"
+        ),
+    )
+    assert (on_sample["n_users"] <= 1_500).all() and (on_sample["n_users"] > 1_400).all()
+    assert np.allclose(on_sample["ndcg_at_k"], everyone["ndcg_at_k"], atol=0.05)
+
 
 def test_serving_in_batches_gives_the_rows_of_one_pass_over_everyone():
     from dataclasses import replace

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
-from dagster_dbt import DbtCliResource
 
-from dagster_project.assets.dbt import dbt_phases
+from dagster_project.assets.dbt import WarehouseDbtCliResource, dbt_phases
 from dagster_project.assets.experiments import experiments
 from dagster_project.assets.identity import identity_assets
 from dagster_project.assets.ingest import ingest_assets, pipeline_config
@@ -41,7 +40,7 @@ defs = Definitions(
     sensors=[landing_files_sensor],
     resources={
         "warehouse": WarehouseResource(),
-        "dbt": DbtCliResource(project_dir=dbt_project),
+        "dbt": WarehouseDbtCliResource(project_dir=dbt_project),
     },
     # DuckDB has one writer: every materialization runs its steps in one process.
     executor=in_process_executor,

@@ -1,11 +1,17 @@
 """All dbt models as Dagster assets (one asset per model; dbt tests become asset checks)."""
 
 import os
+import shutil
 from collections.abc import Mapping, Sequence
+from functools import cached_property
+from importlib.metadata import version as installed_version
+from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+from packaging import version
 
 from dagster_project import incremental
 from dagster_project.project import dbt_project
@@ -54,6 +60,51 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
         return DEFAULT_OWNERS
 
 
+class WarehouseDbtCliResource(DbtCliResource):
+    """`DbtCliResource` without its `dbt --version` call: dagster-dbt asks the dbt executable
+    for its version once per process, a whole dbt start-up (4-7 s here, and a check for a newer
+    release on PyPI). The executable is this environment's (`dagster_project.project` puts its
+    bin directory first on PATH), so the installed dbt-core package says the same."""
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(installed_version("dbt-core"))
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def keep_partial_parse(invocation: DbtCliInvocation) -> bool:
+    """Make the parse state this invocation ended with the one the next invocation starts from.
+
+    dagster-dbt copies `target/partial_parse.msgpack` into each invocation's own target folder
+    so dbt can parse only what changed. That file comes from `dbt parse` at prepare time, with
+    the default warehouse path; dbt's parse state includes the profile, and the profile names
+    the warehouse (PZ_WAREHOUSE_PATH), so every phase of every run parsed the whole project
+    again (8 s a call here). Copied back after a successful invocation, the next phase of the
+    run, and the next run on this warehouse, parse nothing. Replaced atomically: a concurrent
+    reader sees the old file or the new one, and any of them is only a cache (dbt checks it and
+    parses again when it does not match).
+    """
+    produced = Path(invocation.target_path) / PARTIAL_PARSE_FILE
+    if not produced.exists():
+        return False
+    shared = Path(dbt_project.project_dir) / "target" / PARTIAL_PARSE_FILE
+    staged = shared.with_name(f"{PARTIAL_PARSE_FILE}.{os.getpid()}.tmp")
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(produced, staged)
+    os.replace(staged, shared)
+    return True
+
+
+def _run_dbt(context: AssetExecutionContext, dbt: DbtCliResource, full_refresh: bool = False):
+    """`dbt build` of the phase's selection, streamed as Dagster events, then its parse state
+    kept for the next invocation (`keep_partial_parse`)."""
+    invocation = dbt.cli(dbt_build_args(full_refresh), context=context)
+    yield from invocation.stream()
+    keep_partial_parse(invocation)
+
+
 def dbt_build_args(full_refresh: bool = False) -> list[str]:
     """The dbt command every materialization runs; Dagster adds the selection of the subset."""
     return ["build", "--full-refresh"] if full_refresh else ["build"]
@@ -87,20 +138,20 @@ def _build_dbt_phase(selector: str, description: str):
                 rebuild = requested or incremental.rebuild_pending(con)
             mode = "full refresh" if rebuild else "incremental"
             context.log.info(f"identified events: {mode}")
-            yield from dbt.cli(dbt_build_args(rebuild), context=context).stream()
+            yield from _run_dbt(context, dbt, rebuild)
             if rebuild and IDENTIFIED_EVENTS in context.selected_asset_keys:
                 with warehouse.connect() as con:
                     incremental.clear_pending(con)
             return
         if selector != INCREMENTAL_PHASE:
-            yield from dbt.cli(dbt_build_args(), context=context).stream()
+            yield from _run_dbt(context, dbt)
             return
         # The event chain is incremental; the warehouse says whether that is still exact.
         with warehouse.connect() as con:
             decision = incremental.decide(con, requested=requested)
         mode = "full refresh" if decision.full_refresh else "incremental"
         context.log.info(f"event models: {mode} ({decision.reason})")
-        yield from dbt.cli(dbt_build_args(decision.full_refresh), context=context).stream()
+        yield from _run_dbt(context, dbt, decision.full_refresh)
         with warehouse.connect() as con:
             incremental.record_baseline(con, rebuilt=decision.full_refresh)
 

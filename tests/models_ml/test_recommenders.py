@@ -371,6 +371,41 @@ def test_content_recommends_similar_and_brand_new_items():
     assert (recs.algorithm == "content").all()
 
 
+@pytest.mark.parametrize("items", [7, 60], ids=["more_terms_than_items", "more_items"])
+def test_content_scores_alike_with_dense_and_sparse_item_vectors(monkeypatch, items):
+    """Small catalogs score with a dense terms x items array (a dense product when there are
+    fewer terms than items), large ones sparse: the same scores and recommendations."""
+    import models_ml.recommenders.content as content
+
+    words = ["red", "blue", "green", "tent", "novel", "mat"]
+    catalog = pd.DataFrame(
+        {
+            "item_id": [f"i{n}" for n in range(items)],
+            "title": [f"{words[n % 6]} {words[n // 6 % 6]}" for n in range(items)],
+            "category": [["books", "sports"][n % 2] for n in range(items)],
+            "tags": [["paperback", "outdoor|bike", None][n % 3] for n in range(items)],
+        }
+    )
+    ids = {"x1": "i0", "x2": "i1", "x3": "i2", "y1": "i3", "y2": "i4", "y3": "i5"}
+    history = GROUPS.assign(item_id=GROUPS.item_id.map(ids))
+    people = sorted(history.person_id.unique())
+    dense = content.ContentRecommender().fit(history, items=catalog)
+    assert dense.dense_terms_by_items_ is not None
+    assert (dense.dense_terms_by_items_.shape[0] <= items) == (items == 60)
+    monkeypatch.setattr(content, "MAX_DENSE_VECTORS_BYTES", 0)
+    sparse_model = content.ContentRecommender().fit(history, items=catalog)
+    assert sparse_model.dense_terms_by_items_ is None
+    np.testing.assert_allclose(
+        dense.score_items(people), sparse_model.score_items(people), rtol=1e-5, atol=1e-7
+    )
+    # The same cosine summed in another order can differ in its last bit, so items tied in
+    # exact arithmetic may swap ranks: each (person, rank) has the same score.
+    left, right = (m.recommend_k_items(people, k=5) for m in (dense, sparse_model))
+    assert left[["person_id", "rank"]].equals(right[["person_id", "rank"]])
+    np.testing.assert_allclose(left["score"], right["score"], rtol=1e-5)
+    assert (left.item_id != right.item_id).mean() < 0.5
+
+
 def test_chain_skips_short_histories_and_tops_up_in_order():
     ease = EASERecommender(l2=1.0).fit(GROUPS)
     content = ContentRecommender().fit(GROUPS, items=CATALOG)

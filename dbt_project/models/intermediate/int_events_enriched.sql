@@ -133,37 +133,10 @@ localized as (
     from joined
 ),
 
--- Local time by each zone's UTC offset per UTC hour, not zone by zone per event: converting
--- 17 M events one by one cost 28 s of this model's 69 at 1M people; (zone, hour) pairs are
--- ten zones times a few hundred hours. An hour whose offset at its start and at its end differ
--- (a DST change within it) converts its events one by one. The zones are every valid one a
--- context or an event names (the local zone is one of them, or UTC); the hours, every event's.
-zone_names as (
-    select distinct {{ valid_timezone('timezone') }} as zone
-    from {{ source('context', 'context') }}
-    union
-    select distinct timezone from {{ ref('int_events_sessionized') }}
-    union
-    select 'UTC'
-),
-
-utc_hours as (
-    select distinct date_trunc('hour', occurred_at) as hour_start
-    from {{ ref('int_events_sessionized') }}
-    where occurred_at is not null
-),
-
+-- Local time by each zone's UTC offset per UTC hour (int_zone_hour_offsets); an hour with a DST
+-- change within it converts its events one by one.
 zone_hours as (
-    select
-        zone_names.zone,
-        utc_hours.hour_start,
-        {{ utc_to_local('utc_hours.hour_start', 'zone_names.zone') }} - utc_hours.hour_start
-            as offset_at_start,
-        {{ utc_to_local('utc_hours.hour_start + interval 1 hour', 'zone_names.zone') }}
-            - (utc_hours.hour_start + interval 1 hour) as offset_at_end
-    from zone_names
-    cross join utc_hours
-    where zone_names.zone is not null
+    select * from {{ ref('int_zone_hour_offsets') }}
 ),
 
 with_local_time as (

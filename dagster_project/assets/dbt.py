@@ -64,7 +64,11 @@ class WarehouseDbtCliResource(DbtCliResource):
     """`DbtCliResource` without its `dbt --version` call: dagster-dbt asks the dbt executable
     for its version once per process, a whole dbt start-up (4-7 s here, and a check for a newer
     release on PyPI). The executable is this environment's (`dagster_project.project` puts its
-    bin directory first on PATH), so the installed dbt-core package says the same."""
+    bin directory first on PATH), so the installed dbt-core package says the same.
+
+    `_cli_version` is dagster-dbt's own (private) property, pinned by uv.lock: should a later
+    dagster-dbt rename it, this override goes unused and each run pays the call again.
+    """
 
     @cached_property
     def _cli_version(self) -> version.Version:
@@ -89,7 +93,9 @@ def keep_partial_parse(invocation: DbtCliInvocation) -> bool:
     produced = Path(invocation.target_path) / PARTIAL_PARSE_FILE
     if not produced.exists():
         return False
-    shared = Path(dbt_project.project_dir) / "target" / PARTIAL_PARSE_FILE
+    # where dagster-dbt copies it from: DBT_TARGET_PATH, else `target`, under the project
+    shared = Path(dbt_project.project_dir) / os.getenv("DBT_TARGET_PATH", "target")
+    shared = shared / PARTIAL_PARSE_FILE
     staged = shared.with_name(f"{PARTIAL_PARSE_FILE}.{os.getpid()}.tmp")
     shared.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(produced, staged)

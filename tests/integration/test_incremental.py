@@ -62,9 +62,9 @@ def mode_of(log: Path) -> str:
 
 
 def full_parses(log: Path) -> int:
-    """dbt invocations of a run that parsed the whole project again because the stored parse
-    state was made with another profile (the warehouse path is part of the profile)."""
-    return log.read_text().count("Unable to do partial parsing because profile has changed")
+    """dbt invocations of a run that parsed the whole project again (the stored parse state was
+    made with another profile, the warehouse path being part of it, or is missing)."""
+    return log.read_text().count("Unable to do partial parsing")
 
 
 def run(data_dir: Path, name: str, *extra: str) -> Path:
@@ -101,9 +101,11 @@ def test_first_build_is_full_and_the_next_one_incremental(runs: dict) -> None:
 
 def test_dbt_parses_the_project_once_per_warehouse(runs: dict) -> None:
     """Each dbt invocation leaves its parse state for the next (`keep_partial_parse`): the
-    first run parses the whole project once for this warehouse (the stored state is from
-    `prepare`, with the default path), not once per dbt phase; the next run not at all."""
-    assert runs["full_parses"] == [1, 0]
+    first run parses the whole project at most once for this warehouse (the stored state is
+    from `prepare` or another warehouse), not once per dbt phase; the next run not at all."""
+    first, second = runs["full_parses"]
+    assert first <= 1, f"{first} of the first run's 3 dbt invocations parsed everything"
+    assert second == 0, f"{second} dbt invocations of the second run parsed everything"
 
 
 def test_incremental_run_equals_a_full_rebuild(runs: dict) -> None:

@@ -38,7 +38,7 @@ MATCH_FIELDS = (
 )
 MIN_FIELD_COMPLETENESS = 0.01  # a field present in fewer records is not compared
 # Fields compared with term-frequency adjustments (see `_comparison`).
-TERM_FREQUENCY_FIELDS = ("first_name", "last_name", "postcode", "city")
+TERM_FREQUENCY_FIELDS = ("first_name", "last_name", "email", "postcode", "city")
 
 # Normalization shared by the records Splink matches: plaintext from the PII zone, typed values
 # from dbt where there are any (an invalid birth date is already null there). Junk values
@@ -302,59 +302,251 @@ def predict_links_and_matches(
     its fingerprint is that of tonight's fields and settings; otherwise the model is trained,
     and returned in `info["model"]` (with `info["fingerprint"]`) for `save_model`.
 
-    From `subprocess_min_records` records on (identity.yaml), Splink runs in a child process
-    (spawned, so it shares nothing with this one): its peak, 7 GB at 1.36 M records, is then
-    not added to the pipeline's, and all of it goes back to the system when the child exits
-    (memory freed inside a process is mostly kept by the allocator). The records go to the
-    child, and the links come back, through a pipe: plaintext never touches a file.
-    """
-    threshold = settings.get("subprocess_min_records")
-    if threshold is None or len(records) < int(threshold):
-        return _in_own_database(records, settings, new_records, model)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    The model is trained on `records` only and scores the new records against them afterwards
+    (Splink's `predict_between`), so the links within `records` are the same with or without
+    new records.
 
-    started = time.monotonic()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+    Returns:
+        (links within records; links from new records: node_key_a = the new record's
+        unique_id, node_key_b = the record's; info for run metadata)
+    """
+    with SplinkScorer(records, settings, model) as scorer:
+        links = scorer.predict()
+        new_links = _empty_links()
+        if new_records is not None and len(new_records):
+            new_links = scorer.links_from(new_records=new_records)
+        return links, new_links, scorer.info
+
+
+class SplinkScorer:
+    """A Splink model over `records`, kept open to score them in parts or whole.
+
+    Opening it trains the model on `records` (or loads `model`, see
+    `predict_links_and_matches`). Then `links_from` scores some records (new ones, or some of
+    `records` by id) against all of `records`, and `predict` scores every pair of `records`.
+    Erasure uses the first to find an erased person's records without scoring everyone.
+
+    From `subprocess_min_records` records on (identity.yaml), Splink runs in a child process
+    (spawned, so it shares nothing with this one) that lives until `close`: its peak, 7 GB at
+    1.36 M records, is then not added to the pipeline's, and all of it goes back to the system
+    when the child exits (memory freed inside a process is mostly kept by the allocator). The
+    records go to the child, and the links come back, through a pipe: plaintext never touches
+    a file.
+    """
+
+    def __init__(self, records: pd.DataFrame, settings: dict, model: dict | None = None) -> None:
+        self._records = len(records)
+        self._pool = None
+        self._local: _LinkerSession | None = None
+        threshold = settings.get("subprocess_min_records")
+        self._started = time.monotonic()
+        if threshold is None or len(records) < int(threshold):
+            self._local = _LinkerSession(records, settings, model)
+            self.info = self._local.info
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
         try:
-            links, new_links, info = pool.submit(
-                _in_own_database, records, settings, new_records, model
-            ).result()
+            self.info = self._in_child(_open_session, records, settings, model)
+        except BaseException:
+            self.close()
+            raise
+        self.info["subprocess"] = True
+
+    def links_from(
+        self, *, new_records: pd.DataFrame | None = None, ids: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Links at or above the threshold from `new_records` (shaped like the records), or
+        from the records whose unique_id is in `ids` (other ids are ignored), to every record:
+        node_key_a = the scored record's unique_id. A record's pair with itself is left out."""
+        if self._local is not None:
+            return self._local.links_from(new_records, ids)
+        links, scored, peak = self._in_child(_session_links_from, new_records, ids)
+        self.info["records_scored_against_all"] = scored
+        self.info["process_peak_rss_mb"] = max(self.info.get("process_peak_rss_mb", 0), peak)
+        return links
+
+    def predict(self) -> pd.DataFrame:
+        """Every link among the records at or above the threshold (each pair once)."""
+        if self._local is not None:
+            return self._local.predict()
+        links, info = self._in_child(_session_predict)
+        self.info.update(info)
+        self.info["seconds_with_subprocess"] = round(time.monotonic() - self._started, 1)
+        return links
+
+    def close(self) -> None:
+        """Close Splink's database (and end its process): its memory goes back at once."""
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> SplinkScorer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _in_child(self, function, *args):
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self._pool is None:
+            raise RuntimeError("the Splink scorer is closed")
+        try:
+            return self._pool.submit(function, *args).result()
         except BrokenProcessPool as error:
+            self._pool = None
             raise RuntimeError(
-                f"the Splink process on {len(records):,} records died before it returned "
+                f"the Splink process on {self._records:,} records died before it returned "
                 "(most likely killed for lack of memory: see identity.yaml, blocking_rules, "
                 "for the pairs each rule makes)"
             ) from error
-    info["subprocess"] = True
-    info["seconds_with_subprocess"] = round(time.monotonic() - started, 1)
-    return links, new_links, info
 
 
-def _in_own_database(
-    records: pd.DataFrame,
-    settings: dict,
-    new_records: pd.DataFrame | None,
-    model: dict | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Splink in its own in-memory database, closed on return and its memory given back at
-    once: the linker and its caches refer to each other, so without a collection the database
-    (GBs at a million records) outlives the step. Plaintext never touches a file: DuckDB would
-    spill an in-memory database under memory pressure to `./.tmp`, so spilling is turned off
-    (a linkage that outgrows memory fails with DuckDB's out-of-memory error instead)."""
-    connection = duckdb.connect(":memory:")
-    connection.execute("set temp_directory = ''")
-    try:
-        links, new_links, info = _predict_links_and_matches(
-            records, settings, new_records, connection, model
+# The session of a `SplinkScorer` that runs in a child process: one per child.
+_CHILD_SESSION: _LinkerSession | None = None
+
+
+def _open_session(records, settings, model) -> dict:
+    global _CHILD_SESSION
+    if _CHILD_SESSION is not None:
+        _CHILD_SESSION.close()
+    _CHILD_SESSION = _LinkerSession(records, settings, model)
+    return _CHILD_SESSION.info
+
+
+def _session_links_from(new_records, ids) -> tuple[pd.DataFrame, int, int]:
+    links = _CHILD_SESSION.links_from(new_records, ids)
+    return links, _CHILD_SESSION.info.get("records_scored_against_all", 0), _peak_rss_mb()
+
+
+def _session_predict() -> tuple[pd.DataFrame, dict]:
+    links = _CHILD_SESSION.predict()
+    return links, _CHILD_SESSION.info
+
+
+class _LinkerSession:
+    """Splink in its own in-memory database, trained (or loaded) on `records`, until `close`,
+    which closes the database and gives its memory back at once: the linker and its caches
+    refer to each other, so without a collection the database (GBs at a million records)
+    outlives the step. Plaintext never touches a file: DuckDB would spill an in-memory
+    database under memory pressure to `./.tmp`, so spilling is turned off (a linkage that
+    outgrows memory fails with DuckDB's out-of-memory error instead)."""
+
+    def __init__(self, records: pd.DataFrame, settings: dict, model: dict | None) -> None:
+        self.settings = settings
+        self.connection = duckdb.connect(":memory:")
+        self.connection.execute("set temp_directory = ''")
+        self.linker = None
+        try:
+            self._open(records, settings, model)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, records: pd.DataFrame, settings: dict, model: dict | None) -> None:
+        from splink import DuckDBAPI, Linker
+
+        started = time.monotonic()
+        wanted = [f for f in settings.get("fields", MATCH_FIELDS) if f in records.columns]
+        fields = [f for f in wanted if records[f].notna().mean() >= MIN_FIELD_COMPLETENESS]
+        self.fields = fields
+        self.info: dict = {"records": int(len(records)), "fields_compared": fields}
+        rules = [r for r in settings["blocking_rules"] if _fields_of(r) <= set(fields)]
+        self.threshold = float(settings["match_threshold"])
+        self.info["threshold"] = self.threshold
+        if len(records) < 2 or len(fields) < 2 or not rules:
+            self.info.update(pairs_scored=0, links=0, seconds=round(time.monotonic() - started, 1))
+            return
+        self.frame = records[["unique_id", *fields]].copy()
+        self.db = DuckDBAPI(self.connection)
+        self.registered = self.db.register(self.frame)
+        fingerprint = model_fingerprint(settings, fields)
+        if model is not None and model["fingerprint"] == fingerprint:
+            self.linker = Linker(self.registered, model["model"], log_level=logging.WARNING)
+            self.info.update(
+                model_trained=False, seconds_setup=round(time.monotonic() - started, 1)
+            )
+        else:
+            self.linker = _trained_linker(
+                self.registered, fields, rules, settings, self.info, started
+            )
+            self.info.update(
+                model_trained=True,
+                fingerprint=fingerprint,
+                model=self.linker.misc.save_model_to_json(out_path=None),
+            )
+        # Records are scored with the term frequencies of `records` alone: scoring others
+        # against them changes no model input.
+        for field in fields:
+            if field in TERM_FREQUENCY_FIELDS:
+                self.linker.table_management.compute_tf_table(field)
+        self.info["seconds_model"] = round(time.monotonic() - started, 1)
+        self.info["process_peak_rss_mb"] = _peak_rss_mb()
+
+    def links_from(self, new_records: pd.DataFrame | None, ids: list[str] | None) -> pd.DataFrame:
+        if self.linker is None:
+            return _empty_links()
+        if new_records is not None:
+            part = new_records[["unique_id", *self.fields]]
+        else:
+            part = self.frame[self.frame["unique_id"].isin(ids or [])]
+        if not len(part):
+            return _empty_links()
+        table = self.db.register(
+            pa.Table.from_pandas(
+                part,
+                schema=pa.Schema.from_pandas(self.frame, preserve_index=False),
+                preserve_index=False,
+            )
         )
-    finally:
-        connection.close()
+        try:
+            links = _links(
+                self.linker.inference.predict_between(
+                    table,
+                    self.registered,
+                    threshold_match_probability=self.threshold,
+                    warning_mode="never",
+                )
+            )
+        finally:
+            table.drop_table_from_database_and_remove_from_cache(force_non_splink_table=True)
+        self.info["records_scored_against_all"] = self.info.get(
+            "records_scored_against_all", 0
+        ) + int(len(part))
+        return links[links["node_key_a"] != links["node_key_b"]].reset_index(drop=True)
+
+    def predict(self) -> pd.DataFrame:
+        if self.linker is None:
+            return _empty_links()
+        started = time.monotonic()
+        chunks = predict_chunks(len(self.frame), self.settings)
+        links = _links(
+            self.linker.inference.predict(
+                threshold_match_probability=self.threshold,
+                num_chunks_left=chunks,
+                num_chunks_right=chunks,
+            )
+        )
+        self.info.update(
+            predict_chunks=chunks * chunks,
+            links=int(len(links)),
+            seconds_predict=round(time.monotonic() - started, 1),
+            seconds=round(self.info["seconds_model"] + time.monotonic() - started, 1),
+            process_peak_rss_mb=_peak_rss_mb(),
+        )
+        return links
+
+    def close(self) -> None:
+        self.linker = self.registered = self.db = self.frame = None
+        self.connection.close()
         gc.collect()
-    info["process_peak_rss_mb"] = _peak_rss_mb()
-    return links, new_links, info
 
 
 def _peak_rss_mb() -> int:
@@ -368,87 +560,6 @@ def _peak_rss_mb() -> int:
     except OSError:
         pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KB on Linux
-
-
-def _predict_links_and_matches(
-    records: pd.DataFrame,
-    settings: dict,
-    new_records: pd.DataFrame | None,
-    connection: duckdb.DuckDBPyConnection,
-    model: dict | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """`predict_links`, plus the links from each of `new_records` to `records`.
-
-    The model is trained on `records` only and scores the new records against them afterwards
-    (Splink's `predict_between`), so the links within `records` are the same with or without
-    new records. Erasure uses this to find, by the records of an erased person that are already
-    purged, the person's other records.
-
-    Returns:
-        (links within records; links from new records: node_key_a = the new record's
-        unique_id, node_key_b = the record's; info for run metadata)
-    """
-    from splink import DuckDBAPI, Linker
-
-    started = time.monotonic()
-    wanted = [f for f in settings.get("fields", MATCH_FIELDS) if f in records.columns]
-    fields = [f for f in wanted if records[f].notna().mean() >= MIN_FIELD_COMPLETENESS]
-    info: dict = {"records": int(len(records)), "fields_compared": fields}
-    rules = [r for r in settings["blocking_rules"] if _fields_of(r) <= set(fields)]
-    if len(records) < 2 or len(fields) < 2 or not rules:
-        info.update(pairs_scored=0, links=0, seconds=round(time.monotonic() - started, 1))
-        return _empty_links(), _empty_links(), info
-
-    frame = records[["unique_id", *fields]].copy()
-    db = DuckDBAPI(connection)
-    registered = db.register(frame)
-    fingerprint = model_fingerprint(settings, fields)
-    if model is not None and model["fingerprint"] == fingerprint:
-        linker = Linker(registered, model["model"], log_level=logging.WARNING)
-        info.update(model_trained=False, seconds_setup=round(time.monotonic() - started, 1))
-    else:
-        linker = _trained_linker(registered, fields, rules, settings, info, started)
-        info.update(
-            model_trained=True,
-            fingerprint=fingerprint,
-            model=linker.misc.save_model_to_json(out_path=None),
-        )
-    threshold = float(settings["match_threshold"])
-    chunks = predict_chunks(len(frame), settings)
-    links = _links(
-        linker.inference.predict(
-            threshold_match_probability=threshold,
-            num_chunks_left=chunks,
-            num_chunks_right=chunks,
-        )
-    )
-    info["predict_chunks"] = chunks * chunks
-    new_links = _empty_links()
-    if new_records is not None and len(new_records):
-        # Scored with the term frequencies of `records`: the new records change no model input.
-        for field in fields:
-            if field in TERM_FREQUENCY_FIELDS:
-                linker.table_management.compute_tf_table(field)
-        new_frame = pa.Table.from_pandas(
-            new_records[["unique_id", *fields]],
-            schema=pa.Schema.from_pandas(frame, preserve_index=False),
-            preserve_index=False,
-        )
-        scored = linker.inference.predict_between(
-            db.register(new_frame),
-            registered,
-            threshold_match_probability=threshold,
-            warning_mode="never",
-        )
-        new_links = _links(scored)
-        info["new_records"] = int(len(new_records))
-        info["new_record_links"] = int(len(new_links))
-    info.update(
-        links=int(len(links)),
-        threshold=threshold,
-        seconds=round(time.monotonic() - started, 1),
-    )
-    return links, new_links, info
 
 
 def _trained_linker(registered, fields, rules, settings, info, started):

@@ -51,15 +51,15 @@ def _records(people: int = 300, duplicated: int = 60) -> tuple[pd.DataFrame, set
 
 def test_splink_finds_the_duplicates_in_a_database_that_cannot_spill_and_is_closed(monkeypatch):
     seen = {}
-    real = splink_linker._predict_links_and_matches
+    real = splink_linker._LinkerSession._open
 
-    def spy(records, settings, new_records, connection, model=None):
+    def spy(self, records, settings, model):
         setting = "select current_setting('temp_directory')"
-        seen["temp_directory"] = connection.execute(setting).fetchall()[0][0]
-        seen["connection"] = connection
-        return real(records, settings, new_records, connection, model)
+        seen["temp_directory"] = self.connection.execute(setting).fetchall()[0][0]
+        seen["connection"] = self.connection
+        return real(self, records, settings, model)
 
-    monkeypatch.setattr(splink_linker, "_predict_links_and_matches", spy)
+    monkeypatch.setattr(splink_linker._LinkerSession, "_open", spy)
     records, truth = _records()
     links, info = splink_linker.predict_links(records, load_identity_tunables()["probabilistic"])
 

@@ -294,11 +294,10 @@ def load_identity_tunables(config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
         value = data["probabilistic"].get(name)
         if value is not None and (not isinstance(value, int) or value < 0):
             raise TunablesError(f"identity.yaml: probabilistic.{name} must be >= 0 or null")
-    value = data["probabilistic"].get("records_per_predict_chunk")
-    if value is not None and (not isinstance(value, int) or value < 1):
-        raise TunablesError(
-            "identity.yaml: probabilistic.records_per_predict_chunk must be >= 1 or null"
-        )
+    for name in ("records_per_predict_chunk", "training_max_records"):
+        value = data["probabilistic"].get(name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise TunablesError(f"identity.yaml: probabilistic.{name} must be >= 1 or null")
     for name in ("max_user_ids_per_person", "max_records_per_person"):
         value = data["guardrails"].get(name)
         if not isinstance(value, int) or value < 1:

@@ -474,9 +474,7 @@ class _LinkerSession:
                 model_trained=False, seconds_setup=round(time.monotonic() - started, 1)
             )
         else:
-            self.linker = _trained_linker(
-                self.registered, fields, rules, settings, self.info, started
-            )
+            self.linker = self._train(fields, rules, settings, started)
             self.info.update(
                 model_trained=True,
                 fingerprint=fingerprint,
@@ -489,6 +487,32 @@ class _LinkerSession:
                 self.linker.table_management.compute_tf_table(field)
         self.info["seconds_model"] = round(time.monotonic() - started, 1)
         self.info["process_peak_rss_mb"] = _peak_rss_mb()
+
+    def _train(self, fields, rules, settings, started):
+        """A linker on every record, with a model trained on them all, or on a seeded sample
+        of `training_max_records` of them (identity.yaml) when there are more. The sample is
+        trained in a database of its own: Splink caches its tables (term frequencies among
+        them) per database, and the sample's must not stand in for everyone's."""
+        from splink import DuckDBAPI, Linker
+
+        limit = settings.get("training_max_records")
+        if not limit or len(self.frame) <= int(limit):
+            return _trained_linker(self.registered, fields, rules, settings, self.info, started)
+        sample = self.frame.sample(
+            n=int(limit), random_state=int(settings.get("random_seed", 42))
+        ).sort_values("unique_id", ignore_index=True)
+        connection = duckdb.connect(":memory:")
+        try:
+            connection.execute("set temp_directory = ''")
+            registered = DuckDBAPI(connection).register(sample)
+            trained = _trained_linker(registered, fields, rules, settings, self.info, started)
+            model = trained.misc.save_model_to_json(out_path=None)
+            del trained, registered, sample
+        finally:
+            connection.close()
+            gc.collect()
+        self.info["records_trained_on"] = int(limit)
+        return Linker(self.registered, model, log_level=logging.WARNING)
 
     def links_from(self, new_records: pd.DataFrame | None, ids: list[str] | None) -> pd.DataFrame:
         if self.linker is None:

@@ -155,3 +155,39 @@ def test_a_stored_model_scores_without_training_until_it_is_due():
     other = {**settings, "match_threshold": 0.95}
     _, _, info_other = splink_linker.predict_links_and_matches(records, other, None, model)
     assert info_other["model_trained"] is True
+
+
+def test_a_model_trained_on_a_sample_of_records_scores_them_all():
+    """Above `training_max_records`, the model is trained on a seeded sample of the records and
+    scores every record, with the term frequencies of all of them: its links are those of the
+    same model given as a stored one to a linker on every record (the sample's own tables do
+    not stand in), and it still finds the duplicates."""
+    records, truth = _records()
+    settings = {
+        **load_identity_tunables()["probabilistic"],
+        "subprocess_min_records": None,
+        "training_max_records": 250,
+    }
+    links, _, info = splink_linker.predict_links_and_matches(records, settings, None)
+    assert info["model_trained"] and info["records_trained_on"] == 250 < len(records)
+    found = {tuple(sorted(p)) for p in zip(links["node_key_a"], links["node_key_b"], strict=True)}
+    assert len(found & truth) >= 0.9 * len(truth) and len(found - truth) <= 2, info
+
+    model = {"fingerprint": info["fingerprint"], "model": info["model"]}
+    stored, _, info_stored = splink_linker.predict_links_and_matches(records, settings, None, model)
+    assert info_stored["model_trained"] is False and "records_trained_on" not in info_stored
+    pd.testing.assert_frame_equal(stored, links, check_exact=True)
+    session = splink_linker._LinkerSession(records, settings, None)
+    try:
+        assert session.info["records_trained_on"] == 250
+        for field in splink_linker.TERM_FREQUENCY_FIELDS:
+            table = session.linker.table_management.compute_tf_table(field).physical_name
+            distinct = session.connection.execute(f"select count(*) from {table}").fetchone()[0]
+            assert distinct == records[field].nunique(), field
+    finally:
+        session.close()
+
+    everyone = {**settings, "training_max_records": None}
+    _, _, info_all = splink_linker.predict_links_and_matches(records, everyone, None, model)
+    assert info_all["model_trained"] is True and "records_trained_on" not in info_all
+    assert info_all["fingerprint"] != info["fingerprint"]  # a new limit trains again

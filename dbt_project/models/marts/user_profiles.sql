@@ -118,17 +118,80 @@ record_summaries as (
     group by person_id
 ),
 
-record_values as (
-    -- unpivoted: one row per record and field that has a value
+field_rules as (
+    -- one row: each field's rule (a field without a rule row is `most_recent`)
+    select
+        {%- for field_name in survivorship_fields %}
+        coalesce(min(rule) filter (where field = '{{ field_name }}'), 'most_recent')
+            as {{ field_name }}_rule{{ ',' if not loop.last }}
+        {%- endfor %}
+    from survivorship_rules
+),
+
+source_priorities as (
+    -- one row per listed source: its place in each source_priority field's list
+    select
+        source_system,
+        {%- for field_name in survivorship_fields %}
+        min(priority) filter (where field = '{{ field_name }}')
+            as {{ field_name }}_priority{{ ',' if not loop.last }}
+        {%- endfor %}
+    from survivorship_rules
+    where rule = 'source_priority'
+    group by source_system
+),
+
+ruled_records as (
+    -- each record with the rules and its source's priorities (unlisted sources rank last)
+    select
+        ranked_records.*,
+        field_rules.*,
+        {%- for field_name in survivorship_fields %}
+        coalesce(source_priorities.{{ field_name }}_priority, 2147483647)
+            as {{ field_name }}_priority{{ ',' if not loop.last }}
+        {%- endfor %}
+    from ranked_records
+    cross join field_rules
+    left join source_priorities
+        on lower(ranked_records.source_system) = source_priorities.source_system
+),
+
+ranked_values as (
+    -- most_recent and source_priority, straight from the records: per field, the value of
+    -- the record with the smallest (source priority under that rule, recency rank). Ranks are
+    -- unique per person (one per record), so there are no ties. One aggregate over the
+    -- records: unpivoting every field (14M rows at 1.4M records) cost twice the whole model.
+    select
+        person_id,
+        {%- for field_name in survivorship_fields %}
+        arg_min(
+            {{ field_name }},
+            struct_pack(
+                priority := case
+                    when {{ field_name }}_rule = 'source_priority'
+                        then {{ field_name }}_priority
+                    else 0
+                end,
+                recency := recency_rank
+            )
+        ) filter (
+            where {{ field_name }} is not null and {{ field_name }}_rule <> 'most_frequent'
+        ) as {{ field_name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from ruled_records
+    group by person_id
+),
+
+frequent_record_values as (
+    -- most_frequent fields only, unpivoted: one row per record and such field with a value
     {%- for field_name in survivorship_fields %}
     select
         person_id,
         '{{ field_name }}' as field,
         cast({{ field_name }} as varchar) as value,
-        lower(source_system) as source_system,
         recency_rank
-    from ranked_records
-    where {{ field_name }} is not null
+    from ruled_records
+    where {{ field_name }} is not null and {{ field_name }}_rule = 'most_frequent'
     {%- if not loop.last %}
 
     union all
@@ -136,57 +199,8 @@ record_values as (
     {%- endfor %}
 ),
 
-field_rules as (
-    -- a field without a rule row is `most_recent`
-    select
-        field,
-        min(rule) as rule
-    from survivorship_rules
-    group by field
-),
-
-source_priorities as (
-    select
-        field,
-        source_system,
-        priority
-    from survivorship_rules
-    where rule = 'source_priority'
-),
-
-candidate_values as (
-    -- each value's place under its field's rule: (source priority, -records carrying it,
-    -- recency rank of its newest record); the smallest wins. Aggregates, not windows: a
-    -- window sorts every (person, field) partition of the unpivoted records.
-    select
-        record_values.person_id,
-        record_values.field,
-        record_values.value,
-        -- the value's best record (by source priority under that rule, then recency)
-        min(
-            struct_pack(
-                priority := case
-                    when field_rules.rule = 'source_priority'
-                        then coalesce(source_priorities.priority, 2147483647)
-                    else 0
-                end,
-                recency := record_values.recency_rank
-            )
-        ) as best_record,
-        count(*) as value_frequency,
-        any_value(coalesce(field_rules.rule, 'most_recent')) as rule
-    from record_values
-    left join field_rules
-        on record_values.field = field_rules.field
-    left join source_priorities
-        on record_values.field = source_priorities.field
-        and record_values.source_system = source_priorities.source_system
-    group by record_values.person_id, record_values.field, record_values.value
-),
-
-survived_values as (
-    -- pivoted back: one row per person, the winning value of each field. Ranks are unique per
-    -- person (one per record), so there are no ties.
+frequent_values as (
+    -- the value most records carry; a tie goes to the value with the most recent record
     select
         person_id,
         {%- for field_name, field_type in survivorship_fields.items() %}
@@ -200,14 +214,28 @@ survived_values as (
             person_id,
             field,
             value,
-            struct_pack(
-                priority := best_record.priority,
-                frequency := case when rule = 'most_frequent' then -value_frequency else 0 end,
-                recency := best_record.recency
-            ) as sort_key
-        from candidate_values
+            struct_pack(frequency := -count(*), recency := min(recency_rank)) as sort_key
+        from frequent_record_values
+        group by person_id, field, value
     )
     group by person_id
+),
+
+survived_values as (
+    -- one row per person, the winning value of each field under its rule
+    select
+        ranked_values.person_id,
+        {%- for field_name in survivorship_fields %}
+        case
+            when field_rules.{{ field_name }}_rule = 'most_frequent'
+                then frequent_values.{{ field_name }}
+            else ranked_values.{{ field_name }}
+        end as {{ field_name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from ranked_values
+    cross join field_rules
+    left join frequent_values
+        on ranked_values.person_id = frequent_values.person_id
 ),
 
 survived as (

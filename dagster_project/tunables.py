@@ -205,6 +205,9 @@ def _check_segments(segments: dict[str, Any]) -> dict[str, Any]:
             raise TunablesError(
                 f"segments.yaml: {section}.reselect_every_days must be a whole number >= 0"
             )
+    limit = (segments.get("propensity") or {}).get("max_fit_people")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise TunablesError("segments.yaml: propensity.max_fit_people must be >= 1 or null")
     return segments
 
 

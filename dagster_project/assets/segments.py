@@ -409,6 +409,7 @@ def propensity_segments_asset(context: AssetExecutionContext, warehouse: Warehou
             "model": str(chosen["model"]),
             "model_selection": _selection_metadata(previous, why),
             "auc": float(chosen["auc"]),
+            "people_fitted": int(model.n_rows_fitted_),
             "mean_score": float(segments["score"].mean()) if len(segments) else float("nan"),
         },
     )
@@ -439,6 +440,7 @@ def _select_propensity(
         test.drop(columns=LABEL),
         test[LABEL],
         random_state=settings.get("random_state", 42),
+        max_rows=settings.get("max_fit_people"),
     )
 
 
@@ -455,6 +457,7 @@ def _refit_propensity(
         test.drop(columns=LABEL),
         test[LABEL],
         random_state=settings.get("random_state", 42),
+        max_rows=settings.get("max_fit_people"),
     )
 
 

@@ -95,3 +95,31 @@ def test_propensity_segments_rows():
 def test_unknown_family_is_rejected():
     with pytest.raises(ValueError, match="family"):
         PropensityModel(family="svm").fit(pd.DataFrame({"x": [0.0, 1.0] * 5}), [0, 1] * 5)
+
+
+def test_a_model_fitted_on_a_sample_of_rows_scores_everyone_about_as_well():
+    """`max_rows`: the model learns from a seeded sample of that many rows (the base rate from
+    all of them), scores every row, gives the same scores for the same seed, and keeps the
+    held-out AUC of a fit on all rows."""
+    train_X, train_y = _period(3000, 1)
+    test_X, test_y = _period(2000, 2)
+    everyone = fit_propensity_model("logistic_regression", train_X, train_y, random_state=0)
+    sampled = fit_propensity_model(
+        "logistic_regression", train_X, train_y, random_state=0, max_rows=1200
+    )
+    again = fit_propensity_model(
+        "logistic_regression", train_X, train_y, random_state=0, max_rows=1200
+    )
+    assert everyone.n_rows_fitted_ == 3000 and sampled.n_rows_fitted_ == 1200
+    assert sampled.base_rate_ == everyone.base_rate_ == train_y.mean()
+    scores = sampled.predict_proba(test_X)[:, 1]
+    assert len(scores) == len(test_X)
+    np.testing.assert_array_equal(scores, again.predict_proba(test_X)[:, 1])
+    assert not np.allclose(scores, everyone.predict_proba(test_X)[:, 1])  # not all rows
+    auc_all = evaluate(test_y, everyone.predict_proba(test_X)[:, 1])["auc"]
+    assert evaluate(test_y, scores)["auc"] > auc_all - 0.02
+
+    _, evaluation, _ = select_propensity_model(
+        train_X, train_y, test_X, test_y, random_state=0, max_rows=1200
+    )
+    assert (evaluation["n_people"] == len(test_y)).all()  # scored on the whole test period

@@ -45,3 +45,30 @@ def test_a_batch_that_fails_leaves_the_previous_table_untouched(tmp_path):
     assert tables == [("recommendations",)], "the half-built table is dropped"
     # and the connection is usable again (no transaction left open)
     assert write_frames(con, "ml.recommendations", [_batch(["new"], "popular")]) == 1
+
+
+def test_batches_keep_the_types_duckdb_gives_a_frame(tmp_path):
+    """Written through Arrow: times stay TIMESTAMP (not TIMESTAMP_NS), text and categories
+    VARCHAR, missing values NULL."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    frame = pd.DataFrame(
+        {
+            "person_id": pd.Series(["a", None], dtype="str"),
+            "score": [0.5, float("nan")],
+            "rank": pd.array([1, None], dtype="Int64"),
+            "at": pd.to_datetime(["2026-11-01 10:00:00.123456", None]),
+            "reason": pd.Categorical(["popular", "popular"]),
+        }
+    )
+    assert write_frames(con, "ml.typed", [frame, frame]) == 4
+    types = {row[0]: row[1] for row in con.execute("describe ml.typed").fetchall()}
+    assert types == {
+        "person_id": "VARCHAR",
+        "score": "DOUBLE",
+        "rank": "BIGINT",
+        "at": "TIMESTAMP",
+        "reason": "VARCHAR",
+    }
+    rows = con.execute("select * from ml.typed limit 2").fetchall()
+    assert rows[0][0] == "a" and rows[0][3].microsecond == 123456
+    assert rows[1][0] is None and rows[1][2] is None and rows[1][3] is None

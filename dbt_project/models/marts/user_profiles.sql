@@ -1,8 +1,8 @@
 {#-
     The fields chosen among a person's profile records by the configured survivorship rules
-    (config.survivorship_rules, from identity.yaml `survivorship`), with their types. Values of
-    most_frequent fields are counted as text and cast back. `age` is the reported age. The same list is
-    SURVIVORSHIP_FIELDS in dagster_project/tunables.py, which validates the YAML.
+    (config.survivorship_rules, from identity.yaml `survivorship`), with their types. Values
+    of most_frequent fields are counted as text and cast back. `age` is the reported age. The
+    same list is SURVIVORSHIP_FIELDS in dagster_project/tunables.py, which validates the YAML.
 -#}
 {%- set survivorship_fields = {
     'user_id': 'varchar',

@@ -33,7 +33,7 @@ from dagster_project.ingest.sources import (
     SUPPORTED_SUFFIXES,
     SourceSpec,
 )
-from dagster_project.ingest.sql import quote_identifier, quote_literal
+from dagster_project.ingest.sql import ZONE_HOURS_SQL, quote_identifier, quote_literal
 from dagster_project.quality.audit import ensure_data_audit_table
 
 log = logging.getLogger(__name__)
@@ -415,24 +415,43 @@ def _timestamp_source_column(ts) -> str:
     return ts.source_column or ts.name
 
 
-def _typed_timestamp_columns(spec: SourceSpec) -> list[str]:
-    out = []
+def _zone_hours_table(ts) -> str:
+    return f"_pz_zone_hours_{ts.name}"
+
+
+def _typed_timestamps(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> tuple[list[str], str]:
+    """The typed timestamp columns of FRAME (as `f`) and the joins they need: a timestamp in
+    a named zone takes its hour's offset from a table of the frame's (zone, hour) pairs
+    (`ZONE_HOURS_SQL`), built here."""
+    columns, joins = [], []
     for ts in spec.timestamps:
-        column = quote_identifier(_timestamp_source_column(ts))
-        tz = ts.timezone_column or "null"
-        out.append(f"pz_parse_ts({column}, {tz}) as _{ts.name}")
-    return out
+        column = f"f.{quote_identifier(_timestamp_source_column(ts))}"
+        if ts.timezone_column is None:
+            columns.append(f"pz_parse_ts({column}, null, null) as _{ts.name}")
+            continue
+        tz = f"f.{quote_identifier(ts.timezone_column)}"
+        table = _zone_hours_table(ts)
+        con.execute(
+            f"create or replace temp table {table} as "
+            + ZONE_HOURS_SQL.format(ts=column, tz=tz, source=f"{FRAME} as f")
+        )
+        columns.append(f"pz_parse_ts({column}, {tz}, {table}.zone_offset) as _{ts.name}")
+        joins.append(
+            f"left join {table} on {table}.zone = trim({tz}) "
+            f"and {table}.hour = date_trunc('hour', try_cast(trim({column}) as timestamp))"
+        )
+    return columns, " ".join(joins)
 
 
 def _check_frame(con: duckdb.DuckDBPyConnection, spec: SourceSpec, file_reason: str | None) -> None:
     """Turn FRAME into `_pz_checked`: typed timestamps and a `_reason` ('' = good row)."""
-    typed = _typed_timestamp_columns(spec)
+    typed, joins = _typed_timestamps(con, spec)
     con.execute(
         f"""
         create or replace temp table _pz_checked as
         with typed as (
-            select *{", " + ", ".join(typed) if typed else ""}
-            from {FRAME}
+            select f.*{", " + ", ".join(typed) if typed else ""}
+            from {FRAME} as f {joins}
         )
         select *, {_reason_expression(spec, file_reason)} as _reason from typed
         """
@@ -448,7 +467,8 @@ def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
     """Drop what a reader left behind (FRAME's views first, then the tables under them)."""
     for view in _SCRATCH_VIEWS:
         con.execute(f"drop view if exists {view}")
-    for table in _SCRATCH_TABLES:
+    zone_hours = [_zone_hours_table(ts) for spec in SOURCES.values() for ts in spec.timestamps]
+    for table in (*_SCRATCH_TABLES, *zone_hours):
         con.execute(f"drop table if exists {table}")
 
 

@@ -115,6 +115,59 @@ def test_timestamps_in_every_accepted_form_become_the_same_utc_instant(con, land
     assert rows(con, "select count(*) from raw.events") == [(6,)]
 
 
+def test_local_times_convert_as_the_zone_rules_say_around_every_change_of_offset(con, landing):
+    """Named-zone times take their hour's UTC offset from a table of the file's (zone, hour)
+    pairs, unless the offset changes within that hour: every 7 minutes over the days the
+    offsets change (skipped and repeated hours, a 30-minute change, a 45-minute zone), each
+    instant is the one DuckDB's zone rules give for the value alone."""
+    zones_days = {
+        "Europe/Berlin": ["2026-03-29", "2026-10-25"],
+        "America/New_York": ["2026-03-08", "2026-11-01"],
+        "Australia/Lord_Howe": ["2026-04-05", "2026-10-04"],
+        "Asia/Kathmandu": ["2026-06-01"],
+    }
+    reference = duckdb.connect()
+    reference.execute("set TimeZone = 'UTC'")
+    stamps = reference.execute(
+        "select strftime(unnest(generate_series(timestamp '2026-01-01', timestamp "
+        "'2026-01-02' - interval 1 minute, interval 7 minute)) + interval 13 second, '%H:%M:%S')"
+    ).fetchall()
+    records = [
+        event(f"{zone}|{day} {clock}", timestamp=f"{day} {clock}", timezone=zone)
+        for zone, days in zones_days.items()
+        for day in days
+        for (clock,) in stamps
+    ]
+    write_jsonl(landing / "events" / "zones.jsonl", records)
+    ingest_source(con, "events", landing, LOADED_AT)
+    got = dict(rows(con, "select event_id, _occurred_at from raw.events"))
+    assert len(got) == len(records)
+    reference.execute("create table given (event_id varchar, ts varchar, tz varchar)")
+    reference.executemany(
+        "insert into given values (?, ?, ?)",
+        [(r["event_id"], r["timestamp"], r["timezone"]) for r in records],
+    )
+    expected = dict(
+        rows(
+            reference,
+            "select event_id, timezone('UTC', timezone(tz, ts::timestamp)) from given",
+        )
+    )
+    assert got == expected
+    # both offsets of each zone that changes are in there
+    offsets = {
+        (r["timezone"], got[r["event_id"]] - datetime.fromisoformat(r["timestamp"]))
+        for r in records
+    }
+    by_zone = {zone: sum(1 for z, _ in offsets if z == zone) for zone in zones_days}
+    assert by_zone == {
+        "Europe/Berlin": 2,
+        "America/New_York": 2,
+        "Australia/Lord_Howe": 2,
+        "Asia/Kathmandu": 1,
+    }
+
+
 def test_unknown_timezone_is_quarantined_with_reason(con, landing):
     write_jsonl(
         landing / "events" / "tz.jsonl",

@@ -1,6 +1,6 @@
 """When the nightly dbt step may run incrementally, and when it must rebuild from scratch.
 
-The event chain (`int_events_deduplicated` -> `int_events_sessionized` -> `int_events_enriched`)
+The event chain (`int_events_deduplicated` -> `int_events_enriched`, which sessionizes too)
 is incremental: a run reads the files loaded since the last build and re-derives only the
 events, actors (sessions) and contexts they touch. That is exact only while the raw input grew
 by appending. Anything else rebuilds those models with `dbt build --full-refresh`:
@@ -38,7 +38,7 @@ import duckdb
 FULL_REFRESH_TAG = "pz/full_refresh"
 POST_IDENTITY_PHASE = "post_identity"
 INCREMENTAL_SOURCES = ("events", "context")
-INCREMENTAL_MODELS = ("int_events_deduplicated", "int_events_sessionized", "int_events_enriched")
+INCREMENTAL_MODELS = ("int_events_deduplicated", "int_events_enriched")
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 # The SQL whose change invalidates incrementally built rows.
 _CODE_GLOBS = (

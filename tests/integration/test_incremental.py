@@ -10,6 +10,7 @@ compared by the idempotence test of test_operations.py, not here.)
 Then a replaced file and an explicit `--full-refresh` both make the next run a full refresh.
 """
 
+import csv
 import json
 import shutil
 from datetime import date
@@ -45,9 +46,22 @@ DATA_TABLES = {
 
 
 def land_next_day_and_redeliveries(data_dir: Path) -> None:
-    """One more day (new file names, returning people and devices) and a file that re-delivers
-    events already loaded."""
+    """One more day (new file names, returning people and devices), a file that re-delivers
+    events already loaded, and late context corrections for sessions and events loaded before
+    (the newest delivery wins), whose people need not have any new event."""
     assert land_next_day(data_dir, users=60, items=30, last_day=END, seed=12)
+    context = data_dir / "raw" / "context"
+    for name in ("web_sessions.csv", "store_events_late.csv"):
+        with (context / name).open(newline="") as source:
+            rows = list(csv.DictReader(source))
+        corrected = [
+            {**row, "device_type": "tablet", "timezone": "Asia/Tokyo"} for row in rows[::5]
+        ]
+        # named to sort after the original: in one load (the full rebuild) the file decides
+        with (context / name.replace(".csv", "_corrected.csv")).open("w", newline="") as target:
+            writer = csv.DictWriter(target, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(corrected)
     clicks = (data_dir / "raw" / "events" / "web_clickstream.jsonl").read_text().splitlines()
     # and one event only this file holds (test 3 replaces the file without it)
     only_here = {**json.loads(clicks[5]), "event_id": ONLY_REDELIVERED}

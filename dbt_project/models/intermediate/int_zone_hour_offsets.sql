@@ -20,14 +20,14 @@ zone_names as (
     select {{ valid_timezone('timezone') }} as zone
     from (select distinct timezone from {{ source('context', 'context') }})
     union
-    select distinct timezone from {{ ref('int_events_sessionized') }}
+    select distinct timezone from {{ ref('int_events_deduplicated') }}
     union
     select 'UTC'
 ),
 
 utc_hours as (
     select distinct date_trunc('hour', occurred_at) as hour_start
-    from {{ ref('int_events_sessionized') }}
+    from {{ ref('int_events_deduplicated') }}
     where occurred_at is not null
 )
 

@@ -5,6 +5,12 @@
     build of the event chain: the older rows passed that test when they were loaded. It checks
     every row on a full refresh (`--full-refresh`, or whenever incremental.decide rebuilds: a
     changed test in the staging yml is a code change) and on the first build.
+
+    `__this__` in a `where` stands for the tested relation. The incremental event models test
+    the rows their latest build wrote, e.g. `_enriched_at = (select max(_enriched_at) from
+    __this__)`: a build deletes the rows whose event_id it writes (delete+insert), so when its
+    own rows pass, every row does; a full build writes, and so tests, them all. (At 17 M events
+    the three uniqueness tests read all rows for 17 s a night.)
 -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') -%}
@@ -12,6 +18,7 @@
         {%- if '__new_deliveries__' in where -%}
             {%- set where = where | replace('__new_deliveries__', new_deliveries_condition()) -%}
         {%- endif -%}
+        {%- set where = where | replace('__this__', relation | string) -%}
         {%- set filtered -%}
             (select * from {{ relation }} where {{ where }}) dbt_subquery
         {%- endset -%}

@@ -64,3 +64,49 @@ def test_a_bad_row_fails_its_staging_test_only_while_it_is_new(tmp_path):
     new = wf.run_dbt(["build", *STAGING_EVENT_TESTS], warehouse, tmp_path)
     assert new.returncode != 0
     assert _failures(tmp_path, NOT_NULL_EVENT_ID) == 1  # the new row, not the old one too
+
+
+UNIQUE_DEDUPLICATED = "unique_int_events_deduplicated_event_id"
+
+
+def test_the_event_models_test_the_rows_of_their_latest_build(tmp_path):
+    """An incremental event model's tests read the rows its latest build wrote (`__this__`):
+    a duplicate among them fails; one left by an earlier build is not read again (delete+insert
+    by event_id cannot leave one, so reading all 17 M rows nightly would find nothing)."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    events = [
+        wf.make_event(f"e{i}", "page_view", f"2024-03-01 10:0{i}:00", user_id="u1")
+        for i in range(3)
+    ]
+    with duckdb.connect(str(warehouse)) as con:
+        wf.create_raw_tables(con)
+        wf.load_config(con)
+        wf.insert_raw(con, "events", events, file="events/a.jsonl", loaded_at=BUILT_AT)
+    built = wf.run_dbt(
+        ["build", "--select", "+int_events_deduplicated", "--exclude", "resource_type:unit_test"],
+        warehouse,
+        tmp_path,
+    )
+    assert built.returncode == 0, built.stdout[-4000:]
+    assert _failures(tmp_path, UNIQUE_DEDUPLICATED) == 0
+
+    table = "intermediate.int_events_deduplicated"
+    with duckdb.connect(str(warehouse)) as con:
+        # a duplicate an earlier build wrote
+        con.execute(
+            f"insert into {table} select * replace "
+            "(_deduplicated_at - interval 1 day as _deduplicated_at) "
+            f"from {table} where event_id = 'e1'"
+        )
+    tests = ["test", "--select", "int_events_deduplicated", "--exclude", "resource_type:unit_test"]
+    earlier = wf.run_dbt(tests, warehouse, tmp_path)
+    assert earlier.returncode == 0, earlier.stdout[-4000:]
+    assert _failures(tmp_path, UNIQUE_DEDUPLICATED) == 0
+
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            f"update {table} set _deduplicated_at = (select max(_deduplicated_at) from {table})"
+        )
+    latest = wf.run_dbt(tests, warehouse, tmp_path)
+    assert latest.returncode != 0
+    assert _failures(tmp_path, UNIQUE_DEDUPLICATED) == 1

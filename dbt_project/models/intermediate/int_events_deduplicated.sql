@@ -104,7 +104,10 @@ retained as (
         deduplicated._file,
         deduplicated._line,
         deduplicated._loaded_at,
-        deduplicated._last_loaded_at
+        deduplicated._last_loaded_at,
+        -- which build (re)wrote the row: the data tests check the latest build's rows
+        cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
+            as _deduplicated_at
     from deduplicated
     left join erased_user_ids
         on deduplicated.user_id = erased_user_ids.user_id

@@ -53,3 +53,17 @@
         _loaded_at > timestamp '{{ built_at }}'
     {%- endif -%}
 {%- endmacro %}
+
+{#-
+    The newest `column` of the incremental model's stored rows, as a timestamp literal's text
+    ('-infinity' on a full build): a constant bound lets zone maps skip the row groups loaded
+    before, where a scalar subquery is compared row by row.
+-#}
+{% macro stored_watermark(column) -%}
+    {%- if is_incremental() and execute -%}
+        {{ return(run_query(
+            "select coalesce(max(" ~ column ~ "), timestamp '-infinity')::varchar from " ~ this
+        ).rows[0][0]) }}
+    {%- endif -%}
+    {{ return('-infinity') }}
+{%- endmacro %}

@@ -69,6 +69,86 @@ def land_next_day_and_redeliveries(data_dir: Path) -> None:
     (data_dir / "raw" / "events" / "redelivered_clicks.jsonl").write_text(redelivered)
 
 
+def land_new_device_logins(data_dir: Path) -> dict[str, str]:
+    """New logins on two devices whose earlier anonymous events have derived sessions: one
+    never logged in, now as a known user (its events move from the device to the user), one
+    logged in as exactly one user, now as a new one too (its events are the device's again).
+    Their stored events change actor without being delivered again. Returns device -> the
+    user who logs in.
+
+    The known user's person has more identifiers than the device's, so it keeps its person_id
+    when the device joins it, in a nightly run (which carries ids over) as in a full rebuild;
+    a device joining a new user would keep the device's id only nightly."""
+    warehouse = data_dir / "warehouse" / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        devices = con.execute(
+            """
+            with logins as (
+                select anonymous_id, count(distinct user_id) as users
+                from intermediate.int_events_deduplicated
+                where user_id is not null and anonymous_id is not null
+                group by anonymous_id
+            )
+            select
+                events.anonymous_id,
+                coalesce(any_value(logins.users), 0) as users
+            from intermediate.int_events_enriched as events
+            left join logins using (anonymous_id)
+            where events.user_id is null
+                and events.is_session_derived
+                and coalesce(logins.users, 0) <= 1
+            group by events.anonymous_id
+            order by users, events.anonymous_id
+            """
+        ).fetchall()
+        known_user = con.execute(
+            """
+            select min(identifier) from marts.identity_map
+            where identifier_type = 'user_id'
+                and person_id in (
+                    select person_id from marts.identity_map group by person_id
+                    having count(*) >= 3
+                )
+            """
+        ).fetchone()[0]
+    picked = {users: device for device, users in reversed(devices)}
+    assert set(picked) == {0, 1}, f"the sample has no such devices: {devices}"
+    assert known_user is not None
+    logins = {picked[0]: known_user, picked[1]: "U-LOGIN-NEW"}
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"login-on-a-known-device-{n}",
+                "event_type": "page_view",
+                "timestamp": "2026-10-21T09:00:00+00:00",
+                "user_id": user,
+                "anonymous_id": device,
+                "session_id": None,
+                "page_url": "https://shop.example.com/",
+            }
+        )
+        for n, (device, user) in enumerate(sorted(logins.items()))
+    ]
+    (data_dir / "raw" / "events" / "new_device_logins.jsonl").write_text("\n".join(lines) + "\n")
+    return logins
+
+
+def device_actors(data_dir: Path, devices) -> dict[str, set[str]]:
+    """The actors of each device's events that name no user."""
+    with duckdb.connect(str(data_dir / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            """
+            select anonymous_id, actor_key from intermediate.int_events_enriched
+            where user_id is null and list_contains(?, anonymous_id)
+            """,
+            [list(devices)],
+        ).fetchall()
+    actors: dict[str, set[str]] = {}
+    for device, actor in rows:
+        actors.setdefault(device, set()).add(actor)
+    return actors
+
+
 def mode_of(log: Path) -> str:
     lines = [line for line in log.read_text().splitlines() if "event models: " in line]
     assert lines, "the dbt step did not log its mode"
@@ -96,7 +176,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     first = run(nightly, "run1")
     facts = {"first_mode": mode_of(first)}
     land_next_day_and_redeliveries(nightly)
+    facts["new_logins"] = land_new_device_logins(nightly)
     second = run(nightly, "run2")
+    facts["device_actors"] = device_actors(nightly, facts["new_logins"])
     facts["second_mode"] = mode_of(second)
     facts["full_parses"] = [full_parses(first), full_parses(second)]
     facts["incremental"] = keep_copy(nightly, "incremental")
@@ -126,6 +208,19 @@ def test_incremental_run_equals_a_full_rebuild(runs: dict) -> None:
     differences = table_differences(runs["incremental"], runs["full"])
     assert {t: d for t, d in differences.items() if t in DATA_TABLES} == {}
     assert "<tables>" not in differences
+
+
+def test_a_new_login_moves_the_earlier_events_of_its_device(runs: dict) -> None:
+    """The stored anonymous events of a device that logs in for the first time belong to the
+    new user from then on, those of a device that gains a second user to the device again,
+    although none of them was delivered again (and the tables equal a full rebuild's)."""
+    (new_device, new_user), (shared_device, _) = sorted(
+        runs["new_logins"].items(), key=lambda login: login[1] == "U-LOGIN-NEW"
+    )
+    assert runs["device_actors"] == {
+        new_device: {f"user_id:{new_user}"},
+        shared_device: {f"anonymous_id:{shared_device}"},
+    }
 
 
 def published_events(snapshot: Path, event_id: str) -> int:

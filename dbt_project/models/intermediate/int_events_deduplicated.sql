@@ -1,9 +1,11 @@
 {#
     Incremental: a run recomputes only the event_ids delivered by files loaded since the last
     build (a re-delivery of an old event updates its n_deliveries; the first delivery still
-    wins), which is what a full rebuild gives for them. Whatever is not append-only (a file
-    replaced, an erasure, a changed event-type mapping) makes the dbt step run with
-    --full-refresh instead (dagster_project/incremental.py).
+    wins), which is what a full rebuild gives for them. It reads only the raw rows loaded since
+    (a literal bound: zone maps skip the rest) and the stored rows of the events among them
+    delivered before; at L, re-reading all 17 M raw rows cost 13 s a night. Whatever is not
+    append-only (a file replaced, an erasure, a changed event-type mapping) makes the dbt step
+    run with --full-refresh instead (dagster_project/incremental.py).
 #}
 {{ config(
     materialized='incremental',
@@ -11,6 +13,8 @@
     incremental_strategy='delete+insert',
     on_schema_change='fail',
 ) }}
+
+{%- set events_watermark = stored_watermark('_last_loaded_at') %}
 
 with
 
@@ -36,24 +40,61 @@ erased_anonymous_ids as (
     where identifier_type = 'anonymous_id'
 ),
 
+{%- set columns = [
+    'event_id', 'event_type', 'event_type_raw', 'occurred_at', 'timezone', 'user_id',
+    'anonymous_id', 'session_id', 'item_id', 'value', 'quantity', 'page_url', 'referrer',
+    'properties', 'extra', '_file', '_line', '_loaded_at',
+] %}
+
 {% if is_incremental() %}
+new_deliveries as not materialized (
+    select * from events
+    where _loaded_at > timestamp '{{ events_watermark }}'
+),
+
 touched_event_ids as (
     select distinct event_id
-    from events
-    where _loaded_at > (
-        select coalesce(max(_last_loaded_at), timestamp '-infinity') from {{ this }}
-    )
+    from new_deliveries
+),
+
+-- An event delivered before stands for its earlier deliveries with its stored row (the first
+-- of them, their count and the newest load), so the raw rows loaded before are not read.
+-- Narrow first: the wide stored rows are scanned only when some event was delivered before.
+stored_event_ids as (
+    select stored.event_id
+    from {{ this }} as stored
+    semi join touched_event_ids
+        on stored.event_id = touched_event_ids.event_id
 ),
 
 candidates as (
-    select events.*
-    from events
-    semi join touched_event_ids
-        on events.event_id = touched_event_ids.event_id
+    select
+        {%- for column in columns %}
+        {{ column }},
+        {%- endfor %}
+        1 as deliveries,
+        _loaded_at as delivered_last
+    from new_deliveries
+
+    union all
+
+    select
+        {%- for column in columns %}
+        stored.{{ column }},
+        {%- endfor %}
+        stored.n_deliveries as deliveries,
+        stored._last_loaded_at as delivered_last
+    from {{ this }} as stored
+    semi join stored_event_ids
+        on stored.event_id = stored_event_ids.event_id
 ),
 {% else %}
 candidates as not materialized (
-    select * from events
+    select
+        *,
+        1 as deliveries,
+        _loaded_at as delivered_last
+    from events
 ),
 {% endif %}
 
@@ -65,8 +106,8 @@ ranked as (
         event_id,
         min(struct_pack(loaded_at := _loaded_at, file := _file, line := _line))
             as first_delivery,
-        count(*) as n_deliveries,
-        max(_loaded_at) as _last_loaded_at
+        cast(sum(deliveries) as bigint) as n_deliveries,
+        max(delivered_last) as _last_loaded_at
     from candidates
     group by event_id
 ),

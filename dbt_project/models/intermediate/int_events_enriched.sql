@@ -20,6 +20,9 @@
     pre_hook="drop table if exists {{ this.database }}.{{ this.schema }}.int_events_sessionized",
 ) }}
 
+{%- set events_watermark = stored_watermark('_events_watermark') %}
+{%- set contexts_watermark = stored_watermark('_contexts_watermark') %}
+
 with
 
 -- `not materialized`: DuckDB materializes a CTE that is read more than once, every column of
@@ -28,7 +31,7 @@ events as not materialized (
     select * from {{ ref('int_events_deduplicated') }}
 ),
 
-all_contexts as (
+all_contexts as not materialized (
     select * from {{ ref('stg_context__contexts') }}
 ),
 
@@ -58,17 +61,7 @@ device_logins as (
 keyed_all as not materialized (
     select
         events.*,
-        -- whose inactivity splits derived sessions: the user, else the user the device logged
-        -- in as (so browsing before a login continues into it), else the device
-        case
-            when events.user_id is not null and junk_values.junk_value is null
-                then 'user_id:' || events.user_id
-            when device_logins.user_id is not null
-                then 'user_id:' || device_logins.user_id
-            when events.anonymous_id is not null
-                then 'anonymous_id:' || events.anonymous_id
-            else 'user_id:' || events.user_id
-        end as actor_key
+        {{ event_actor_key('events') }} as actor_key
     from events
     left join junk_values
         on lower(events.user_id) = junk_values.junk_value
@@ -77,24 +70,53 @@ keyed_all as not materialized (
 ),
 
 {% if is_incremental() %}
-previous as (
-    select event_id, actor_key from {{ this }}
+previous as not materialized (
+    select event_id, actor_key, session_id, is_session_derived, user_id, anonymous_id
+    from {{ this }}
+),
+
+-- An event's actor changes only when it is new or re-delivered (loaded after the last build),
+-- or when it hangs on its device's login (no usable user id of its own) and that login
+-- changed: neither needs the 17M events joined to the stored ones.
+new_keyed as (
+    select event_id, actor_key, _loaded_at
+    from keyed_all
+    where _last_loaded_at > timestamp '{{ events_watermark }}'
 ),
 
 changed as (
-    -- new events, re-delivered ones (first delivery unchanged, count changed), and events
-    -- whose actor changed; both the old and the new actor are re-sessionized
+    -- new events (first delivered after the last build, so not stored)
     select
-        keyed_all.actor_key as new_actor_key,
+        actor_key as new_actor_key,
+        null as old_actor_key
+    from new_keyed
+    where _loaded_at > timestamp '{{ events_watermark }}'
+
+    union all
+
+    -- re-delivered ones; both the old and the new actor are re-sessionized
+    select
+        new_keyed.actor_key as new_actor_key,
         previous.actor_key as old_actor_key
-    from keyed_all
+    from new_keyed
     left join previous
-        on keyed_all.event_id = previous.event_id
-    where previous.event_id is null
-        or previous.actor_key <> keyed_all.actor_key
-        or keyed_all._last_loaded_at > (
-            select coalesce(max(_events_watermark), timestamp '-infinity') from {{ this }}
-        )
+        on new_keyed.event_id = previous.event_id
+    where new_keyed._loaded_at <= timestamp '{{ events_watermark }}'
+
+    union all
+
+    -- stored events of a device whose login changed (a new login, or an erased one)
+    select
+        {{ event_actor_key('previous') }} as new_actor_key,
+        previous.actor_key as old_actor_key
+    from previous
+    left join junk_values
+        on lower(previous.user_id) = junk_values.junk_value
+    left join device_logins
+        on previous.anonymous_id = device_logins.anonymous_id
+    where previous.anonymous_id is not null
+        and (previous.user_id is null or junk_values.junk_value is not null)
+        and {{ event_actor_key('previous') }} <> previous.actor_key
 ),
 
 affected_actors as (
@@ -103,11 +125,36 @@ affected_actors as (
     select old_actor_key as actor_key from changed where old_actor_key is not null
 ),
 
-keyed as (
+new_contexts as (
+    select event_id, session_id
+    from all_contexts
+    where _loaded_at > timestamp '{{ contexts_watermark }}'
+),
+
+recontexted_events as (
+    -- an untouched actor's events whose event or session received a new context: they keep
+    -- their stored session
+    select previous.event_id, previous.session_id, previous.is_session_derived
+    from previous
+    anti join affected_actors
+        on previous.actor_key = affected_actors.actor_key
+    where previous.event_id in (select event_id from new_contexts)
+        or previous.session_id in (select session_id from new_contexts)
+),
+
+touched as materialized (
+    -- one scan of the wide events for both kinds
     select keyed_all.*
     from keyed_all
+    where keyed_all.actor_key in (select actor_key from affected_actors)
+        or keyed_all.event_id in (select event_id from recontexted_events)
+),
+
+keyed as (
+    select touched.*
+    from touched
     semi join affected_actors
-        on keyed_all.actor_key = affected_actors.actor_key
+        on touched.actor_key = affected_actors.actor_key
 ),
 {% else %}
 keyed as not materialized (
@@ -231,14 +278,6 @@ stored as not materialized (
     select * from {{ this }}
 ),
 
-new_contexts as (
-    select event_id, session_id
-    from all_contexts
-    where _loaded_at > (
-        select coalesce(max(_contexts_watermark), timestamp '-infinity') from {{ this }}
-    )
-),
-
 resessionized as (
     -- the re-sessionized events that are new or whose session, actor or delivery changed, or
     -- that received a new context
@@ -255,22 +294,20 @@ resessionized as (
 ),
 
 recontexted as (
-    -- an untouched actor's events that received a new context: their stored session
     select
         {%- for column in event_columns %}
-        stored.{{ column }},
+        touched.{{ column }},
         {%- endfor %}
-        stored.session_id,
-        stored.is_session_derived,
+        recontexted_events.session_id,
+        recontexted_events.is_session_derived,
         {%- for column in payload_columns %}
-        stored.{{ column }},
+        touched.{{ column }},
         {%- endfor %}
-        stored._events_watermark
-    from stored
-    anti join affected_actors
-        on stored.actor_key = affected_actors.actor_key
-    where stored.event_id in (select event_id from new_contexts)
-        or stored.session_id in (select session_id from new_contexts)
+        events_watermark._events_watermark
+    from touched
+    inner join recontexted_events
+        on touched.event_id = recontexted_events.event_id
+    cross join events_watermark
 ),
 
 events_to_enrich as (
@@ -296,7 +333,21 @@ contexts as (
 {% endif %}
 
 contexts_watermark as (
+    {%- if is_incremental() %}
+    -- the contexts loaded since raise it (the staging view, read whole, would compute every
+    -- column of every context first)
+    select
+        greatest(
+            timestamp '{{ contexts_watermark }}',
+            (
+                select max(_loaded_at)
+                from all_contexts
+                where _loaded_at > timestamp '{{ contexts_watermark }}'
+            )
+        ) as _contexts_watermark
+    {%- else %}
     select max(_loaded_at) as _contexts_watermark from all_contexts
+    {%- endif %}
 ),
 
 -- the newest delivery wins (loaded last, then file and line): one aggregate per key over the

@@ -1,0 +1,72 @@
+"""Nightly, `int_events_identified` re-identifies the events the event chain rewrote and the
+events whose person changed, and keeps the rest as they are."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import dbt_warehouse_fixture as wf
+import duckdb
+
+LOADED_AT = datetime(2024, 3, 2)
+TABLE = "intermediate.int_events_identified"
+PRE_IDENTITY = [
+    "run",
+    "--select",
+    "+int_events_enriched",
+    "+int_identity_nodes",
+    "+int_identity_edges",
+]
+POST_IDENTITY = ["run", "--select", "identity_map", "int_events_identified"]
+
+
+def _dbt(args: list[str], warehouse, work_dir) -> None:
+    result = wf.run_dbt(args, warehouse, work_dir)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def _people(warehouse) -> dict[str, tuple[str, datetime]]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(f"select event_id, person_id, _identified_at from {TABLE}").fetchall()
+    return {event_id: (person, identified_at) for event_id, person, identified_at in rows}
+
+
+def test_events_whose_person_changed_are_identified_again(tmp_path):
+    """A merge moves a user's and an anonymous device's events, which the event chain did not
+    rewrite, to the surviving person; the other events keep their stored rows."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    events = [
+        wf.make_event("e1", "page_view", "2024-03-01 10:00:00", user_id="u1"),
+        wf.make_event("e2", "page_view", "2024-03-01 11:00:00", user_id="u2"),
+        wf.make_event("e3", "page_view", "2024-03-01 12:00:00", anonymous_id="a3"),
+        wf.make_event("e4", "page_view", "2024-03-01 13:00:00", user_id="u4"),
+    ]
+    with duckdb.connect(str(warehouse)) as con:
+        wf.create_raw_tables(con)
+        wf.load_config(con)
+        wf.insert_raw(con, "events", events, file="events/a.jsonl", loaded_at=LOADED_AT)
+    _dbt(PRE_IDENTITY, warehouse, tmp_path)
+    with duckdb.connect(str(warehouse)) as con:
+        wf.assign_identities(con)
+    _dbt(POST_IDENTITY, warehouse, tmp_path)
+    first = _people(warehouse)
+    assert len({person for person, _ in first.values()}) == 4
+
+    # the identity step merges u2 and the device a3 into u1's person
+    survivor = first["e1"][0]
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "update ml.identity_assignments set person_id = ? where identifier in ('u2', 'a3')",
+            [survivor],
+        )
+    _dbt(POST_IDENTITY, warehouse, tmp_path)
+    second = _people(warehouse)
+
+    assert {event: person for event, (person, _) in second.items()} == {
+        "e1": survivor,
+        "e2": survivor,
+        "e3": survivor,
+        "e4": first["e4"][0],
+    }
+    rewritten = {event for event in second if second[event][1] != first[event][1]}
+    assert rewritten == {"e2", "e3"}

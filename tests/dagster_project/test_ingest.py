@@ -96,6 +96,21 @@ def test_every_file_reconciles_and_bad_rows_carry_file_line_reason(con, landing)
     ]
 
 
+def test_a_line_with_duplicate_keys_is_quarantined_among_lines_that_share_their_keys(con, landing):
+    # Lines with the file's common key lists skip the per-line check; this one must not.
+    duplicated = json.dumps(event("e-dup"))[:-1] + ', "event_id": "e-other"}'
+    write_jsonl(
+        landing / "events" / "a.jsonl",
+        [event(f"e{i}") for i in range(200)]
+        + [duplicated, event("e-rare", session_id="s1", referrer="r")],
+    )
+    results = ingest_source(con, "events", landing, LOADED_AT)
+    assert [(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in results] == [(202, 201, 1)]
+    assert rows(con, "select line, reason, raw_record from audit.quarantine") == [
+        (201, "JSON object has duplicate keys", duplicated)
+    ]
+
+
 def test_timestamps_in_every_accepted_form_become_the_same_utc_instant(con, landing):
     instant = "2026-10-01 08:00:00"
     write_jsonl(
@@ -216,6 +231,37 @@ def test_csv_with_extra_hostile_column_wrong_field_count_and_gzip(con, landing):
     ]
     reason = rows(con, "select line, reason from audit.quarantine")
     assert reason[0][0] == 3 and "TOO MANY COLUMNS" in reason[0][1]
+
+
+def test_a_rejected_csv_line_and_a_bad_row_numbered_alike_each_keep_their_record(con, landing):
+    # The reader's rejected line is numbered as a file line (header included), a data row by
+    # its data row: the line after the rejected one is data row 3 and file line 4, so both bad
+    # rows carry line 3. Each must reach the quarantine once, with its own raw record.
+    body = "\n".join(
+        [
+            "event_id,event_type,timestamp,user_id",
+            "e1,purchase,2026-10-01T10:00:00Z,u1",
+            "e2,purchase,2026-10-01T10:00:00Z,u1,too-many",
+            ",purchase,2026-10-01T10:00:00Z,u1",
+            "e4,purchase,2026-10-01T10:00:00Z,u1",
+        ]
+    )
+    (landing / "events" / "store.csv").write_text(body + "\n")
+    results = ingest_source(con, "events", landing, LOADED_AT)
+    assert [(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in results] == [(4, 2, 2)]
+    assert rows(con, "select line, reason, raw_record from audit.quarantine order by reason") == [
+        (
+            3,
+            "TOO MANY COLUMNS: Expected Number of Columns: 4 Found: 5",
+            "e2,purchase,2026-10-01T10:00:00Z,u1,too-many",
+        ),
+        (
+            3,
+            "missing event_id",
+            '{"event_id":null,"event_type":"purchase","timestamp":"2026-10-01T10:00:00Z",'
+            '"user_id":"u1"}',
+        ),
+    ]
 
 
 def test_file_missing_required_column_is_quarantined_row_by_row(con, landing):

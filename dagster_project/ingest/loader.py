@@ -377,10 +377,19 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
 
 
 def _read_parquet(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> set[str]:
-    con.execute(
-        "create or replace temp view _pz_parquet_typed as "
-        f"select row_number() over () as _line, * from read_parquet({quote_literal(str(path))})"
+    source = quote_literal(str(path))
+    # The reader's own row number (parallel; `row_number() over ()` runs on one thread), unless
+    # the file has a column of that name.
+    names = [
+        row[0].lower() for row in con.execute(f"describe from read_parquet({source})").fetchall()
+    ]
+    numbered = (
+        f"select row_number() over () as _line, * from read_parquet({source})"
+        if "file_row_number" in names
+        else "select file_row_number + 1 as _line, * exclude (file_row_number) "
+        f"from read_parquet({source}, file_row_number = true)"
     )
+    con.execute(f"create or replace temp view _pz_parquet_typed as {numbered}")
     described = con.execute("describe _pz_parquet_typed").fetchall()
     casts = []
     for name, sql_type, *_ in described:

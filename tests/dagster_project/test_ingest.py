@@ -334,6 +334,31 @@ def test_parquet_with_typed_columns_and_nested_properties(con, landing):
     ]
 
 
+@pytest.mark.parametrize("own_column", ["", ", 7 as file_row_number"])
+def test_a_parquet_row_is_numbered_by_its_place_in_the_file(con, landing, own_column):
+    # Numbered by the reader's file_row_number, or by row_number() when the file has a
+    # column of that name (kept in `extra`).
+    con.execute(
+        f"""
+        copy (select case when i = 3 then null else 'p' || i end as event_id,
+                     'purchase' as event_type, '2026-10-01T10:00:00Z' as timestamp,
+                     'u1' as user_id{own_column}
+              from range(1, 6) as t(i) order by i)
+        to '{landing / "events" / "app.parquet"}' (format parquet)
+        """
+    )
+    ingest_source(con, "events", landing, LOADED_AT)
+    assert rows(con, "select line, reason from audit.quarantine") == [(3, "missing event_id")]
+    assert rows(con, "select _line, event_id from raw.events order by _line") == [
+        (1, "p1"),
+        (2, "p2"),
+        (4, "p4"),
+        (5, "p5"),
+    ]
+    extra = rows(con, "select distinct extra from raw.events")
+    assert extra == ([('{"file_row_number":"7"}',)] if own_column else [(None,)])
+
+
 def test_an_untouched_file_is_not_hashed_again_and_a_touched_one_is(con, tmp_path, monkeypatch):
     """Nightly runs skip files by size and modification time; a file touched without change
     is hashed once (still unchanged), a file rewritten with its old time kept is caught by

@@ -264,6 +264,44 @@ def test_a_rejected_csv_line_and_a_bad_row_numbered_alike_each_keep_their_record
     ]
 
 
+@pytest.mark.parametrize("rejected", [3, 70])
+def test_csv_rows_keep_their_numbers_around_many_rejected_lines(con, landing, rejected):
+    # A few rejected lines number the rows by an expression, many by a numbered copy: each
+    # row's number is its data row (file line - 1), counting the rejected lines before it.
+    lines, expected_loaded, expected_bad = [], [], []
+    for row in range(1, 301):
+        if row % (300 // rejected) == 0 and len(expected_bad) < rejected:
+            lines.append(f"r{row},purchase,2026-10-01T10:00:00Z,u1,extra-field")
+            expected_bad.append(row + 1)  # a rejected line keeps its file line
+        else:
+            lines.append(f"e{row},purchase,2026-10-01T10:00:00Z,u1")
+            expected_loaded.append((row, f"e{row}"))
+    (landing / "events" / "many.csv").write_text(
+        "event_id,event_type,timestamp,user_id\n" + "\n".join(lines) + "\n"
+    )
+    results = ingest_source(con, "events", landing, LOADED_AT)
+    assert [(r.rows_read, r.rows_quarantined) for r in results] == [(300, rejected)]
+    assert rows(con, "select _line, event_id from raw.events order by _line") == expected_loaded
+    assert rows(con, "select line from audit.quarantine order by line") == [
+        (line,) for line in expected_bad
+    ]
+
+
+def test_a_csv_with_a_rowid_column_is_numbered_by_its_rows_and_keeps_the_column(con, landing):
+    (landing / "events" / "rowid.csv").write_text(
+        "event_id,event_type,timestamp,user_id,ROWID\n"
+        "e1,purchase,2026-10-01T10:00:00Z,u1,9\n"
+        ",purchase,2026-10-01T10:00:00Z,u1,8\n"
+        "e3,purchase,2026-10-01T10:00:00Z,u1,7\n"
+    )
+    ingest_source(con, "events", landing, LOADED_AT)
+    assert rows(con, "select _line, event_id, extra from raw.events order by _line") == [
+        (1, "e1", '{"ROWID":"9"}'),
+        (3, "e3", '{"ROWID":"7"}'),
+    ]
+    assert rows(con, "select line, reason from audit.quarantine") == [(2, "missing event_id")]
+
+
 def test_file_missing_required_column_is_quarantined_row_by_row(con, landing):
     (landing / "events" / "no_ts.csv").write_text(
         "event_id,event_type,user_id\ne1,view,u1\ne2,view,u1\n"

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
+from dagster_project import incremental
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.identity.erasure import link_and_erase
 from dagster_project.identity.evaluation import ensure_evaluation_table, evaluate_against_files
@@ -54,8 +55,9 @@ def identity_links(
 ) -> MaterializeResult:
     tunables = load_identity_tunables()
     now = datetime.now(UTC).replace(tzinfo=None)
+    score_all = incremental.full_refresh_requested(context.run.tags if context.run else None)
     with warehouse.connect(with_pii_zone=True) as con:
-        links, info, erased = link_and_erase(con, tunables, now)
+        links, info, erased = link_and_erase(con, tunables, now, score_all=score_all)
         rows = write_frame(con, "ml.identity_links", links)
     context.log.info(f"splink: {info}")
     if erased.people_erased:
@@ -72,6 +74,8 @@ def identity_links(
             "fields_compared": ", ".join(info["fields_compared"]),
             "seconds": info["seconds"],
             "splink_model": "trained" if info.get("model_trained") else "stored model reused",
+            "scoring": info["scoring"],
+            "records_rescored": info["records_rescored"],
             "match_threshold": float(tunables["probabilistic"]["match_threshold"]),
             "people_erased": erased.people_erased,
             "erasure_identifiers_registered": erased.identifiers_registered,

@@ -16,7 +16,8 @@ linked, `link_and_erase`:
    (`erase_people`), then deletes the evidence;
 4. when that removed current records, trains Splink again on what remains, so this run's links
    are exactly those of a run where the person never existed (and the next run's); then
-   scores every pair of records once.
+   scores every pair of records once, or, with the stored model, only the records new or
+   changed since the last run (`dagster_project.identity.rescoring`).
 """
 
 from __future__ import annotations
@@ -33,9 +34,17 @@ from dagster_project.identity.graph import (
     drop_codes,
     read_coded_graph,
 )
+from dagster_project.identity.rescoring import (
+    merge_links,
+    plan_rescoring,
+    record_fingerprints,
+    save_scored_records,
+)
 from dagster_project.identity.splink_linker import (
     SplinkScorer,
+    compared_fields,
     evidence_node_key,
+    fits,
     read_erasure_evidence,
     read_model,
     read_profile_records,
@@ -302,10 +311,15 @@ class _Clock:
 
 
 def link_and_erase(
-    con: duckdb.DuckDBPyConnection, tunables: dict, now: datetime
+    con: duckdb.DuckDBPyConnection, tunables: dict, now: datetime, *, score_all: bool = False
 ) -> tuple[pd.DataFrame, dict, ErasureOutcome]:
     """Splink links of the current profile records, after erasing the people the erasure
     evidence resolves to (see the module docstring). Needs `pz_hmac` and `pii` on `con`.
+
+    With the stored model, only the records new or changed since the last run are scored
+    (against all), and the other links kept (`dagster_project.identity.rescoring`); when no
+    record changed, Splink does not run at all. `score_all` scores every pair (a full
+    refresh).
 
     Returns:
         (links for `ml.identity_links`, info for run metadata, what erasure did: counts)
@@ -317,15 +331,16 @@ def link_and_erase(
     evidence = read_erasure_evidence(con)
     nulled = int(records.pop("is_birth_date_nulled").sum())
     model = usable_model(read_model(con), settings, now)
+    fingerprints = record_fingerprints(records)
     seconds = {"read_records": clock.lap()}
-    scorer = SplinkScorer(records, settings, model)
+    outcome = ErasureOutcome()
+    scorer = None
     try:
-        seconds["model"] = clock.lap()
-        del records  # the plaintext goes no further than this function (and Splink's)
-        outcome = ErasureOutcome()
         if len(evidence):
+            scorer = SplinkScorer(records, settings, model)
+            seconds["model"] = clock.lap()
             resolved = resolve_with_evidence(con, scorer, evidence, tunables["guardrails"])
-            info = {
+            erasure_info = {
                 "erasure_records_scored": scorer.info.get("records_scored_against_all", 0),
                 "erasure_identifiers_reached": int(len(resolved)),
             }
@@ -340,20 +355,52 @@ def link_and_erase(
                 scorer.close()
                 records = read_profile_records(con)
                 nulled = int(records.pop("is_birth_date_nulled").sum())
+                fingerprints = record_fingerprints(records)
+                model = None
                 scorer = SplinkScorer(records, settings, None)
-                del records
                 seconds["model_again"] = clock.lap()
-            scorer.info.update(info)
+            scorer.info.update(erasure_info)
         del evidence
-        links = scorer.predict()
+        plan, why = None, "full refresh" if score_all else "the model is trained this run"
+        if not score_all and fits(model, records, settings):
+            plan, why = plan_rescoring(con, fingerprints, model["trained_at"])
+        if plan is not None and not plan.changed and scorer is None:
+            links, info = plan.kept, _unscored_info(records, settings, model)
+        else:
+            if scorer is None:
+                scorer = SplinkScorer(records, settings, model)
+                seconds["model"] = clock.lap()
+            del records  # the plaintext goes no further than this function (and Splink's)
+            if plan is not None:
+                links = merge_links(plan.kept, scorer.links_from(ids=plan.changed))
+            else:
+                links = scorer.predict()
+            info = scorer.info
         seconds["predict"] = clock.lap()
-        info = scorer.info
     finally:
-        scorer.close()
+        if scorer is not None:
+            scorer.close()
+    info["scoring"] = plan.describe(len(fingerprints)) if plan else f"every pair ({why})"
+    info["records_rescored"] = len(plan.changed) if plan else len(fingerprints)
     info["step_seconds"] = seconds
+    info.setdefault("seconds", round(sum(seconds.values()), 1))
     if info.get("model_trained"):
         save_model(con, now, info)
+        trained_at = now
+    else:
+        trained_at = model["trained_at"] if model and "model_trained" in info else None
+    save_scored_records(con, fingerprints, trained_at)
     info.pop("model", None)
     info.pop("fingerprint", None)
     info["invalid_birth_dates_nulled"] = nulled
     return links, info, outcome
+
+
+def _unscored_info(records: pd.DataFrame, settings: dict, model: dict) -> dict:
+    """Run metadata of a run that kept every link: no record changed, Splink did not run."""
+    return {
+        "records": int(len(records)),
+        "fields_compared": compared_fields(records, settings),
+        "threshold": float(settings["match_threshold"]),
+        "model_trained": False,
+    }

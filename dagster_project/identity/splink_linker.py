@@ -212,7 +212,24 @@ def usable_model(stored: StoredModel | None, settings: dict, now: datetime) -> d
     days = int(settings.get("retrain_every_days") or 0)
     if stored is None or days <= 0 or now - stored.trained_at >= timedelta(days=days):
         return None
-    return {"fingerprint": stored.fingerprint, "model": stored.model}
+    return {
+        "fingerprint": stored.fingerprint,
+        "model": stored.model,
+        "trained_at": stored.trained_at,
+    }
+
+
+def compared_fields(records: pd.DataFrame, settings: dict) -> list[str]:
+    """The fields of `settings` that `records` has, less those filled in fewer than
+    MIN_FIELD_COMPLETENESS of the records."""
+    wanted = [f for f in settings.get("fields", MATCH_FIELDS) if f in records.columns]
+    return [f for f in wanted if records[f].notna().mean() >= MIN_FIELD_COMPLETENESS]
+
+
+def fits(model: dict | None, records: pd.DataFrame, settings: dict) -> bool:
+    """Whether the stored `model` scores `records` as it is (same fields and settings)."""
+    fields = compared_fields(records, settings)
+    return model is not None and model["fingerprint"] == model_fingerprint(settings, fields)
 
 
 def _email_comparison(field: str):
@@ -454,8 +471,7 @@ class _LinkerSession:
         from splink import DuckDBAPI, Linker
 
         started = time.monotonic()
-        wanted = [f for f in settings.get("fields", MATCH_FIELDS) if f in records.columns]
-        fields = [f for f in wanted if records[f].notna().mean() >= MIN_FIELD_COMPLETENESS]
+        fields = compared_fields(records, settings)
         self.fields = fields
         self.info: dict = {"records": int(len(records)), "fields_compared": fields}
         rules = [r for r in settings["blocking_rules"] if _fields_of(r) <= set(fields)]

@@ -3,7 +3,8 @@
 Run 1 resolves the sample data; run 2 sees one record with a changed address and one new
 record for an existing user. Checks: stitching quality against the truth, junk values linking
 nothing, invalid field values nulled but the record still matched, person_ids kept across runs,
-and the SCD2 history (`user_profiles_history`) gaining a version for the changed address.
+the SCD2 history (`user_profiles_history`) gaining a version for the changed address, and run 2
+scoring only those two records with Splink's stored model.
 """
 
 from pathlib import Path
@@ -28,8 +29,8 @@ def _frame(data_dir: Path, sql: str) -> pd.DataFrame:
 def runs(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("identity_runs")
     generate(data_dir, users=200, items=60, days=5, seed=11)
-    run_until_profiles(data_dir)
     first = {
+        "links_run": run_until_profiles(data_dir),
         "map": _frame(data_dir, "select * from marts.identity_map"),
         "history": _frame(data_dir, "select * from snapshots.user_profiles_history"),
     }
@@ -45,8 +46,9 @@ def runs(tmp_path_factory):
         record_id="C-000001", source_system="crm_c", address="1 New Street"
     )
     extra.to_csv(data_dir / "raw/profiles/crm_c_extra.csv", index=False)
-    run_until_profiles(data_dir)
     second = {
+        "links_run": run_until_profiles(data_dir),
+        "links": _frame(data_dir, "select * from ml.identity_links"),
         "map": _frame(data_dir, "select * from marts.identity_map"),
         "history": _frame(data_dir, "select * from snapshots.user_profiles_history"),
     }
@@ -109,3 +111,49 @@ def test_a_changed_address_adds_a_history_version(runs):
     assert after["address_token"].nunique() == 2
     unchanged = second["history"].groupby("person_id").size()
     assert (unchanged.drop(person) == 1).sum() > 0.9 * len(unchanged)
+
+
+def _pairs(links: pd.DataFrame) -> pd.DataFrame:
+    return links.sort_values(["node_key_a", "node_key_b"], ignore_index=True)
+
+
+def test_the_second_run_scores_only_the_changed_records_and_links_as_scoring_all(runs):
+    """Run 2 reused run 1's model and scored the changed and the new record against all: its
+    links are those of every pair scored with the same model (a kept link's probability may
+    move with the term frequencies of the record added); a run with nothing changed keeps
+    them all without Splink."""
+    from datetime import UTC, datetime
+
+    from dagster_project.identity.erasure import link_and_erase
+    from dagster_project.resources import WarehouseResource
+    from dagster_project.tunables import load_identity_tunables
+
+    data_dir, first, second, moved = runs
+    assert first["links_run"]["splink_model"] == "trained"
+    assert first["links_run"]["records_rescored"] == first["links_run"]["records"]
+    assert second["links_run"]["splink_model"] == "stored model reused"
+    assert second["links_run"]["records_rescored"] == 2, second["links_run"]["scoring"]
+    stored = _pairs(second["links"])
+    changed = {f"record_id|crm_a|{moved['record_id']}", "record_id|crm_c|C-000001"}
+    touching = stored["node_key_a"].isin(changed) | stored["node_key_b"].isin(changed)
+    pairs = set(zip(stored["node_key_a"], stored["node_key_b"], strict=True))
+    assert tuple(sorted(changed)) in pairs
+
+    warehouse = WarehouseResource(data_dir=str(data_dir))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    tunables = load_identity_tunables()
+    with warehouse.connect(with_pii_zone=True) as con:
+        every_pair, info, _ = link_and_erase(con, tunables, now, score_all=True)
+        kept, info_kept, _ = link_and_erase(con, tunables, now)
+    assert info["model_trained"] is False and info["records_rescored"] == info["records"]
+    every_pair = _pairs(every_pair)
+    pd.testing.assert_frame_equal(
+        stored[["node_key_a", "node_key_b", "method"]],
+        every_pair[["node_key_a", "node_key_b", "method"]],
+    )
+    pd.testing.assert_series_equal(
+        stored["match_probability"][touching], every_pair["match_probability"][touching]
+    )
+    assert (stored["match_probability"] - every_pair["match_probability"]).abs().max() < 0.01
+    assert info_kept["records_rescored"] == 0 and "seconds_model" not in info_kept
+    pd.testing.assert_frame_equal(_pairs(kept), every_pair)

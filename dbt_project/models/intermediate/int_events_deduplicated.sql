@@ -67,7 +67,7 @@ stored_event_ids as (
         on stored.event_id = touched_event_ids.event_id
 ),
 
-candidates as (
+candidate_rows as (
     select
         {%- for column in columns %}
         {{ column }},
@@ -89,7 +89,7 @@ candidates as (
         on stored.event_id = stored_event_ids.event_id
 ),
 {% else %}
-candidates as not materialized (
+candidate_rows as not materialized (
     select
         *,
         1 as deliveries,
@@ -98,14 +98,36 @@ candidates as not materialized (
 ),
 {% endif %}
 
+-- Deliveries (a file's rows loaded at one time) in the order their rows count as first: by
+-- load time, then file name; a row's place in that order is one integer, its delivery's rank
+-- times 2^32 plus its line.
+delivery_order as (
+    select
+        _loaded_at,
+        _file,
+        row_number() over (order by _loaded_at, _file) as delivery_rank
+    from (select distinct _loaded_at, _file from candidate_rows)
+),
+
+candidates as not materialized (
+    select
+        candidate_rows.*,
+        delivery_order.delivery_rank * 4294967296 + candidate_rows._line
+            as delivery_position
+    from candidate_rows
+    inner join delivery_order
+        on candidate_rows._loaded_at is not distinct from delivery_order._loaded_at
+        and candidate_rows._file is not distinct from delivery_order._file
+),
+
 -- the first delivery of each event by an aggregate over narrow columns (it spills to disk;
 -- a window over 20M rows did not fit DuckDB's memory limit), then its row joins back by its
--- file and line
+-- place. At L (17.7M rows) a min over the integer place instead of a struct of load time,
+-- file and line: 21.5 -> 16.6 s, the same rows.
 ranked as (
     select
         event_id,
-        min(struct_pack(loaded_at := _loaded_at, file := _file, line := _line))
-            as first_delivery,
+        min(delivery_position) as first_delivery,
         cast(sum(deliveries) as bigint) as n_deliveries,
         max(delivered_last) as _last_loaded_at
     from candidates
@@ -115,13 +137,12 @@ ranked as (
 deduplicated as (
     -- the first delivery of an event wins; later re-deliveries are dropped
     select
-        candidates.*,
+        candidates.* exclude (delivery_position),
         ranked.n_deliveries,
         ranked._last_loaded_at
     from candidates
     inner join ranked
-        on candidates._file = ranked.first_delivery.file
-        and candidates._line = ranked.first_delivery.line
+        on candidates.delivery_position = ranked.first_delivery
 ),
 
 retained as (

@@ -86,3 +86,15 @@ def arrow_for_duckdb(frame: pd.DataFrame) -> pa.Table:
             column = column.cast(pa.timestamp("us", column.type.tz), safe=False)
         columns.append(column)
     return pa.table(columns, names=table.column_names)
+
+
+def release_cache(con: duckdb.DuckDBPyConnection, memory_limit: str, floor: str = "256MB") -> None:
+    """Give back to the system the blocks DuckDB keeps cached on `con` (up to its memory
+    limit) before a step hands the machine to another process: the limit is lowered to
+    `floor`, which evicts them, then set to `memory_limit` (the one `con` was opened with).
+    Best effort: when pinned memory cannot go below `floor`, nothing changes."""
+    try:
+        con.execute(f"set memory_limit = '{floor}'")
+    except duckdb.Error:
+        return
+    con.execute(f"set memory_limit = '{memory_limit}'")

@@ -4,7 +4,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from dagster_project.warehouse_io import read_frame, write_frames
+from dagster_project.warehouse_io import read_frame, release_cache, write_frames
 
 
 def _batch(people: list[str], reason: str) -> pd.DataFrame:
@@ -72,3 +72,22 @@ def test_batches_keep_the_types_duckdb_gives_a_frame(tmp_path):
     rows = con.execute("select * from ml.typed limit 2").fetchall()
     assert rows[0][0] == "a" and rows[0][3].microsecond == 123456
     assert rows[1][0] is None and rows[1][2] is None and rows[1][3] is None
+
+
+def test_the_cache_of_a_warehouse_goes_back_and_its_memory_limit_stays(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("set memory_limit = '2GB'")
+    con.execute("create table t as select range as a, md5(range::varchar) as b from range(4000000)")
+    con.execute("checkpoint")
+    con.execute("select count(distinct b), sum(a) from t").fetchall()
+
+    def cached() -> int:
+        return con.execute("select sum(memory_usage_bytes) from duckdb_memory()").fetchall()[0][0]
+
+    limit = con.execute("select current_setting('memory_limit')").fetchall()
+    before = cached()
+    assert before > 64 * 2**20
+    release_cache(con, "2GB", floor="16MB")
+    assert cached() <= 16 * 2**20 < before
+    assert con.execute("select current_setting('memory_limit')").fetchall() == limit
+    assert con.execute("select count(*) from t").fetchall() == [(4_000_000,)]

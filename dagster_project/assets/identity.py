@@ -19,7 +19,7 @@ from dagster_project.identity.graph import (
 from dagster_project.ingest.erasure import drop_erased_people
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_identity_tunables
-from dagster_project.warehouse_io import write_frame
+from dagster_project.warehouse_io import register_frame, write_frame
 from models_ml.identity import Resolution, identity_stats, resolve_coded
 from models_ml.linkage import carry_over_codes, no_changes
 
@@ -179,7 +179,7 @@ def _carried_over(con, resolution: Resolution) -> tuple[pd.DataFrame, pd.DataFra
 def _append_changes(con, changes: pd.DataFrame, run_id: str) -> None:
     con.execute("create schema if not exists ml")
     con.execute(f"create table if not exists ml.identity_changes ({CHANGES_COLUMNS})")
-    con.register("_pz_changes", changes)
+    register_frame(con, "_pz_changes", changes)
     try:
         con.execute(
             "insert into ml.identity_changes select $run, now()::timestamp, change_type, "

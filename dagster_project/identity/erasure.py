@@ -60,7 +60,7 @@ from dagster_project.ingest.erasure import (
     load_junk_values,
 )
 from dagster_project.settings import duckdb_memory_limit
-from dagster_project.warehouse_io import read_frame, release_cache
+from dagster_project.warehouse_io import read_frame, register_frame, release_cache
 from models_ml.identity import resolve_coded
 
 # The evidence as identity-graph nodes and deterministic edges, like int_identity_nodes /
@@ -247,7 +247,7 @@ def _reachable_from_evidence(
         if not unscored:
             return
         links = scorer.links_from(ids=unscored)
-        con.register(_FRAME, links)
+        register_frame(con, _FRAME, links)
         try:
             con.execute(f"insert into {_SCORED} select unnest($ids)", {"ids": unscored})
             # a pair once, whichever of its records was scored first

@@ -25,6 +25,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from dagster_project.warehouse_io import register_frame
+
 SCORED_TABLE = "pii.main.identity_scored_records"
 LINKS_TABLE = "ml.identity_links"
 # Above this share of changed (or new) records, every pair is scored instead.
@@ -69,7 +71,7 @@ def plan_rescoring(
     scored_with = con.execute(f"select distinct model_trained_at from {SCORED_TABLE}").fetchall()
     if [row[0] for row in scored_with] != [model_trained_at]:
         return None, "the last links were scored with another model"
-    con.register(_FRAME, fingerprints)
+    register_frame(con, _FRAME, fingerprints)
     try:
         changed = [
             row[0]
@@ -135,7 +137,7 @@ def save_scored_records(
     )
     if model_trained_at is None or not len(fingerprints):
         return
-    con.register(_FRAME, fingerprints)
+    register_frame(con, _FRAME, fingerprints)
     try:
         con.execute(
             f"insert into {SCORED_TABLE} select unique_id, fingerprint, $at from {_FRAME}",

@@ -1,10 +1,18 @@
 """Frames in and out of DuckDB: batches written as one table, in one transaction."""
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_project.warehouse_io import read_frame, release_cache, write_frames
+from dagster_project.warehouse_io import (
+    ARROW_BATCH_ROWS,
+    arrow_for_duckdb,
+    read_frame,
+    release_cache,
+    write_frame,
+    write_frames,
+)
 
 
 def _batch(people: list[str], reason: str) -> pd.DataFrame:
@@ -72,6 +80,30 @@ def test_batches_keep_the_types_duckdb_gives_a_frame(tmp_path):
     rows = con.execute("select * from ml.typed limit 2").fetchall()
     assert rows[0][0] == "a" and rows[0][3].microsecond == 123456
     assert rows[1][0] is None and rows[1][2] is None and rows[1][3] is None
+
+
+def test_a_large_frame_goes_in_row_group_batches_and_keeps_its_order(tmp_path):
+    """One Arrow batch is scanned by one thread: a frame goes in batches of DuckDB's row
+    group, which its threads share, and the table keeps the frame's order."""
+    n = 2 * ARROW_BATCH_ROWS + 7
+    frame = pd.DataFrame(
+        {
+            "person_id": pd.Series([f"p{i:07d}" for i in range(n)][::-1], dtype="str"),
+            "rank": np.arange(n),
+        }
+    )
+    batches = arrow_for_duckdb(frame).to_batches()
+    assert [len(b) for b in batches] == [ARROW_BATCH_ROWS, ARROW_BATCH_ROWS, 7]
+    assert arrow_for_duckdb(frame.iloc[:0]).num_rows == 0  # no batch, but the columns
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("set threads = 2")
+    assert write_frame(con, "ml.ordered", frame) == n
+    written = con.execute("select rank from ml.ordered order by rowid").fetchnumpy()["rank"]
+    assert (written == np.arange(n)).all()
+    assert write_frame(con, "ml.empty", frame.iloc[:0]) == 0
+    types = [row[1] for row in con.execute("describe ml.empty").fetchall()]
+    assert types == ["VARCHAR", "BIGINT"]
 
 
 def test_the_cache_of_a_warehouse_goes_back_and_its_memory_limit_stays(tmp_path):

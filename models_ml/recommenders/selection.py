@@ -11,7 +11,7 @@ from sklearn.base import clone
 
 from models_ml.columns import ALGORITHM, PERSON_ID
 from models_ml.evaluation import item_popularity, latest_holdout, novelty, ranking_metrics
-from models_ml.recommenders._base import InteractionRecommender
+from models_ml.recommenders._base import InteractionRecommender, shared_indexing
 
 EVALUATION_COLUMNS = (
     ALGORITHM,
@@ -45,7 +45,8 @@ def evaluate_recommenders(
 ) -> pd.DataFrame:
     """One row per candidate (EVALUATION_COLUMNS): a clone of each is fitted on everything but
     each person's latest `n_latest` items and scored on them; `is_chosen` marks the best by
-    `selection_metric` (ties to the earlier candidate).
+    `selection_metric` (ties to the earlier candidate). The candidates index `train` once
+    (`shared_indexing`): the first one's `fit_seconds` includes it.
 
     With `max_people`, at most that many holdout people (a seeded sample) are scored: every
     candidate still learns from all of `train`, but ranking a million people six times only
@@ -70,15 +71,17 @@ def evaluate_recommenders(
         test = test[test[PERSON_ID].isin(people)]
     popularity = item_popularity(train)
     rows = []
-    for name, candidate in candidates.items():
-        model = clone(candidate)
-        started = time.perf_counter()
-        model.fit(train, as_of=as_of, **(fit_kwargs(name) if fit_kwargs else {}))
-        fit_seconds = time.perf_counter() - started
-        recs = model.recommend_k_items(people, k=k, remove_seen=True)
-        metrics = ranking_metrics(test, recs, k=k, catalog=catalog)
-        metrics["novelty"] = novelty(recs, popularity=popularity)
-        rows.append({ALGORITHM: name, **metrics, "fit_seconds": fit_seconds})
+    with shared_indexing():  # every candidate indexes `train` the same way
+        for name, candidate in candidates.items():
+            model = clone(candidate)
+            started = time.perf_counter()
+            model.fit(train, as_of=as_of, **(fit_kwargs(name) if fit_kwargs else {}))
+            fit_seconds = time.perf_counter() - started
+            recs = model.recommend_k_items(people, k=k, remove_seen=True)
+            metrics = ranking_metrics(test, recs, k=k, catalog=catalog)
+            metrics["novelty"] = novelty(recs, popularity=popularity)
+            rows.append({ALGORITHM: name, **metrics, "fit_seconds": fit_seconds})
+            del model, recs  # one candidate's model at a time
     table = pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
     table["is_chosen"] = False
     if len(table) and len(people):

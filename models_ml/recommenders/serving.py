@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from models_ml.columns import ALGORITHM, HAS_ANALYTICS_CONSENT, PERSON_ID
-from models_ml.recommenders._base import InteractionRecommender, as_index
+from models_ml.recommenders._base import InteractionRecommender, as_index, shared_indexing
 from models_ml.recommenders.als import ALSRecommender
 from models_ml.recommenders.content import ContentRecommender
 from models_ml.recommenders.cooccurrence import ItemCooccurrenceRecommender
@@ -180,7 +180,10 @@ def fit_serving_chain(
     chosen = chosen_algorithm(evaluation, default="popularity")
     chain_names = list(dict.fromkeys([chosen, "content", popularity_fallback(evaluation)]))
     every = build_candidates({**settings, "candidates": chain_names})
-    chain = [every[name].fit(interactions, as_of=as_of, **fit_kwargs(name)) for name in chain_names]
+    with shared_indexing():
+        chain = [
+            every[name].fit(interactions, as_of=as_of, **fit_kwargs(name)) for name in chain_names
+        ]
     min_history = [
         0 if name in FALLBACKS else int(settings.get("min_history", 2)) for name in chain_names
     ]

@@ -9,7 +9,7 @@ from models_ml.recommenders import (
     cooccurrence,
     recommend_with_fallback,
 )
-from models_ml.recommenders._base import lexsort_runs, top_k_cells
+from models_ml.recommenders._base import lexsort_runs, shared_indexing, top_k_cells
 from models_ml.recommenders.cooccurrence import cooccurrence_matrix, similarity_matrix
 from models_ml.recommenders.popularity import first_k_allowed
 
@@ -142,6 +142,30 @@ def test_time_decay_and_as_of_cut():
     np.testing.assert_allclose(model.affinity_.toarray(), [[1.0, 0.5]])
     default = ItemCooccurrenceRecommender().fit(interactions)
     assert default.as_of_ == pd.Timestamp("2024-03-12")
+
+
+def test_models_fitted_in_shared_indexing_index_a_frame_once_and_fit_the_same():
+    """Within `shared_indexing`, a second model on the same frame and as_of reuses the first
+    one's people and items (the same objects), and each still decays by its own half-life;
+    another as_of, another frame or no block at all indexes afresh."""
+    as_of = pd.Timestamp("2024-03-05")
+    alone = ItemCooccurrenceRecommender(half_life_days=2).fit(INTERACTIONS, as_of=as_of)
+    with shared_indexing():
+        first = PopularityRecommender().fit(INTERACTIONS, as_of=as_of)
+        second = ItemCooccurrenceRecommender(half_life_days=2).fit(INTERACTIONS, as_of=as_of)
+        later = PopularityRecommender().fit(INTERACTIONS, as_of=pd.Timestamp("2024-03-09"))
+        copied = PopularityRecommender().fit(INTERACTIONS.copy(), as_of=as_of)
+    outside = PopularityRecommender().fit(INTERACTIONS, as_of=as_of)
+    assert second.person_index_ is first.person_index_
+    assert second.item_index_ is first.item_index_
+    for other in (later, copied, outside):
+        assert other.person_index_ is not first.person_index_
+    assert (second.affinity_ != alone.affinity_).nnz == 0
+    assert (second.seen_ != alone.seen_).nnz == 0
+    assert second.as_of_ == alone.as_of_ == as_of
+    # popularity does not decay by default: its weights are the frame's own
+    assert first.affinity_.sum() == pytest.approx(INTERACTIONS["weight"].sum())
+    assert second.affinity_.sum() < first.affinity_.sum()
 
 
 def test_negative_net_weight_is_seen_but_not_cooccurring():

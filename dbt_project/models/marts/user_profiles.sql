@@ -161,19 +161,20 @@ ranked_values as (
     -- the record with the smallest (source priority under that rule, recency rank). Ranks are
     -- unique per person (one per record), so there are no ties. One aggregate over the
     -- records: unpivoting every field (14M rows at 1.4M records) cost twice the whole model.
+    -- The pair is one integer, priority * 2^32 + rank (a priority is at most 2^31 - 1, a rank
+    -- below 2^32): at L the aggregate took 6.0 s of operator time over a struct, 1.3 s so.
     select
         person_id,
         {%- for field_name in survivorship_fields %}
         arg_min(
             {{ field_name }},
-            struct_pack(
-                priority := case
+            cast(
+                case
                     when {{ field_name }}_rule = 'source_priority'
                         then {{ field_name }}_priority
                     else 0
-                end,
-                recency := recency_rank
-            )
+                end as bigint
+            ) * 4294967296 + recency_rank
         ) filter (
             where {{ field_name }} is not null and {{ field_name }}_rule <> 'most_frequent'
         ) as {{ field_name }}{{ ',' if not loop.last }}

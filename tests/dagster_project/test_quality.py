@@ -167,7 +167,11 @@ def test_a_raw_suite_validates_the_rows_loaded_since_the_last_build(tmp_path):
     every row (a new row repeating an old key fails)."""
     from datetime import datetime
 
-    from dagster_project.quality.expectations import read_suite_frame, validate_suites
+    from dagster_project.quality.expectations import (
+        RECHECK_MAX_ROWS,
+        read_suite_frame,
+        validate_suites,
+    )
 
     connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     connection.execute("create schema raw")
@@ -197,6 +201,16 @@ def test_a_raw_suite_validates_the_rows_loaded_since_the_last_build(tmp_path):
 
     rerun = read_suite_frame(connection, suite, since=datetime(2024, 3, 6))
     assert sorted(rerun.frame["thing_id"]) == [2, 3] and "newest load" in rerun.window
+    # nothing new: a sample of the newest load, at most RECHECK_MAX_ROWS rows of it
+    connection.execute(
+        "insert into raw.things select 10 + range, 1, '2024-03-07' from range($n)",
+        {"n": RECHECK_MAX_ROWS + 500},
+    )
+    rerun = read_suite_frame(connection, suite, max_rows=1_000_000, since=datetime(2024, 3, 8))
+    assert len(rerun.frame) == RECHECK_MAX_ROWS and "newest load" in rerun.window
+    assert rerun.frame["thing_id"].min() >= 10
+    fresh = read_suite_frame(connection, suite, max_rows=1_000_000, since=datetime(2024, 3, 6))
+    assert len(fresh.frame) == RECHECK_MAX_ROWS + 500  # new rows: all of them, up to max_rows
     everything = read_suite_frame(connection, suite)
     connection.close()
-    assert len(everything.frame) == 4 and everything.window is None
+    assert len(everything.frame) == 4 + RECHECK_MAX_ROWS + 500 and everything.window is None

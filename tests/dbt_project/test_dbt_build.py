@@ -6,6 +6,9 @@ data tests and unit tests themselves ran inside the phase builds (a failure fail
 
 from __future__ import annotations
 
+import shutil
+
+import duckdb
 from dbt_warehouse_fixture import ALICE, JUNK_EMAIL
 
 RUNNABLE_TYPES = {"model", "test", "unit_test", "snapshot"}
@@ -58,6 +61,33 @@ def test_every_phase_passed_its_tests(built_warehouse):
         status for results in built_warehouse.phase_results.values() for status in results.values()
     }
     assert statuses <= {"success", "pass"}
+
+
+def test_unique_combination_of_columns_finds_a_repeated_combination(built_warehouse, tmp_path):
+    """The generic test as compiled for (person_id, item_id) of marts.recommendations: none on
+    the built rows; a row repeated in a copy of the warehouse comes back, counted twice."""
+    (test,) = [
+        node
+        for node in built_warehouse.manifest["nodes"].values()
+        if node["resource_type"] == "test"
+        and node.get("test_metadata", {}).get("name") == "unique_combination_of_columns"
+        and node["test_metadata"]["kwargs"]["combination_of_columns"] == ["person_id", "item_id"]
+        and "recommendations" in node["unique_id"]
+    ]
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(built_warehouse.path, copy)
+    with duckdb.connect(str(copy)) as con:
+        assert con.execute(test["compiled_code"]).fetchall() == []
+        person, item = con.execute(
+            "select person_id, item_id from ml.recommendations order by all limit 1"
+        ).fetchone()
+        con.execute(
+            "insert into ml.recommendations select * from ml.recommendations "
+            "where person_id = ? and item_id = ?",
+            [person, item],
+        )
+        found = con.execute(test["compiled_code"]).fetchall()
+    assert found == [(person, item, 2)]
 
 
 # --- events -----------------------------------------------------------------------------------

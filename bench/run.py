@@ -204,8 +204,7 @@ def bench_tier(name: str, work: Path) -> dict:
     shutil.rmtree(data_dir, ignore_errors=True)
     print(f"[{name}] generating {users:,} people, {items:,} items, {days} days ...", flush=True)
     # Generating the data and landing its next day are not the pipeline's work: each runs in a
-    # process of its own, so what it leaves allocated counts in no figure of the run (at L,
-    # generating in this process left it 1.4 GB for the whole run).
+    # process of its own, so nothing they allocate counts in a figure of the run.
     generate_s, floor_s = in_child(generate_with_floor, data_dir, users, items, days, end)
     sampler = TreeRssSampler() if Path("/proc/self/stat").exists() else None
     if sampler:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -277,6 +278,36 @@ def _comparison(field: str):
     return cl.ExactMatch(field).configure(term_frequency_adjustments=True)
 
 
+def training_sample(frame: pd.DataFrame, settings: dict) -> pd.DataFrame | None:
+    """The records a model is trained on when there are more than `training_max_records`
+    (identity.yaml), in unique_id order; None when it trains on them all.
+
+    A record is in it by its own unique_id alone: the `training_max_records` records of the
+    smallest keyed hash of it (the key from `random_seed`). Removing records outside the sample
+    leaves it as it was, so a model trained on it is the one a run without them trains: after
+    an erasure, the model need not be trained again (`sample_digest`)."""
+    limit = settings.get("training_max_records")
+    if not limit or len(frame) <= int(limit):
+        return None
+    seed = int(settings.get("random_seed", 42))
+    hashes = pd.util.hash_pandas_object(
+        frame["unique_id"], index=False, hash_key=f"{seed:016d}"[-16:]
+    ).to_numpy()
+    chosen = np.argpartition(hashes, int(limit) - 1)[: int(limit)]
+    return frame.iloc[chosen].sort_values("unique_id", ignore_index=True)
+
+
+def sample_digest(records: pd.DataFrame, settings: dict) -> str | None:
+    """A digest of the training sample `records` give (their compared fields included), or
+    None when the model trains on every record: two equal digests, one model."""
+    fields = compared_fields(records, settings)
+    sample = training_sample(records[["unique_id", *fields]], settings)
+    if sample is None:
+        return None
+    rows = pd.util.hash_pandas_object(sample, index=False).to_numpy()
+    return hashlib.sha256(rows.tobytes() + ",".join(sample.columns).encode()).hexdigest()
+
+
 def _fields_of(rule: list[str]) -> set[str]:
     """The fields a blocking rule reads; an entry is a field or an expression over fields."""
     return {token for entry in rule for token in re.findall(r"[a-z_]+", entry)} & set(MATCH_FIELDS)
@@ -511,12 +542,10 @@ class _LinkerSession:
         them) per database, and the sample's must not stand in for everyone's."""
         from splink import DuckDBAPI, Linker
 
-        limit = settings.get("training_max_records")
-        if not limit or len(self.frame) <= int(limit):
+        sample = training_sample(self.frame, settings)
+        if sample is None:
             return _trained_linker(self.registered, fields, rules, settings, self.info, started)
-        sample = self.frame.sample(
-            n=int(limit), random_state=int(settings.get("random_seed", 42))
-        ).sort_values("unique_id", ignore_index=True)
+        limit = len(sample)
         connection = duckdb.connect(":memory:")
         try:
             connection.execute("set temp_directory = ''")

@@ -189,3 +189,70 @@ def test_scoring_some_records_against_all_finds_their_links_in_the_whole_predict
     assert len(touching) >= 5
     pd.testing.assert_series_equal(pairs(part), pairs(touching), rtol=1e-9)
     assert (part["node_key_a"] != part["node_key_b"]).all()
+
+
+@pytest.mark.parametrize("erased_in_sample", [False, True], ids=["outside", "inside"])
+def test_a_model_trained_on_a_sample_erasure_left_whole_is_not_trained_again(
+    graph_con, monkeypatch, erased_in_sample
+):
+    """When erasure removes profile records, the model is trained again on the rest, unless it
+    was trained on a sample none of them was in: that sample, and so the model, is what a run
+    without them trains. Erasing is replaced by deleting one record from the linker's input."""
+    from datetime import datetime
+
+    from dagster_project.identity import erasure, splink_linker
+    from dagster_project.ingest.erasure import ErasureOutcome
+
+    con = graph_con
+    tunables = load_identity_tunables()
+    probabilistic = {**tunables["probabilistic"], "subprocess_min_records": None}
+    tunables = {**tunables, "probabilistic": {**probabilistic, "training_max_records": 150}}
+    records = read_profile_records(con)
+    sample = splink_linker.training_sample(records, tunables["probabilistic"])
+    in_sample = records["unique_id"].isin(sample["unique_id"])
+    # a record of a person nobody erases, in the sample or not
+    victim = records[in_sample == erased_in_sample]["unique_id"].iloc[-1]
+    source, record_id = _record_key(victim)
+
+    def erase(con, resolved, now, trigger):
+        con.execute(
+            "delete from intermediate.int_profiles_deduplicated "
+            "where source_system = $s and record_id = $r",
+            {"s": source, "r": record_id},
+        )
+        line = int(record_id) + (200 if source == "crm_b" else 0)  # the fixture's numbering
+        con.execute("delete from pii.main.profiles where _line = $l", {"l": line})
+        return ErasureOutcome(rows_removed={"raw.profiles": 1})
+
+    trainings = []
+    real_train = splink_linker._trained_linker
+
+    def counted(*args, **kwargs):
+        trainings.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(erasure, "erase_people", erase)
+    monkeypatch.setattr(splink_linker, "_trained_linker", counted)
+    now = datetime(2026, 11, 1)
+    links, info, _ = erasure.link_and_erase(con, tunables, now, score_all=True)
+    assert len(read_profile_records(con)) == len(records) - 1
+    assert info["model_trained"] is True and info["records_trained_on"] == 150
+    assert len(trainings) == (2 if erased_in_sample else 1)
+    assert info.get("model_kept_after_erasure", False) is not erased_in_sample
+
+    # a run on what erasure left, without evidence: trained afresh, the same model and links
+    model = splink_linker.read_model(con).model
+    con.execute("delete from pii.main.erasure_evidence")
+    con.execute(f"drop table {splink_linker.MODEL_TABLE}")
+    again, info_again, _ = erasure.link_and_erase(con, tunables, now, score_all=True)
+    assert info_again["model_trained"] is True and len(trainings) == (3 if erased_in_sample else 2)
+
+    def weights(model: dict) -> dict:
+        return {k: v for k, v in model.items() if k != "linker_uid"}
+
+    assert weights(splink_linker.read_model(con).model) == weights(model)
+    pd.testing.assert_frame_equal(_sorted(again), _sorted(links))
+
+
+def _sorted(links: pd.DataFrame) -> pd.DataFrame:
+    return links.sort_values(["node_key_a", "node_key_b"], ignore_index=True)

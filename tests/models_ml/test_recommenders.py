@@ -322,7 +322,7 @@ from models_ml.recommenders import (  # noqa: E402
     EASERecommender,
     recommend_chain,
 )
-from models_ml.recommenders.ease import ease_weights  # noqa: E402
+from models_ml.recommenders.ease import _mirror_lower_triangle, ease_weights  # noqa: E402
 
 
 def test_ease_weights_match_the_closed_form_by_hand():
@@ -341,6 +341,24 @@ def test_ease_weights_match_the_closed_form_by_hand():
     assert recs.item_id.tolist() == best[:2] == ["c", "e"]  # 0.41, then 0.15
     assert not set(recs.item_id) & {"a", "b"}, "seen items removed"
     assert (recs.algorithm == "ease").all()
+
+
+def test_ease_weights_of_a_catalog_over_several_blocks_match_the_general_inverse():
+    """The inverse's other triangle is filled a block of rows at a time, in place: over
+    several blocks (and a last, shorter one) the weights are those of a general inverse."""
+    rng = np.random.default_rng(3)
+    presence = (rng.random((400, 37)) < 0.2).astype(float)
+    gram = presence.T @ presence
+    inverse = np.linalg.inv(gram + 5.0 * np.eye(37))
+    expected = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(expected, 0.0)
+    lower = np.tril(rng.random((37, 37)))
+    mirrored = np.asfortranarray(lower.copy())
+    _mirror_lower_triangle(mirrored, block=8)
+    np.testing.assert_array_equal(mirrored, lower + np.tril(lower, -1).T)
+    weights = ease_weights(gram, 5.0)
+    assert weights.flags["C_CONTIGUOUS"] and weights.dtype == np.float32
+    np.testing.assert_allclose(weights, expected, rtol=1e-3, atol=1e-5)
 
 
 def test_ease_keeps_only_the_most_popular_items_when_the_catalog_is_too_large():

@@ -351,6 +351,7 @@ def link_and_erase(
     seconds = {"read_records": clock.lap()}
     outcome = ErasureOutcome()
     scorer = None
+    kept_training: dict = {}
     try:
         if len(evidence):
             scorer = SplinkScorer(records, settings, model)
@@ -376,21 +377,18 @@ def link_and_erase(
                 # train on what remains instead, and keep that model. A model trained above on
                 # a sample that none of them was in is that model (`training_sample`): kept.
                 trained = scorer.info
-                scorer.close()
                 records = read_profile_records(con)
                 nulled = int(records.pop("is_birth_date_nulled").sum())
                 fingerprints = record_fingerprints(records)
                 model = None
                 if sample is not None and sample == sample_digest(records, settings):
                     model = {"fingerprint": trained["fingerprint"], "model": trained["model"]}
-                scorer = SplinkScorer(records, settings, model)
+                scorer.reopen(records, settings, model)
                 if model is not None:
-                    scorer.info.update(
-                        {k: v for k, v in trained.items() if k in _TRAINING_INFO},
-                        model_trained=True,
-                        model_kept_after_erasure=True,
-                    )
-                    model = None  # trained this run, not a stored one: scored in full below
+                    # trained this run, not a stored one: scored in full below, and saved
+                    kept_training = {k: v for k, v in trained.items() if k in _TRAINING_INFO}
+                    kept_training.update(model_trained=True, model_kept_after_erasure=True)
+                    model = None
                 seconds["model_again"] = clock.lap()
             scorer.info.update(erasure_info)
         del evidence
@@ -409,7 +407,8 @@ def link_and_erase(
                 links = merge_links(plan.kept, scorer.links_from(ids=plan.changed))
             else:
                 links = scorer.predict()
-            info = scorer.info
+            # after scoring: a scorer in a child process takes the child's info back then
+            info = {**scorer.info, **kept_training}
         seconds["predict"] = clock.lap()
     finally:
         if scorer is not None:

@@ -404,6 +404,19 @@ class SplinkScorer:
             raise
         self.info["subprocess"] = True
 
+    def reopen(self, records: pd.DataFrame, settings: dict, model: dict | None = None) -> None:
+        """Score `records` from now on, with `model` (or one trained on them), in place of the
+        records it was opened on: in the same child process, which need not start again."""
+        self._records = len(records)
+        if self._pool is None:
+            if self._local is not None:
+                self._local.close()
+            self._local = _LinkerSession(records, settings, model)
+            self.info = self._local.info
+            return
+        self.info = self._in_child(_open_session, records, settings, model)
+        self.info["subprocess"] = True
+
     def links_from(
         self, *, new_records: pd.DataFrame | None = None, ids: list[str] | None = None
     ) -> pd.DataFrame:

@@ -30,6 +30,8 @@ import duckdb
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from dagster_project.encryption import STORAGE_VERSION  # noqa: E402
+
 TIERS = {  # users, items, days: about 16-20 events per person over the window
     "S": (10_000, 2_000, 25),
     "M": (100_000, 10_000, 25),
@@ -146,7 +148,10 @@ def duckdb_floor(raw_dir: Path) -> float:
     database file beside the tier's data, as the pipeline writes its warehouse to disk."""
     database = raw_dir.parent / "floor.duckdb"
     database.unlink(missing_ok=True)
-    con = duckdb.connect(str(database))
+    con = duckdb.connect()
+    # in the storage format the warehouse is written in
+    con.execute(f"attach '{database}' as floor (storage_version '{STORAGE_VERSION}')")
+    con.execute("use floor")
     files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
     started = time.perf_counter()
     for index, path in enumerate(files):

@@ -20,6 +20,14 @@ from dagster_project.ingest.sql import quote_literal
 
 KEY_VARIABLE = "PZ_ENCRYPTION_KEY"
 
+# The storage format every DuckDB file of the pipeline is written in (warehouse, PII zone,
+# published snapshot; an older file is converted when it is next opened for writing). DuckDB
+# 1.4 writes new files in its 1.0 format unless told otherwise; 1.4's format compresses strings
+# with one combined dictionary+FSST pass. At 1M people, a copy of the 17M enriched events
+# (36 columns): 30 -> 25 s to write, 1,342 -> 1,049 MB, 3.3 -> 2.2 s to read back. An encrypted
+# file is written in this format anyway. Readers need DuckDB 1.4 or newer.
+STORAGE_VERSION = "v1.4.0"
+
 
 class EncryptionError(RuntimeError):
     """The warehouse cannot be opened with the key given (or without one)."""
@@ -55,12 +63,16 @@ def attach(
     *,
     read_only: bool = False,
 ) -> None:
-    """ATTACH `path` as `alias`, encrypted when `key` is given; clear errors for wrong keys."""
+    """ATTACH `path` as `alias`, encrypted when `key` is given; clear errors for wrong keys.
+
+    A writable file is written in `STORAGE_VERSION`'s format."""
     options = []
     if key:
         options.append(f"encryption_key {quote_literal(key)}")
     if read_only:
         options.append("read_only")
+    else:
+        options.append(f"storage_version {quote_literal(STORAGE_VERSION)}")
     clause = f" ({', '.join(options)})" if options else ""
     try:
         con.execute(f"attach {quote_literal(str(path))} as {alias}{clause}")

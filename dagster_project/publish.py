@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from dagster_project.encryption import STORAGE_VERSION
 from dagster_project.ingest.sql import quote_identifier, quote_literal
 
 # Published name -> relation in the working warehouse (DESIGN.md "Outputs").
@@ -202,7 +203,10 @@ def publish_snapshot(
     if watermark is not None:
         shutil.copyfile(target, staging)
     counts: dict[str, int] = {}
-    con.execute(f"attach {quote_literal(str(staging))} as pz_snapshot")
+    con.execute(
+        f"attach {quote_literal(str(staging))} as pz_snapshot "
+        f"(storage_version {quote_literal(STORAGE_VERSION)})"
+    )
     try:
         kept = {EVENTS} if watermark is not None else set()
         for (old,) in con.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from dagster_project.encryption import EncryptionError
+from dagster_project.encryption import STORAGE_VERSION, EncryptionError
 from dagster_project.resources import open_warehouse
 from dagster_project.settings import Settings
 
@@ -52,3 +52,46 @@ def test_without_a_key_the_files_are_plain_duckdb(settings, monkeypatch):
     assert duckdb.connect(str(settings.warehouse_path)).execute(
         "select count(*) from t"
     ).fetchall() == [(1000,)]
+
+
+def storage_version(path) -> str:
+    with duckdb.connect() as con:
+        con.execute(f"attach '{path}' as f (read_only)")
+        tags = con.execute("select tags from duckdb_databases() where database_name = 'f'")
+        return tags.fetchall()[0][0]["storage_version"]
+
+
+@pytest.mark.parametrize("key", [None, "correct horse battery staple"])
+def test_files_are_written_in_the_storage_format_of_duckdb_1_4(settings, monkeypatch, key):
+    if key:
+        monkeypatch.setenv("PZ_ENCRYPTION_KEY", key)
+    else:
+        monkeypatch.delenv("PZ_ENCRYPTION_KEY", raising=False)
+    write_marker(settings)
+    if key:  # an encrypted file's header is readable without the key
+        monkeypatch.setenv("PZ_ENCRYPTION_KEY", key)
+        con = open_warehouse(settings, with_pii_zone=True)
+        versions = [
+            row[0]["storage_version"]
+            for row in con.execute(
+                "select tags from duckdb_databases() where database_name in ('warehouse', 'pii')"
+            ).fetchall()
+        ]
+        con.close()
+    else:
+        versions = [storage_version(p) for p in (settings.warehouse_path, settings.pii_zone_path)]
+    assert versions == [f"{STORAGE_VERSION}+"] * 2
+
+
+def test_a_warehouse_in_the_older_format_is_converted_and_keeps_its_rows(settings, monkeypatch):
+    monkeypatch.delenv("PZ_ENCRYPTION_KEY", raising=False)
+    settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.warehouse_path)) as old:  # DuckDB's default: 1.0 format
+        old.execute("create table t as select range as v from range(1000)")
+    assert storage_version(settings.warehouse_path) == "v1.0.0+"
+    con = open_warehouse(settings)
+    con.execute("insert into t values (1000)")
+    con.close()
+    assert storage_version(settings.warehouse_path) == f"{STORAGE_VERSION}+"
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as reopened:
+        assert reopened.execute("select count(*), sum(v) from t").fetchall() == [(1001, 500500)]

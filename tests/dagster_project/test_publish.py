@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from dagster_project.encryption import STORAGE_VERSION
 from dagster_project.publish import publish_snapshot
 
 TABLES = {"events": "marts.events", "items": "marts.items"}
@@ -77,6 +78,11 @@ def test_a_night_replaces_only_the_rewritten_events_and_equals_a_fresh_snapshot(
     fresh = tmp_path / "fresh.duckdb"
     publish(con, fresh, "2026-01-02 01:00")
     assert published(fresh) == published(target)
+    # written in the pipeline's storage format, the night's copy of the last one too
+    for snapshot in (target, fresh):
+        with duckdb.connect(str(snapshot), read_only=True) as reader:
+            tags = reader.execute("select tags from duckdb_databases() where not internal")
+            assert tags.fetchall() == [({"storage_version": f"{STORAGE_VERSION}+"},)]
 
 
 def test_an_event_gone_or_an_erasure_copies_every_event(con, tmp_path):

@@ -1,8 +1,10 @@
 """Guardrails, person_id carry-over and pairwise scores on small inline graphs."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from models_ml import linkage
 from models_ml.identity import resolve_identities, stable_person_ids
 from models_ml.linkage import (
     GUARDRAIL_CLUSTER_SIZE,
@@ -179,3 +181,60 @@ def test_carry_over_counts_people_by_final_id_when_a_rederived_id_is_taken():
     assert carried["person_id"].tolist() == [rederived] * 2 + ["p_w"] * 5 + ["p_x"]
     split = {"change_type": "split", "person_id": rederived, "previous_person_id": "p_w"}
     assert changes.to_dict("records") == [{**split, "identifiers": 1}] * 2
+
+
+def _random_graph(seed: int, clusters: int, n_edges: int):
+    """Nodes in `clusters` groups (the first one large), edges within a group: many
+    components, some of them breaking a guardrail."""
+    rng = np.random.default_rng(seed)
+    sizes = [80] + [6] * (clusters - 1)
+    group = np.repeat(np.arange(clusters), sizes)
+    kinds = rng.choice(["record_id", "user_id", "anonymous_id"], size=len(group), p=[0.5, 0.2, 0.3])
+    keys = [f"{kind}|{'crm' if kind == 'record_id' else ''}|n{i}" for i, kind in enumerate(kinds)]
+    start = np.r_[0, np.cumsum(sizes)[:-1]]
+    in_group = rng.integers(0, clusters, size=n_edges)
+    ends = (
+        start[in_group, None]
+        + rng.integers(0, 1 << 30, size=(n_edges, 2)) % np.array(sizes)[in_group, None]
+    )
+    methods = rng.choice(["splink", "email", "login_stitch", "profile_user_id"], size=n_edges)
+    return _nodes(keys), _edges(
+        [
+            (keys[x], keys[y], m, round(float(p), 3))
+            for (x, y), m, p in zip(ends, methods, rng.uniform(0.5, 1.0, n_edges), strict=True)
+        ]
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_splitting_only_the_cut_components_gives_what_recomputing_all_of_them_gives(
+    seed, monkeypatch
+):
+    """Each round splits again only the components it cut edges in; recomputing every
+    component of the whole graph each round (as before) must cut the same edges and report the
+    same firings, over many rounds (a dense component and tight limits) and beside many
+    components that never offend."""
+    nodes, edges = _random_graph(seed, clusters=50, n_edges=400 + 40 * seed)
+    limits = {"max_user_ids": 1 + seed % 2, "max_records": 3 + seed}
+    kept, firings = apply_guardrails(nodes, edges, **limits)
+
+    def whole_graph(component, changed, a, b, kept_mask):
+        return linkage._components(a[kept_mask], b[kept_mask], len(component))
+
+    monkeypatch.setattr(linkage, "_split_components", whole_graph)
+    expected_kept, expected_firings = apply_guardrails(nodes, edges, **limits)
+    assert len(expected_firings) > 3 and len(kept) < len(edges)  # the case is not trivial
+    pd.testing.assert_frame_equal(kept, expected_kept)
+    pd.testing.assert_frame_equal(firings, expected_firings)
+
+
+def test_split_components_renumbers_labels_that_would_reach_2n():
+    # four nodes whose labels are already high: splitting the component labelled 5 would need
+    # labels 6 to 8, so the labels are renumbered first; the partition is what the edges say
+    component = np.array([5, 5, 5, 1])
+    changed = np.zeros(6, dtype=bool)
+    changed[5] = True
+    a, b, kept = np.array([0, 1]), np.array([1, 2]), np.array([True, False])
+    split = linkage._split_components(component, changed, a, b, kept)
+    assert split.max() < 2 * len(component)
+    assert split[0] == split[1] and len({split[0], split[2], split[3]}) == 3

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from models_ml.columns import ITEM_ID, PERSON_ID, RANK
+from models_ml.frames import isin
 
 _HIT_PERSON, _HIT_RANK, _HIT_NUMBER = "person", "rank", "hit_number"
 
@@ -37,8 +38,8 @@ def _hits(
     common = pd.Index(truth[col_person].unique()).intersection(
         pd.Index(recommendations[col_person].unique())
     )
-    truth = truth[truth[col_person].isin(common)]
-    recs = recommendations[recommendations[col_person].isin(common)]
+    truth = truth[isin(truth[col_person], common)]
+    recs = recommendations[isin(recommendations[col_person], common)]
     recs = recs.sort_values([col_person, col_rank], kind="stable")[[col_person, col_item]]
     recs = recs.assign(**{col_rank: recs.groupby(col_person, sort=False).cumcount() + 1})
     recs = recs[recs[col_rank] <= k]

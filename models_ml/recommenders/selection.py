@@ -11,6 +11,7 @@ from sklearn.base import clone
 
 from models_ml.columns import ALGORITHM, PERSON_ID
 from models_ml.evaluation import item_popularity, latest_holdout, novelty, ranking_metrics
+from models_ml.frames import isin
 from models_ml.recommenders._base import InteractionRecommender, shared_indexing
 
 EVALUATION_COLUMNS = (
@@ -62,7 +63,7 @@ def evaluate_recommenders(
         everyone = interactions[PERSON_ID].unique()
         if len(everyone) > sample_people:
             sampled = np.random.default_rng(seed).choice(everyone, sample_people, replace=False)
-            interactions = interactions[interactions[PERSON_ID].isin(sampled)]
+            interactions = interactions[isin(interactions[PERSON_ID], sampled)]
     train, test = latest_holdout(interactions, n_latest, min_history)
     del interactions  # the split holds every row: a third copy would only add to the peak
     people = test[PERSON_ID].unique()

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from dagster_project.warehouse_io import arrow_for_duckdb, read_frame
+from models_ml.frames import isin
 
 SPLINK_METHOD = "splink"
 MATCH_FIELDS = (
@@ -313,6 +314,20 @@ def _fields_of(rule: list[str]) -> set[str]:
     return {token for entry in rule for token in re.findall(r"[a-z_]+", entry)} & set(MATCH_FIELDS)
 
 
+_FIELD = re.compile(r"\b(" + "|".join(MATCH_FIELDS) + r")\b")
+
+
+def blocking_condition(rule: list[str], left: str, right: str) -> str:
+    """SQL that is true for two records (aliases `left`, `right`) a blocking rule pairs, as
+    Splink's `block_on(*rule)` does: every entry (a field, or an expression over fields) equal
+    on both, and not null."""
+
+    def side(entry: str, alias: str) -> str:
+        return _FIELD.sub(lambda match: f'{alias}."{match.group(1)}"', entry)
+
+    return " and ".join(f"({side(entry, left)}) = ({side(entry, right)})" for entry in rule)
+
+
 def _empty_links() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -529,7 +544,9 @@ class _LinkerSession:
         # As Arrow: DuckDB scans it as it is, where a pandas frame of Arrow-backed text
         # (what `read_frame` gives) is converted column by column on every scan: at 1.36M
         # records, 6 of the 9 s it took to open a session, for the term-frequency tables alone.
-        self.registered = self.db.register(arrow_for_duckdb(self.frame))
+        self.records = arrow_for_duckdb(self.frame)
+        self.registered = self.db.register(self.records)
+        self.rules = rules
         fingerprint = model_fingerprint(settings, fields)
         if model is not None and model["fingerprint"] == fingerprint:
             self.linker = Linker(self.registered, model["model"], log_level=logging.WARNING)
@@ -581,31 +598,57 @@ class _LinkerSession:
         if new_records is not None:
             part = new_records[["unique_id", *self.fields]]
         else:
-            part = self.frame[self.frame["unique_id"].isin(ids or [])]
+            part = self.frame[isin(self.frame["unique_id"], ids or [])]
         if not len(part):
             return _empty_links()
-        table = self.db.register(
-            pa.Table.from_pandas(
-                part,
-                schema=pa.Schema.from_pandas(self.frame, preserve_index=False),
-                preserve_index=False,
-            )
+        part = pa.Table.from_pandas(
+            part,
+            schema=pa.Schema.from_pandas(self.frame, preserve_index=False),
+            preserve_index=False,
         )
+        candidates = self._candidates(part)
+        self.info["records_scored_against_all"] = self.info.get(
+            "records_scored_against_all", 0
+        ) + int(len(part))
+        self.info["candidate_records"] = self.info.get("candidate_records", 0) + len(candidates)
+        if not len(candidates):
+            return _empty_links()
+        left, right = self.db.register(part), self.db.register(candidates)
         try:
             links = _links(
                 self.linker.inference.predict_between(
-                    table,
-                    self.registered,
+                    left,
+                    right,
                     threshold_match_probability=self.threshold,
                     warning_mode="never",
                 )
             )
         finally:
-            table.drop_table_from_database_and_remove_from_cache(force_non_splink_table=True)
-        self.info["records_scored_against_all"] = self.info.get(
-            "records_scored_against_all", 0
-        ) + int(len(part))
+            for table in (left, right):
+                table.drop_table_from_database_and_remove_from_cache(force_non_splink_table=True)
         return links[links["node_key_a"] != links["node_key_b"]].reset_index(drop=True)
+
+    def _candidates(self, part: pa.Table) -> pa.Table:
+        """The records sharing a blocking key with a record of `part`: the only ones Splink
+        can pair it with. Scored against these instead of every record, `part` gets the same
+        links with the same probabilities (the term frequencies stay those of every record,
+        computed when the session opened), and Splink's joins read a few rows, not all: at
+        1.36M records, 4 records were scored in 0.6 s instead of 2.4, 2,000 in 1.4 s instead
+        of 2.6 (50,000: 5.5 s instead of 5.9)."""
+        self.connection.register("_pz_part", part)
+        self.connection.register("_pz_records", self.records)
+        try:
+            sharing = " union all ".join(
+                "select r.unique_id from _pz_records as r "
+                f"semi join _pz_part as p on {blocking_condition(rule, 'r', 'p')}"
+                for rule in self.rules
+            )
+            return self.connection.execute(
+                f"select * from _pz_records where unique_id in ({sharing})"
+            ).fetch_arrow_table()
+        finally:
+            self.connection.unregister("_pz_part")
+            self.connection.unregister("_pz_records")
 
     def predict(self) -> pd.DataFrame:
         if self.linker is None:
@@ -629,7 +672,7 @@ class _LinkerSession:
         return links
 
     def close(self) -> None:
-        self.linker = self.registered = self.db = self.frame = None
+        self.linker = self.registered = self.db = self.frame = self.records = None
         self.connection.close()
         gc.collect()
 

@@ -18,6 +18,7 @@ from dagster_project.identity.graph import (
 )
 from dagster_project.identity.splink_linker import (
     SplinkScorer,
+    blocking_condition,
     evidence_node_key,
     read_erasure_evidence,
     read_profile_records,
@@ -267,3 +268,28 @@ def test_a_model_trained_on_a_sample_erasure_left_whole_is_not_trained_again(
 
 def _sorted(links: pd.DataFrame) -> pd.DataFrame:
     return links.sort_values(["node_key_a", "node_key_b"], ignore_index=True)
+
+
+def test_some_records_are_scored_against_those_sharing_a_blocking_key_only():
+    """`links_from` scores against the records a blocking rule can pair them with: fewer than
+    all, with the links (and probabilities) of scoring against all."""
+    records, _ = _records(people=200, duplicated=40)
+    settings = {**load_identity_tunables()["probabilistic"], "subprocess_min_records": None}
+    some = records["unique_id"].iloc[:40:4].tolist()
+    with SplinkScorer(records, settings) as scorer:
+        session = scorer._local
+        narrowed = scorer.links_from(ids=some)
+        candidates = scorer.info["candidate_records"]
+        session._candidates = lambda part: session.records  # every record, as before
+        everyone = scorer.links_from(ids=some)
+    assert len(some) <= candidates < len(records) / 2
+    assert len(narrowed) >= 5
+    pd.testing.assert_frame_equal(narrowed, everyone, rtol=1e-12)
+
+
+def test_a_blocking_condition_reads_like_splinks_block_on():
+    rule = ["first_name", "substr(last_name, 1, 1)"]
+    assert blocking_condition(rule, "r", "p") == (
+        '(r."first_name") = (p."first_name") and '
+        '(substr(r."last_name", 1, 1)) = (substr(p."last_name", 1, 1))'
+    )

@@ -121,6 +121,15 @@ def _duplicate_rows(con: duckdb.DuckDBPyConnection, relation: str, columns: list
     all null are ignored)."""
     keys = ", ".join(quote_identifier(c) for c in columns)
     not_all_null = " or ".join(f"{quote_identifier(c)} is not null" for c in columns)
+    # First the distinct hashes of the keys, one 8-byte value per row instead of the key
+    # columns (at L, 1.3-1.7 s instead of 2.1-3.0 per table): rows sharing a key share its
+    # hash, so as many distinct hashes as rows means no duplicate. Otherwise (a duplicate,
+    # or two keys of one hash), the exact count.
+    hashed = con.execute(
+        f"select count(*) - count(distinct hash({keys})) from {relation} where {not_all_null}"
+    ).fetchone()[0]
+    if not hashed:
+        return 0
     return con.execute(
         f"select coalesce(sum(n), 0) from (select count(*) as n from {relation} "
         f"where {not_all_null} group by {keys} having count(*) > 1)"

@@ -16,7 +16,12 @@ from dagster_project.ingest.sources import SOURCES
 from dagster_project.ingest.sql import install_macros
 from dagster_project.quality.audit import column_profile_sql
 from dagster_project.quality.consistency import CONSISTENCY_CHECKS, find_inconsistencies
-from dagster_project.quality.expectations import SUITES_DIR, load_suites, referenced_columns
+from dagster_project.quality.expectations import (
+    SUITES_DIR,
+    _duplicate_rows,
+    load_suites,
+    referenced_columns,
+)
 from dagster_project.quality.reconciliation import reconcile_source
 from tests.conftest import TEST_PII_KEY
 
@@ -214,3 +219,16 @@ def test_a_raw_suite_validates_the_rows_loaded_since_the_last_build(tmp_path):
     everything = read_suite_frame(connection, suite)
     connection.close()
     assert len(everything.frame) == 4 + RECHECK_MAX_ROWS + 500 and everything.window is None
+
+
+def test_duplicate_keys_are_counted_as_gx_counts_them_with_and_without_duplicates():
+    con = duckdb.connect()
+    con.execute(
+        "create table t as select * from (values (1, 'a'), (1, 'b'), (2, null), (null, 'c'), "
+        "(null, null), (null, null)) as v(k1, k2)"
+    )
+    assert _duplicate_rows(con, "t", ["k1", "k2"]) == 0  # all-null keys are ignored
+    con.execute("insert into t values (2, null), (1, 'a'), (1, 'a')")
+    # (1, 'a') three times, (2, null) twice: every row of a shared key
+    assert _duplicate_rows(con, "t", ["k1", "k2"]) == 5
+    assert _duplicate_rows(con, "t", ["k2"]) == 3  # 'a' three times; nulls ignored

@@ -49,6 +49,7 @@ from dagster_project.identity.splink_linker import (
     fits,
     read_erasure_evidence,
     read_model,
+    read_profile_record_ids,
     read_profile_records,
     sample_digest,
     save_model,
@@ -64,6 +65,7 @@ from dagster_project.ingest.erasure import (
 )
 from dagster_project.settings import duckdb_memory_limit
 from dagster_project.warehouse_io import read_frame, register_frame, release_cache
+from models_ml.frames import isin
 from models_ml.identity import resolve_coded
 
 # The evidence as identity-graph nodes and deterministic edges, like int_identity_nodes /
@@ -345,7 +347,8 @@ def link_and_erase(
     clock = _Clock()
     records = read_profile_records(con)
     evidence = read_erasure_evidence(con)
-    nulled = int(records.pop("is_birth_date_nulled").sum())
+    nulled_flags = records.pop("is_birth_date_nulled")
+    nulled = int(nulled_flags.sum())
     model = usable_model(read_model(con), settings, now)
     fingerprints = record_fingerprints(records)
     seconds = {"read_records": clock.lap()}
@@ -377,13 +380,18 @@ def link_and_erase(
                 # train on what remains instead, and keep that model. A model trained above on
                 # a sample that none of them was in is that model (`training_sample`): kept.
                 trained = scorer.info
-                records = read_profile_records(con)
-                nulled = int(records.pop("is_birth_date_nulled").sum())
+                records, nulled_flags, removed = _remaining_records(con, records, nulled_flags)
+                nulled = int(nulled_flags.sum())
                 fingerprints = record_fingerprints(records)
                 model = None
                 if sample is not None and sample == sample_digest(records, settings):
                     model = {"fingerprint": trained["fingerprint"], "model": trained["model"]}
-                scorer.reopen(records, settings, model)
+                if removed is not None and compared_fields(records, settings) == trained.get(
+                    "fields_compared"
+                ):
+                    scorer.reopen_without(removed, settings, model)
+                else:
+                    scorer.reopen(records, settings, model)
                 if model is not None:
                     # trained this run, not a stored one: scored in full below, and saved
                     kept_training = {k: v for k, v in trained.items() if k in _TRAINING_INFO}
@@ -427,6 +435,26 @@ def link_and_erase(
     info.pop("fingerprint", None)
     info["invalid_birth_dates_nulled"] = nulled
     return links, info, outcome
+
+
+def _remaining_records(
+    con: duckdb.DuckDBPyConnection, records: pd.DataFrame, nulled_flags: pd.Series
+) -> tuple[pd.DataFrame, pd.Series, list[str] | None]:
+    """The profile records after an erasure, and the unique_ids it removed: `records` less
+    those no longer current, when every current record was among them (erasing only removes
+    records; the others' values are not touched), without reading the plaintext again; else
+    read again (removed: None)."""
+    current = read_profile_record_ids(con)
+    keep = isin(records["unique_id"], current)
+    if int(keep.sum()) != len(current):
+        again = read_profile_records(con)
+        return again, again.pop("is_birth_date_nulled"), None
+    removed = records.loc[~keep, "unique_id"].tolist()
+    return (
+        records[keep].reset_index(drop=True),
+        nulled_flags[keep].reset_index(drop=True),
+        removed,
+    )
 
 
 def _unscored_info(records: pd.DataFrame, settings: dict, model: dict) -> dict:

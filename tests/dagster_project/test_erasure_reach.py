@@ -203,7 +203,8 @@ def test_a_model_trained_on_a_sample_erasure_left_whole_is_not_trained_again(
     """When erasure removes profile records, the model is trained again on the rest, unless it
     was trained on a sample none of them was in: that sample, and so the model, is what a run
     without them trains (and it is saved as this run's). Erasing is replaced by deleting one
-    record from the linker's input. In a child process, the training is not counted here."""
+    record from the linker's input. In a child process, the training is not counted here. The
+    records left are the ones read before, less the erased one: not read again."""
     from datetime import datetime
 
     from dagster_project.identity import erasure, splink_linker
@@ -237,10 +238,19 @@ def test_a_model_trained_on_a_sample_erasure_left_whole_is_not_trained_again(
         trainings.append(1)
         return real_train(*args, **kwargs)
 
+    reads = []
+    real_read = erasure.read_profile_records
+
+    def read_counted(con):
+        reads.append(1)
+        return real_read(con)
+
     monkeypatch.setattr(erasure, "erase_people", erase)
     monkeypatch.setattr(splink_linker, "_trained_linker", counted)
+    monkeypatch.setattr(erasure, "read_profile_records", read_counted)
     now = datetime(2026, 11, 1)
     links, info, _ = erasure.link_and_erase(con, tunables, now, score_all=True)
+    assert len(reads) == 1  # what erasure left is not read (nor sent to Splink) again
     assert len(read_profile_records(con)) == len(records) - 1
     assert info["model_trained"] is True and info["records_trained_on"] == 150
     assert info.get("model_kept_after_erasure", False) is not erased_in_sample

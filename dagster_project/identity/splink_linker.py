@@ -443,9 +443,9 @@ class SplinkScorer:
 
     def reopen_without(self, ids: list[str], settings: dict, model: dict | None = None) -> None:
         """`reopen` on the records it holds less those of `ids`: after an erasure, none of the
-        remaining records is read or sent to the child process again (at L, 1.36M records: the
-        read and the send cost about 4 s). The caller checks that the fields compared stay the
-        same (`compared_fields` of the remaining records)."""
+        remaining records is read or sent to the child process again (at L, 1.36M records:
+        reading them took 3.4 s, pickling them there and back 1.1 s). The caller checks that
+        the fields compared stay the same (`compared_fields` of the remaining records)."""
         if self._pool is None:
             self._local = _without(self._local, ids, settings, model)
             self._records = len(self._local.frame)

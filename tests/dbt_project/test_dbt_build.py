@@ -90,6 +90,54 @@ def test_unique_combination_of_columns_finds_a_repeated_combination(built_wareho
     assert found == [(person, item, 2)]
 
 
+def test_unique_finds_a_repeated_value_and_ignores_nulls(built_warehouse, tmp_path):
+    """The project's `unique` (macros/generic_tests/unique.sql: distinct hashes first) as
+    compiled for marts.sessions.session_id: none on the built rows, and none with rows of a
+    null session added; a repeated session comes back counted twice, as dbt's own test
+    returns it."""
+    (test,) = [
+        node
+        for node in built_warehouse.manifest["nodes"].values()
+        if node["resource_type"] == "test"
+        and node.get("test_metadata", {}).get("name") == "unique"
+        and node["test_metadata"]["kwargs"]["column_name"] == "session_id"
+        and node["attached_node"] == "model.personalization.sessions"
+    ]
+    # compiled by the post-identity phase (the manifest kept is the last phase's)
+    compiled = (
+        built_warehouse.path.parent
+        / "target"
+        / "compiled"
+        / "personalization"
+        / test["original_file_path"]
+        / test["path"]
+    ).read_text()
+    assert "count(distinct hash(session_id))" in compiled
+    dbt_own = (
+        "select session_id as unique_field, count(*) as n_records from marts.sessions "
+        "where session_id is not null group by session_id having count(*) > 1"
+    )
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(built_warehouse.path, copy)
+    with duckdb.connect(str(copy)) as con:
+        assert con.execute(compiled).fetchall() == []
+        con.execute(
+            "insert into marts.sessions select * replace (null as session_id) "
+            "from marts.sessions limit 2"
+        )
+        assert con.execute(compiled).fetchall() == []
+        (session,) = con.execute(
+            "select session_id from marts.sessions where session_id is not null "
+            "order by all limit 1"
+        ).fetchone()
+        con.execute(
+            "insert into marts.sessions select * from marts.sessions where session_id = ?",
+            [session],
+        )
+        found = con.execute(compiled).fetchall()
+        assert found == con.execute(dbt_own).fetchall() == [(session, 2)]
+
+
 # --- events -----------------------------------------------------------------------------------
 
 

@@ -228,7 +228,7 @@ derived_sessions as (
 ] %}
 {%- set payload_columns = [
     'item_id', 'value', 'quantity', 'page_url', 'referrer', 'properties', 'extra',
-    'n_deliveries', '_file', '_line', '_loaded_at', '_last_loaded_at',
+    'n_deliveries', '_last_loaded_at',
 ] %}
 with_given_session as (
     select
@@ -450,4 +450,8 @@ with_daypart as (
     cross join contexts_watermark
 )
 
-select * from with_daypart
+-- The two zones local_timezone came from are not stored, nor (above) the kept delivery's
+-- file, line and load time, which int_events_deduplicated holds: nothing downstream reads
+-- them, and writing 17M rows costs 1.2-1.9 s per text column.
+select * exclude (timezone, context_timezone)
+from with_daypart

@@ -14,6 +14,8 @@ run_settings as (
     select * from {{ ref('int_run_settings_resolved') }}
 ),
 
+-- What the recommenders and user_category_affinity read, no more: one row per interaction
+-- (about 10M at L), and the event and session ids cost more to write than all the rest.
 weighted as (
     select
         events.person_id,
@@ -24,9 +26,7 @@ weighted as (
             when events.event_type = 'rate' then events.value * interaction_weights.weight
             else interaction_weights.weight
         end as weight,
-        events.occurred_at,
-        events.event_id,
-        events.session_id
+        events.occurred_at
     from events
     inner join interaction_weights
         on events.event_type = interaction_weights.event_type

@@ -5,7 +5,9 @@ every asset in process, and reports wall time per stage (ingest, dbt, identity, 
 recommendations, publish, other), events per second, peak RSS, the ingest stage against the
 bare DuckDB floor (`create table as select * from read_...` of the same raw files), and an
 incremental nightly run with one more day of data landed on top. Results go to
-bench/results.json and bench/results.md, and are printed.
+bench/results.json and bench/results.md, and are printed; the JSON also has the seconds of
+every step and of every dbt model of both runs, and the Markdown the slowest dbt models of the
+largest tier.
 """
 
 from __future__ import annotations
@@ -124,11 +126,17 @@ def run_job(data_dir: Path) -> dict:
     starts: dict[str, float] = {}
     per_stage: dict[str, float] = defaultdict(float)
     per_step: dict[str, float] = {}
+    per_model: dict[str, float] = {}
     for entry in instance.all_logs(result.run_id):
         event = entry.dagster_event
         if event is None or event.step_key is None:
             continue
-        if event.event_type == DagsterEventType.STEP_START:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.step_materialization_data.materialization
+            seconds = dbt_model_seconds(materialization.metadata)
+            if seconds is not None:
+                per_model[".".join(materialization.asset_key.path)] = seconds
+        elif event.event_type == DagsterEventType.STEP_START:
             starts[event.step_key] = entry.timestamp
         elif event.event_type == DagsterEventType.STEP_SUCCESS and event.step_key in starts:
             seconds = entry.timestamp - starts[event.step_key]
@@ -138,7 +146,24 @@ def run_job(data_dir: Path) -> dict:
     stages["other"] = round(per_stage.get("other", 0.0), 2)
     # every step, slowest first: where a stage's (or "other"'s) time goes
     steps = dict(sorted(per_step.items(), key=lambda item: -item[1]))
-    return {"total_s": round(total, 2), "stages_s": stages, "steps_s": steps}
+    models = dict(sorted(per_model.items(), key=lambda item: -item[1]))
+    return {
+        "total_s": round(total, 2),
+        "stages_s": stages,
+        "steps_s": steps,
+        "dbt_models_s": models,
+    }
+
+
+def dbt_model_seconds(metadata: dict) -> float | None:
+    """The seconds dbt took to build one model (or seed, snapshot), from the metadata of its
+    materialization (dagster-dbt's `Execution Duration`, from dbt's run results); None for a
+    materialization that is not dbt's. A dbt step builds dozens of models: this says which
+    of them its time went to."""
+    value = metadata.get("Execution Duration")
+    if value is None:
+        return None
+    return round(float(getattr(value, "value", value)), 2)
 
 
 def duckdb_floor(raw_dir: Path) -> float:
@@ -268,7 +293,27 @@ def markdown(results: list[dict]) -> str:
             f"\n\nL time / M time = "
             f"{by_tier['L']['full']['total_s'] / by_tier['M']['full']['total_s']:.1f}"
         )
-    return "\n".join(rows) + ratio + "\n"
+    models = slowest_dbt_models(results[-1]) if results else ""
+    return "\n".join(rows) + ratio + "\n" + models
+
+
+def slowest_dbt_models(result: dict, top: int = 10) -> str:
+    """The dbt models among the `top` slowest of a tier's full run or of its incremental run,
+    with their seconds in both (`-`: the run did not build it), slowest in the full run first."""
+    full = result["full"].get("dbt_models_s") or {}
+    incremental = result["incremental"].get("dbt_models_s") or {}
+    if not full and not incremental:
+        return ""
+    chosen = set(list(full)[:top]) | set(list(incremental)[:top])
+    ordered = sorted(chosen, key=lambda m: (-full.get(m, 0.0), -incremental.get(m, 0.0), m))
+    rows = [
+        f"\nSlowest dbt models of tier {result['tier']}, seconds:\n",
+        "| model | full run | incremental run |",
+        "|---|---|---|",
+    ]
+    for model in ordered:
+        rows.append(f"| {model} | {full.get(model, '-')} | {incremental.get(model, '-')} |")
+    return "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

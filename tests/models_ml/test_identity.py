@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 
 from models_ml.identity import (
@@ -172,3 +173,32 @@ def test_empty_input_gives_empty_frame():
         "match_probability",
     ]
     assert result.empty
+
+
+def test_stats_count_like_grouping_the_strings():
+    """identity_stats counts on codes; the figures are those of grouping the strings (people
+    without a person_id and user_ids without a value are not counted; one user_id held twice,
+    from two source systems, counts once)."""
+    rng = np.random.default_rng(7)
+    n = 5000
+    frame = pd.DataFrame(
+        {
+            "identifier_type": rng.choice(["user_id", "anonymous_id", "record_id"], n),
+            "identifier": rng.choice([f"u{i}" for i in range(900)] + [None], n),
+            "source_system": rng.choice(["crm_a", "crm_b"], n),
+            "person_id": rng.choice([f"p{i}" for i in range(1500)] + [None], n),
+            "method": rng.choice(["self", "email"], n),
+            "match_probability": 1.0,
+        }
+    )
+    per_person = frame.groupby("person_id").size()
+    users = frame[frame["identifier_type"] == "user_id"].groupby("person_id")["identifier"]
+
+    stats = identity_stats(frame)
+
+    assert stats["people"] == len(per_person)
+    assert stats["singleton_people"] == int((per_person == 1).sum())
+    assert stats["largest_person_identifiers"] == int(per_person.max())
+    assert stats["people_with_multiple_user_ids"] == int((users.nunique() > 1).sum())
+    assert stats["people_with_multiple_user_ids"] == len(people_with_multiple_user_ids(frame))
+    assert 0 < stats["people_with_multiple_user_ids"] < stats["people"]

@@ -333,10 +333,12 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
         """,
         {"path": str(path), "max_line": MAX_LINE_BYTES, "buffer": READ_BUFFER_BYTES},
     )
-    # One pass parses each line (yyjson, a few times over: valid, type, values, keys) into the
+    # One pass parses each line (yyjson, a few times over: type, values, keys) into the
     # contract's values as a list. Parsing is cheap; materializing a parsed form is not (a MAP
     # of every object cost more than all the parses together; storing each line's key list,
-    # 2-4 s of 8-10 s for 5.2M lines, so only its hash is kept). Nested CASEs, not
+    # 2-4 s of 8-10 s for 5.2M lines, so only its hash is kept). A malformed line's type is
+    # null: `try` catches json_type's error (one parse; json_valid first was a second, and
+    # 23.2-23.9 s against 26.2-26.7 s for the 3.8M lines of a gzip file). Never
     # `json_valid(raw) and json_type(raw) = ...`: DuckDB reorders the terms of an AND at run
     # time (adaptive filters), and json_type throws on a malformed line, which failed whole
     # files of a few hundred thousand lines.
@@ -349,7 +351,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) ->
                    as _values,
                case when _kind = 'OBJECT' then hash(json_keys(raw)) end as _keys_hash
         from (select rowid + 1 as _line, raw,
-                     case when json_valid(raw) then json_type(raw) end as _kind
+                     try(json_type(raw)) as _kind
               -- blank lines are not rows (a regex: trim decodes all of a long line)
               from _pz_lines where not regexp_full_match(raw, '[\\s\\p{{Zs}}]*'))
         """
@@ -554,11 +556,38 @@ def _check_frame(con: duckdb.DuckDBPyConnection, spec: SourceSpec, file_reason: 
         f"""
         create or replace temp table _pz_bad_raw as
         select f._line, f._rejected, f._raw from {FRAME} as f
-        semi join (select _line, _rejected from _pz_checked where _reason <> '') as bad
-            using (_line, _rejected)
+        {_bad_rows_filter(con)}
         """
     )
     _drop_scratch(con)
+
+
+# Up to this many bad rows, `_pz_bad_raw` picks them from FRAME by a list of their lines.
+MAX_BAD_ROWS_LISTED = 10_000
+
+
+def _bad_rows_filter(con: duckdb.DuckDBPyConnection) -> str:
+    """The clause that keeps FRAME's bad rows, for `_pz_bad_raw`.
+
+    A list of their lines is a filter DuckDB pushes below FRAME's projection, so only the bad
+    rows build their raw record (a CSV or Parquet row's is a JSON object of all its columns);
+    joined to the bad rows instead, every row built it first: 1.2 s of a 3.5M-row CSV file
+    with one bad row. Beyond a few thousand bad rows, the join."""
+    bad = con.execute(
+        f"select _line, _rejected from _pz_checked where _reason <> '' "
+        f"limit {MAX_BAD_ROWS_LISTED + 1}"
+    ).fetchall()
+    if len(bad) > MAX_BAD_ROWS_LISTED:
+        return (
+            "semi join (select _line, _rejected from _pz_checked where _reason <> '') as bad "
+            "using (_line, _rejected)"
+        )
+    accepted = [int(line) for line, rejected in bad if not rejected] or [-1]
+    rejected = [int(line) for line, rejected in bad if rejected] or [-1]
+    return (
+        f"where (not f._rejected and f._line in ({', '.join(map(str, accepted))})) "
+        f"or (f._rejected and f._line in ({', '.join(map(str, rejected))}))"
+    )
 
 
 def _drop_checked(con: duckdb.DuckDBPyConnection) -> None:

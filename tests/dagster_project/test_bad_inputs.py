@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from dagster_project.ingest import loader
 from dagster_project.ingest.loader import ensure_tables, ingest_source
 from dagster_project.ingest.sql import install_macros
 from tests.conftest import TEST_PII_KEY
@@ -410,3 +411,48 @@ def test_blank_lines_are_skipped_and_padding_is_trimmed_in_every_reader(con, lan
         ("e3", "page_view", None, None),
     ]
     assert rows(con, "select user_id from raw.events where event_id = 'e3'") == [("u1",)]
+
+
+@pytest.mark.parametrize("listed", ["by their lines", "by a join"])
+def test_bad_rows_keep_their_own_raw_record_however_they_are_picked(
+    con, landing, monkeypatch, listed
+):
+    """A file's bad rows are picked out of it by a list of their lines, or past
+    `MAX_BAD_ROWS_LISTED` by a join: either way each keeps its own record, rejected lines
+    included."""
+    if listed == "by a join":
+        monkeypatch.setattr(loader, "MAX_BAD_ROWS_LISTED", 1)
+    csv_body = (
+        HEADER + "\n"
+        "e1,view_item,2026-10-01T10:00:00Z,u1,i1,\n"
+        "e2,,2026-10-01T10:00:00Z,u2,i1,\n"
+        "e3,view_item,2026-10-01T10:00:00Z,Zo\xe9,i1,\n"
+        "e4,view_item,2026-10-01T10:00:00Z,,i1,\n"
+        "e5,view_item,2026-10-01T10:00:00Z,u5,i1,\n"
+    ).encode("latin-1")
+    (landing / "events" / "a.csv").write_bytes(csv_body)
+    write_jsonl(
+        landing / "events" / "b.jsonl",
+        [event("j1"), event("j2", user_id=None), '{"event_id": "j3",', event("j4")],
+    )
+    got = ingest(con, landing)
+    assert got["events/a.csv"][:4] == ("loaded", 5, 2, 3)
+    assert got["events/b.jsonl"][:4] == ("loaded", 4, 2, 2)
+    records = rows(
+        con,
+        "select file, line, reason, raw_record from audit.quarantine order by file, line, reason",
+    )
+    assert [(file, line) for file, line, *_ in records] == [
+        ("events/a.csv", 2),
+        ("events/a.csv", 4),  # rejected by the reader: the file's line, header included
+        ("events/a.csv", 4),
+        ("events/b.jsonl", 2),
+        ("events/b.jsonl", 3),
+    ]
+    raw = [record[3] for record in records]
+    assert json.loads(raw[0])["event_id"] == "e2" and json.loads(raw[0])["event_type"] is None
+    assert "UNICODE" in records[1][2].upper() and raw[1].startswith("e3,view_item,")
+    assert json.loads(raw[2])["event_id"] == "e4" and json.loads(raw[2])["user_id"] is None
+    assert json.loads(raw[3]) == event("j2", user_id=None)
+    assert raw[4] == '{"event_id": "j3",'
+    assert_reconciled(con)

@@ -35,9 +35,10 @@ def install_macros(con: duckdb.DuckDBPyConnection, pii_key: bytes) -> None:
 
     `pz_token(kind, value)` normalizes a PII value by kind and returns its keyed HMAC-SHA256
     (lowercase hex, identical to Python's `hmac.new(key, value, sha256).hexdigest()`), or null
-    for a blank value. `pz_parse_ts(text, tz, zone_offset)` turns any accepted timestamp form
-    into a UTC `timestamp`, or null when it cannot; `zone_offset` is the UTC offset of `tz`
-    throughout the local hour of `text` when known (see `ZONE_HOURS_SQL`), else null.
+    for a blank value. `pz_parse_ts(text, tz, zone_offset, zone_known)` turns any accepted
+    timestamp form into a UTC `timestamp`, or null when it cannot; `zone_offset` is the UTC
+    offset of `tz` throughout the local hour of `text` when known, else null, and `zone_known`
+    whether DuckDB knows the zone `tz` names (both from `ZONE_HOURS_SQL`).
     """
     inner, outer = hmac_pads(pii_key)
     con.execute(
@@ -66,17 +67,26 @@ def install_macros(con: duckdb.DuckDBPyConnection, pii_key: bytes) -> None:
                 || '(Z|z|UTC|[+-]\\d{{2}}(:?\\d{{2}})?)$'
             );
 
-        create or replace temp macro pz_is_known_timezone(tz) as
-            tz is null or trim(tz) in (select name from pz_timezones);
-
-        create or replace temp macro pz_parse_ts(ts, tz, zone_offset) as (
+        create or replace temp macro pz_parse_ts(ts, tz, zone_offset, zone_known) as (
             case
-                -- fast path, the common form: ISO-8601 with an offset (what the branch with
-                -- pz_has_offset below gives it, without its trims and regexes)
+                -- fast paths, the common forms: ISO-8601 with an offset, and without one (what
+                -- the branches with pz_has_offset and with a zone below give them, without
+                -- their trims and regexes: a local time took all five regexes)
                 when regexp_full_match(
                     ts, '\\d{{4}}-\\d{{2}}-\\d{{2}}[T ]\\d{{2}}:\\d{{2}}:\\d{{2}}(\\.\\d{{1,9}})?'
                     || '(Z|[+-]\\d{{2}}:\\d{{2}})'
                 ) then timezone('UTC', try_cast(ts as timestamptz))
+                when regexp_full_match(
+                    ts, '\\d{{4}}-\\d{{2}}-\\d{{2}}[T ]\\d{{2}}:\\d{{2}}:\\d{{2}}(\\.\\d{{1,9}})?'
+                ) then (
+                    case
+                        when nullif(trim(tz), '') is null then try_cast(ts as timestamp)
+                        when zone_known then coalesce(
+                            try_cast(ts as timestamp) + zone_offset,
+                            timezone('UTC', timezone(trim(tz), try_cast(ts as timestamp)))
+                        )
+                    end
+                )
                 when nullif(trim(ts), '') is null then null
                 when regexp_full_match(trim(ts), '-?\\d{{13}}')
                     then make_timestamp(trim(ts)::bigint * 1000)
@@ -89,7 +99,7 @@ def install_macros(con: duckdb.DuckDBPyConnection, pii_key: bytes) -> None:
                 -- a named zone: the hour's offset when it holds for the whole local hour
                 -- (converting with the zone's rules costs ~4 s per million rows); else the
                 -- rules, value by value
-                when trim(tz) in (select name from pz_timezones)
+                when zone_known
                     then coalesce(
                         try_cast(trim(ts) as timestamp) + zone_offset,
                         timezone('UTC', timezone(trim(tz), try_cast(trim(ts) as timestamp)))
@@ -100,11 +110,12 @@ def install_macros(con: duckdb.DuckDBPyConnection, pii_key: bytes) -> None:
     )
 
 
-# The UTC offset of each (zone, local hour) that `pz_parse_ts` may convert in a frame, where
-# one offset holds for the whole local hour: it is the offset at the hour's first and last
-# microsecond, and a zone changes its offset at most once an hour. An hour with a change in it
-# (or a zone DuckDB does not know) has no row, and its values are converted one by one.
-# Format with `ts`, `tz` (SQL expressions over `source`) and `source`.
+# Each (zone, local hour) of a frame's zoned timestamps: whether DuckDB knows the zone, and the
+# UTC offset `pz_parse_ts` may convert the hour with, where one offset holds for the whole local
+# hour: it is the offset at the hour's first and last microsecond, and a zone changes its offset
+# at most once an hour. An hour with a change in it, or of a zone DuckDB does not know, has a
+# null offset (its values are converted one by one, or not at all); a value that is not a local
+# time has a null hour. Format with `ts`, `tz` (SQL expressions over `source`) and `source`.
 ZONE_HOURS_SQL = """
     with local_hours as (
         select distinct
@@ -116,23 +127,28 @@ ZONE_HOURS_SQL = """
     known as (
         select zone, hour, zone in (select name from pz_timezones) as is_known
         from local_hours
-        where hour is not null
     ),
     offsets as (
         -- CASE, not a filter: an unknown zone must never reach timezone(), which throws
         select
             zone,
             hour,
-            case when is_known then timezone('UTC', timezone(zone, hour)) - hour end
-                as offset_at_start,
+            is_known,
             case
-                when is_known
+                when is_known and hour is not null
+                    then timezone('UTC', timezone(zone, hour)) - hour
+            end as offset_at_start,
+            case
+                when is_known and hour is not null
                     then timezone('UTC', timezone(zone, hour + interval '3599.999999 seconds'))
                         - (hour + interval '3599.999999 seconds')
             end as offset_at_end
         from known
     )
-    select zone, hour, offset_at_start as zone_offset
+    select
+        zone,
+        hour,
+        is_known,
+        case when offset_at_start = offset_at_end then offset_at_start end as zone_offset
     from offsets
-    where offset_at_start = offset_at_end
 """

@@ -192,6 +192,39 @@ def test_unknown_timezone_is_quarantined_with_reason(con, landing):
     assert rows(con, "select reason from audit.quarantine") == [("unknown timezone: Mars/Olympus",)]
 
 
+def test_a_zone_is_only_used_where_the_time_is_local_and_only_a_needed_one_must_be_known(
+    con, landing
+):
+    """A value with its own offset, or an epoch, ignores the zone column (even an unknown
+    zone); a local time converts by its zone, and quarantines when that zone is unknown."""
+    write_jsonl(
+        landing / "events" / "tz.jsonl",
+        [
+            event("offset", timestamp="2026-10-01T10:00:00+02:00", timezone="Mars/Olympus"),
+            event("epoch", timestamp="1790000000", timezone="Mars/Olympus"),
+            event("local", timestamp="2026-10-01 10:00:00", timezone="Europe/Berlin"),
+            event("local_t", timestamp="2026-10-01T10:00:00.5", timezone="Asia/Kolkata"),
+            event("blank_zone", timestamp="2026-10-01 10:00:00", timezone="  "),
+            event("unknown", timestamp="2026-10-01 10:00:00", timezone="Mars/Olympus"),
+            event("junk", timestamp="soon", timezone="Europe/Berlin"),
+            event("junk_unknown", timestamp="soon", timezone="Mars/Olympus"),
+        ],
+    )
+    ingest_source(con, "events", landing, LOADED_AT)
+    assert rows(con, "select event_id, _occurred_at from raw.events order by _line") == [
+        ("offset", datetime(2026, 10, 1, 8, 0)),
+        ("epoch", datetime(2026, 9, 21, 14, 13, 20)),
+        ("local", datetime(2026, 10, 1, 8, 0)),
+        ("local_t", datetime(2026, 10, 1, 4, 30, 0, 500000)),
+        ("blank_zone", datetime(2026, 10, 1, 10, 0)),
+    ]
+    assert rows(con, "select line, reason from audit.quarantine order by line") == [
+        (6, "unknown timezone: Mars/Olympus"),
+        (7, "unparseable timestamp: soon"),
+        (8, "unknown timezone: Mars/Olympus"),
+    ]
+
+
 def test_same_content_twice_and_rerun_never_double_count(con, landing):
     write_jsonl(landing / "events" / "a.jsonl", [event("e1"), event("e2")])
     shutil.copy(landing / "events" / "a.jsonl", landing / "events" / "copy_of_a.jsonl")

@@ -84,6 +84,11 @@ EVENTS = "events"
 IDENTIFIED_EVENTS = "intermediate.int_events_identified"
 # Above this share of changed events (a full rebuild of the event models), copying all is cheaper.
 MAX_DELTA_SHARE = 0.5
+# The recommendations (21.8 M rows at 1M people) are the other large table, and between model
+# selections a night serves again only some people (dagster_project/recommendation_refresh.py):
+# the snapshot's rows of the others are kept, by the served_at of `ml.recommendations_served`.
+RECOMMENDATIONS = "recommendations"
+SERVED = "ml.recommendations_served"
 
 
 def _previous_events_watermark(
@@ -138,6 +143,72 @@ def _previous_events_watermark(
     if erased:
         return None, "an erasure since the earlier snapshot"
     return watermark, f"events rewritten after {watermark}"
+
+
+def _previous_served_watermark(
+    con: duckdb.DuckDBPyConnection, target: Path, tables: dict[str, str]
+) -> datetime | None:
+    """The `served_at` the recommendations of the snapshot at `target` are up to date with,
+    when its rows can be brought up to date by the people served since; else None. Called when
+    the snapshot's events are (no erasure since)."""
+    if RECOMMENDATIONS not in tables or SERVED not in existing_relations(con):
+        return None
+    con.execute(f"attach {quote_literal(str(target))} as pz_previous (read_only)")
+    try:
+        info = {
+            row[0]
+            for row in con.execute(
+                "select column_name from information_schema.columns "
+                "where table_catalog = 'pz_previous' and table_name = 'publish_info'"
+            ).fetchall()
+        }
+        if "recommendations_served_through" not in info:
+            return None
+        watermark = con.execute(
+            "select recommendations_served_through from pz_previous.main.publish_info"
+        ).fetchall()[0][0]
+        columns = "select column_name, data_type from information_schema.columns where "
+        old = con.execute(
+            columns + "table_catalog = 'pz_previous' and table_name = $t order by ordinal_position",
+            {"t": RECOMMENDATIONS},
+        ).fetchall()
+        schema, table = tables[RECOMMENDATIONS].split(".")
+        new = con.execute(
+            columns + "table_catalog = current_database() and table_schema = $s "
+            "and table_name = $t order by ordinal_position",
+            {"s": schema, "t": table},
+        ).fetchall()
+    finally:
+        con.execute("detach pz_previous")
+    return watermark if old == new else None
+
+
+def _recommendations_delta(
+    con: duckdb.DuckDBPyConnection, relation: str, watermark: datetime
+) -> bool:
+    """Bring the copied snapshot's recommendations up to date: the people served after
+    `watermark` get tonight's rows, the people no longer served lose theirs. False (nothing
+    changed in the snapshot) when most people were served.
+
+    Exact because a person's rows of `ml.recommendations` change only when they are served
+    (their `served_at` moves on), when they leave it (and `ml.recommendations_served` with
+    it), or by an erasure, after which the caller copies every table."""
+    changed, total = con.execute(
+        f"select count(*) filter (where served_at > $w), count(*) from {SERVED}", {"w": watermark}
+    ).fetchall()[0]
+    if changed > MAX_DELTA_SHARE * total:
+        return False
+    con.execute(
+        f"delete from pz_snapshot.main.{RECOMMENDATIONS} where person_id not in "
+        f"(select person_id from {SERVED} where served_at <= $w)",
+        {"w": watermark},
+    )
+    con.execute(
+        f"insert into pz_snapshot.main.{RECOMMENDATIONS} select * from {relation} "
+        f"where person_id in (select person_id from {SERVED} where served_at > $w)",
+        {"w": watermark},
+    )
+    return True
 
 
 def _events_delta(con: duckdb.DuckDBPyConnection, relation: str, watermark: datetime) -> bool:
@@ -200,7 +271,9 @@ def publish_snapshot(
     remove_stale_staging(target)
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     watermark, why = _previous_events_watermark(con, target, tables)
+    served_through = None
     if watermark is not None:
+        served_through = _previous_served_watermark(con, target, tables)
         shutil.copyfile(target, staging)
     counts: dict[str, int] = {}
     con.execute(
@@ -209,16 +282,26 @@ def publish_snapshot(
     )
     try:
         kept = {EVENTS} if watermark is not None else set()
+        if served_through is not None:
+            kept.add(RECOMMENDATIONS)
         for (old,) in con.execute(
             "select table_name from information_schema.tables where table_catalog = 'pz_snapshot'"
         ).fetchall():
             if old not in kept:
                 con.execute(f"drop table pz_snapshot.main.{old}")
+        recommendations_why = "all copied"
         for name, relation in tables.items():
-            if name in kept:
+            if name == EVENTS and name in kept:
                 if _events_delta(con, relation, watermark) and _same_count(con, name, relation):
                     continue
                 why = "most events changed, or one left: all copied"
+            elif name == RECOMMENDATIONS and name in kept:
+                if _recommendations_delta(con, relation, served_through) and _same_count(
+                    con, name, relation
+                ):
+                    recommendations_why = f"the people served after {served_through}"
+                    continue
+                recommendations_why = "most people were served: all copied"
             con.execute(
                 f"create or replace table pz_snapshot.main.{name} as select * from {relation}"
             )
@@ -231,11 +314,15 @@ def publish_snapshot(
             through = con.execute(
                 f"select max(_identified_at) from {IDENTIFIED_EVENTS}"
             ).fetchall()[0][0]
+        served = None
+        if RECOMMENDATIONS in tables and SERVED in existing_relations(con):
+            served = con.execute(f"select max(served_at) from {SERVED}").fetchall()[0][0]
         con.execute(
             "create table pz_snapshot.main.publish_info as "
             "select $at::timestamp as published_at, $run as run_id, "
-            "$through::timestamp as events_identified_through",
-            {"at": published_at, "run": run_id, "through": through},
+            "$through::timestamp as events_identified_through, "
+            "$served::timestamp as recommendations_served_through",
+            {"at": published_at, "run": run_id, "through": through, "served": served},
         )
         con.execute("detach pz_snapshot")  # checkpoints: the staging file is complete
         os.replace(staging, target)
@@ -249,6 +336,7 @@ def publish_snapshot(
         Path(f"{staging}.wal").unlink(missing_ok=True)
     if log is not None:
         log(f"published events: {why}")
+        log(f"published recommendations: {recommendations_why}")
     return counts
 
 

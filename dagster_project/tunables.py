@@ -159,6 +159,12 @@ def load_tunables(config_dir: Path = CONFIG_DIR) -> Tunables:
     for section in ("sessions", "identity", "segments", "recommendations"):
         if section not in pipeline:
             raise TunablesError(f"pipeline.yaml: missing section `{section}`")
+    serve_changed = pipeline["recommendations"].get("serve_changed_people_only", True)
+    if not isinstance(serve_changed, bool):
+        raise TunablesError(
+            "pipeline.yaml: recommendations.serve_changed_people_only must be true or false, "
+            f"got {serve_changed!r}"
+        )
     segments = _check_segments(_read_yaml(config_dir / "segments.yaml"))
     survivorship = resolve_survivorship(
         _read_yaml(config_dir / "identity.yaml").get("survivorship")

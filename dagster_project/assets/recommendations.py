@@ -21,10 +21,12 @@ from dagster import (
 )
 
 from dagster_project import incremental, model_selection
+from dagster_project import recommendation_refresh as refresh
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
 from dagster_project.warehouse_io import read_frame, write_frame, write_frames
+from models_ml.recommenders.selection import chosen_algorithm
 from models_ml.recommenders.serving import fit_serving_chain, serve
 from models_ml.rules import RecommendationRules
 
@@ -67,6 +69,7 @@ PURCHASED_SQL = """
     order by person_id, item_id
 """
 OUT_OF_STOCK_SQL = "select item_id from marts.items where is_in_stock = false order by item_id"
+NO_ITEMS_SQL = "select null::varchar as item_id where false"
 CURATED_SQL = """
     select i.item_id from marts.items as i
     left join (
@@ -105,7 +108,15 @@ AS_OF_SQL = (
 # Model selections are recorded in audit.model_selection (dagster_project/model_selection.py).
 SELECTION_STEP = "recommendations"
 # Settings that change what is served but not which algorithm wins.
-SERVING_ONLY_SETTINGS = ("top_k", "exclude_purchased", "serve_batch_people", "reselect_every_days")
+SERVING_ONLY_SETTINGS = (
+    "top_k",
+    "exclude_purchased",
+    "serve_batch_people",
+    "reselect_every_days",
+    refresh.SERVE_CHANGED_KEY,
+)
+# The rows served tonight, before they replace their people's lists in ml.recommendations.
+TONIGHT_ROWS = "ml._pz_recommendations_tonight"
 
 
 def selection_fingerprint(settings: dict) -> str:
@@ -122,8 +133,8 @@ def previous_selection(
     step's time. Its winner rarely changes from one day of data to the next, so it runs again
     only when `reselect_every_days` (pipeline.yaml; 0: every run) days of data have passed
     since the last one, when a setting it depends on changed, or on a full refresh. Other
-    runs refit the chosen chain on tonight's interactions: every person's recommendations are
-    still tonight's.
+    runs refit the chosen chain on tonight's interactions and serve the people whose list may
+    have changed (`dagster_project.recommendation_refresh`).
     """
     last, why = model_selection.reusable_selection(
         con, SELECTION_STEP, settings, as_of, forced=forced, ignore=SERVING_ONLY_SETTINGS
@@ -182,7 +193,9 @@ def evaluation_plot(evaluation: pd.DataFrame) -> MetadataValue:
                 "tonight's holdout evaluation, content-based and (per-segment or overall) "
                 "popularity to fill, then the rules of recommendation_rules.yaml (exclusions, "
                 "pins, context, boosts). Only interactions of people with analytics consent "
-                "count in popularity and model training."
+                "count in popularity and model training. Between model selections only the "
+                "people whose history, segment, context or out-of-stock items changed are "
+                "served again (ml.recommendations_served says when each list was served)."
             ),
             group_name="recommendations",
             kinds={"python", "scipy"},
@@ -229,9 +242,30 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
         exclude_items = (
             read_frame(con, OUT_OF_STOCK_SQL)["item_id"] if rules.exclude_out_of_stock else ()
         )
+        refresh.prepare_tonight(
+            con,
+            people_sql=PEOPLE_SQL,
+            segments_sql=SEGMENTS_SQL,
+            contexts=open_checkout if rules.context_rules else open_checkout.iloc[:0],
+        )
+        plan = refresh.plan_serving(
+            con,
+            settings=settings,
+            digest=refresh.served_with(
+                settings, rule_config, chosen_algorithm(previous, default="popularity")
+            )
+            if previous is not None
+            else "",
+            selection_reused=previous is not None,
+            out_of_stock_sql=OUT_OF_STOCK_SQL if rules.exclude_out_of_stock else NO_ITEMS_SQL,
+            catalog_sql=ITEMS_SQL,
+        )
     context.log.info(
         f"model selection: {why}" if previous is not None else f"model selection runs: {why}"
     )
+    context.log.info(f"serving {plan.why}")
+    if not plan.everyone:
+        people = plan.people
     serving = fit_serving_chain(
         interactions, items, settings, segments=segments, as_of=as_of, evaluation=previous
     )
@@ -251,9 +285,11 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
         exclude_items=exclude_items,
     )
     with warehouse.connect() as con:
-        rows = write_frames(
-            con, "ml.recommendations", _logged(context, batches, len(people), serving.batch_people)
+        served_rows = write_frames(
+            con, TONIGHT_ROWS, _logged(context, batches, len(people), serving.batch_people)
         )
+        digest = refresh.served_with(settings, rule_config, serving.chosen)
+        rows = refresh.store_served(con, plan, TONIGHT_ROWS, digest)
         if previous is None:
             evaluation = serving.evaluation.copy()
             evaluation.insert(0, "run_at", pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)))
@@ -280,6 +316,9 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
         metadata={
             "rows": rows,
             "people": int(served_people),
+            "people_served_tonight": len(people),
+            "rows_served_tonight": served_rows,
+            "served": plan.why,
             "chosen_algorithm": serving.chosen,
             "by_reason": markdown_table(by_reason),
             "preview": markdown_table(preview),

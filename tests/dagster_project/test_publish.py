@@ -99,3 +99,56 @@ def test_an_event_gone_or_an_erasure_copies_every_event(con, tmp_path):
     assert published(target)[0] == current(con)
     # the next night trusts the snapshot again
     assert publish(con, target, "2026-01-04 01:00").startswith("published events: events rewri")
+
+
+def test_a_night_replaces_the_recommendations_of_the_people_served_only(con, tmp_path):
+    """Between model selections the snapshot keeps the lists of people not served again: the
+    people served after the last snapshot get tonight's rows, those no longer served lose
+    theirs, and the result equals a snapshot written afresh. When most people were served,
+    everything is copied."""
+    tables = {**TABLES, "recommendations": "marts.recommendations"}
+    con.execute("create schema ml")
+    con.execute(
+        "create table ml.recommendations as select 'p' || (range // 3) as person_id, "
+        "range % 3 + 1 as rank, 'i' || range as item_id from range(30)"
+    )
+    con.execute("create view marts.recommendations as select * from ml.recommendations")
+    con.execute(
+        "create table ml.recommendations_served as select 'p' || range as person_id, "
+        "timestamp '2026-01-01 00:30' as served_at from range(10)"
+    )
+
+    def night(at: str) -> list[str]:
+        said: list[str] = []
+        publish_snapshot(con, target, datetime.fromisoformat(at), "run", tables, log=said.append)
+        return said
+
+    def snapshot_rows(path: Path) -> list:
+        with duckdb.connect(str(path), read_only=True) as snapshot:
+            return snapshot.execute("select * from recommendations order by all").fetchall()
+
+    def warehouse_rows() -> list:
+        return con.execute("select * from ml.recommendations order by all").fetchall()
+
+    target = tmp_path / "personalization.duckdb"
+    assert night("2026-01-01 01:00")[1] == "published recommendations: all copied"
+    # p1 served again (a new list), p2 no longer served (consent withdrawn)
+    con.execute("delete from ml.recommendations where person_id in ('p1', 'p2')")
+    con.execute("insert into ml.recommendations values ('p1', 1, 'new')")
+    con.execute("delete from ml.recommendations_served where person_id = 'p2'")
+    con.execute(
+        "update ml.recommendations_served set served_at = timestamp '2026-01-02 00:30' "
+        "where person_id = 'p1'"
+    )
+    said = night("2026-01-02 01:00")
+    assert said[1] == "published recommendations: the people served after 2026-01-01 00:30:00"
+    assert snapshot_rows(target) == warehouse_rows()
+    assert ("p1", 1, "new") in snapshot_rows(target) and len(snapshot_rows(target)) == 25
+    fresh = tmp_path / "fresh.duckdb"
+    publish_snapshot(con, fresh, datetime.fromisoformat("2026-01-02 01:00"), "run", tables)
+    assert snapshot_rows(fresh) == snapshot_rows(target)
+    # a model selection's night serves everyone: all copied
+    con.execute("update ml.recommendations set item_id = item_id || 'x'")
+    con.execute("update ml.recommendations_served set served_at = timestamp '2026-01-03 00:30'")
+    assert night("2026-01-03 01:00")[1].endswith("most people were served: all copied")
+    assert snapshot_rows(target) == warehouse_rows()

@@ -242,3 +242,105 @@ def test_model_selection_is_reused_until_it_is_due(warehouse, tmp_path, monkeypa
     again = _frame(data_dir, "select * from ml.recommendation_evaluation order by algorithm")
     assert (again["run_at"] > before["run_at"]).all()
     assert len(_frame(data_dir, "select * from audit.recommender_selection")) == 2
+
+
+def _night(data_dir: Path, statements: list[str]) -> None:
+    con = duckdb.connect(str(data_dir / "warehouse" / "warehouse.duckdb"))
+    try:
+        for statement in statements:
+            con.execute(statement)
+    finally:
+        con.close()
+
+
+# A night between model selections: P04 views an item, P41 arrives (a new person with
+# history), P05 withdraws personalization consent, s0 goes out of stock, s3 leaves the catalog,
+# and P40 makes b1 by far
+# the most popular item (which moves the popularity fallback of unchanged people).
+NEXT_NIGHT = [
+    "insert into intermediate.int_interactions_weighted values "
+    "('P04', 's4', 'view_product', timestamp '2024-05-04 10:00', 'n1', 1.0)",
+    *[
+        "insert into intermediate.int_interactions_weighted values "
+        f"('P40', 'b1', 'purchase', timestamp '2024-05-04 1{n}:00', 'n4{n}', 5.0)"
+        for n in range(8)
+    ],
+    "insert into intermediate.int_interactions_weighted values "
+    "('P41', 's1', 'view_product', timestamp '2024-05-04 09:00', 'n50', 1.0), "
+    "('P41', 's2', 'view_product', timestamp '2024-05-04 09:05', 'n51', 1.0)",
+    "insert into marts.user_profiles values ('P40', true), ('P41', true)",
+    "insert into intermediate.int_analytics_consents_resolved values ('P40', true), ('P41', true)",
+    "update marts.user_profiles set has_personalization_consent = false where person_id = 'P05'",
+    "update marts.items set is_in_stock = false where item_id = 's0'",
+    "delete from marts.items where item_id = 's3'",
+]
+
+
+def _with_serving(monkeypatch, **changes) -> None:
+    """The recommendation settings of pipeline.yaml, with `changes`, for the asset."""
+    import dataclasses
+
+    from dagster_project.assets import recommendations as asset_module
+
+    tunables = load_tunables()
+    pipeline = {**tunables.pipeline, "recommendations": {**tunables.recommendations, **changes}}
+    changed = dataclasses.replace(tunables, pipeline=pipeline)
+    monkeypatch.setattr(asset_module, "load_tunables", lambda: changed)
+
+
+def test_a_night_between_selections_serves_only_the_people_whose_list_may_have_changed(
+    warehouse, tmp_path, monkeypatch
+):
+    """Between model selections a run serves the people whose history, segment, context or
+    out-of-stock items changed, and the new ones; the others keep their list (and their served
+    night). A served person's list is the one serving everyone would give them."""
+    changed_only, everyone = tmp_path / "changed", tmp_path / "everyone"
+    for data_dir in (changed_only, everyone):
+        shutil.copytree(warehouse, data_dir)
+        _night(data_dir, NEXT_NIGHT)
+    before = _frame(warehouse, "select * from ml.recommendations order by person_id, rank")
+    served_before = _frame(warehouse, "select * from ml.recommendations_served")
+    holding_s0 = set(before.loc[before.item_id == "s0", "person_id"])
+    holding_s3 = set(before.loc[before.item_id == "s3", "person_id"])
+    assert holding_s0 and holding_s3 - holding_s0, "the test needs people whose list holds these"
+
+    result = materialize(
+        [recommendations], resources={"warehouse": WarehouseResource(data_dir=str(changed_only))}
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("recommendations")[0].metadata
+    after = _frame(changed_only, "select * from ml.recommendations order by person_id, rank")
+    served = _frame(changed_only, "select * from ml.recommendations_served")
+    fresh = set(served.person_id) - set(
+        served.merge(served_before, on=["person_id", "served_at"]).person_id
+    )
+    # P01 has an open checkout; P05 lost consent; P40 and P41 are new.
+    expected = {"P01", "P04", "P40", "P41"} | holding_s0 | holding_s3
+    assert len(set(before.person_id) - expected - {"P05"}) >= 5, "people who keep their list"
+    assert fresh == expected
+    assert metadata["people_served_tonight"].value == len(expected)
+    assert "P05" not in set(after.person_id) and "P05" not in set(served.person_id)
+    assert "s0" not in set(after.item_id)
+    kept = before[~before.person_id.isin(expected | {"P05"})].reset_index(drop=True)
+    unchanged = after[~after.person_id.isin(expected)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(unchanged, kept)
+
+    _with_serving(monkeypatch, serve_changed_people_only=False)
+    result = materialize(
+        [recommendations], resources={"warehouse": WarehouseResource(data_dir=str(everyone))}
+    )
+    assert result.success
+    full = _frame(everyone, "select * from ml.recommendations order by person_id, rank")
+    assert set(full.person_id) == set(after.person_id)
+    assert len(_frame(everyone, "select * from ml.recommendations_served")) == len(served)
+    pd.testing.assert_frame_equal(
+        after[after.person_id.isin(expected)].reset_index(drop=True),
+        full[full.person_id.isin(expected)].reset_index(drop=True),
+    )
+    # Serving everyone would have moved the lists (their scores, at least) of people who did
+    # nothing: the refitted models differ, the trade-off is real.
+    assert (
+        not full[~full.person_id.isin(expected)]
+        .reset_index(drop=True)
+        .equals(after[~after.person_id.isin(expected)].reset_index(drop=True))
+    )

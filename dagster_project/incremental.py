@@ -20,9 +20,10 @@ The baseline (files and fingerprints of the last successful build) lives in
 `audit.incremental_baseline`; it is written only after the dbt step succeeded.
 
 Downstream, `int_events_identified` (phase post_identity) is incremental too: it re-identifies
-the events the chain rewrote and those whose person changed. Rows it should drop only leave it
-on a full refresh, so a rebuilt chain leaves a `pending` row for that phase
-(`POST_IDENTITY_PHASE`), cleared once the phase has rebuilt in full.
+the events the chain rewrote and those whose person changed (and `int_sessions` re-aggregates
+the sessions of the events it rewrote). Rows it should drop only leave it on a full refresh,
+so a rebuilt chain leaves a `pending` row for that phase (`POST_IDENTITY_PHASE`), cleared once
+the phase has rebuilt in full.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ _CODE_GLOBS = (
     "models/staging/context/*.yml",
     "models/staging/config/*.sql",
     "models/intermediate/int_events_*.sql",
+    "models/intermediate/int_sessions.sql",
     "models/intermediate/int_erased_identifiers.sql",
     "macros/**/*.sql",
 )

@@ -121,9 +121,10 @@ def test_unique_finds_a_repeated_value_and_ignores_nulls(built_warehouse, tmp_pa
     shutil.copyfile(built_warehouse.path, copy)
     with duckdb.connect(str(copy)) as con:
         assert con.execute(compiled).fetchall() == []
+        # marts.sessions is a view of intermediate.int_sessions
         con.execute(
-            "insert into marts.sessions select * replace (null as session_id) "
-            "from marts.sessions limit 2"
+            "insert into intermediate.int_sessions select * replace (null as session_id) "
+            "from intermediate.int_sessions limit 2"
         )
         assert con.execute(compiled).fetchall() == []
         (session,) = con.execute(
@@ -131,7 +132,8 @@ def test_unique_finds_a_repeated_value_and_ignores_nulls(built_warehouse, tmp_pa
             "order by all limit 1"
         ).fetchone()
         con.execute(
-            "insert into marts.sessions select * from marts.sessions where session_id = ?",
+            "insert into intermediate.int_sessions select * from intermediate.int_sessions "
+            "where session_id = ?",
             [session],
         )
         found = con.execute(compiled).fetchall()

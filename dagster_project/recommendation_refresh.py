@@ -215,9 +215,10 @@ def store_served(
     )
     con.execute("begin transaction")
     try:
-        if plan.everyone:
+        if plan.everyone:  # tonight's rows become the table: renamed, not copied
             con.execute(f"drop table if exists {RECOMMENDATIONS_TABLE}")
-            con.execute(f"create table {RECOMMENDATIONS_TABLE} as select * from {tonight_rows}")
+            name = RECOMMENDATIONS_TABLE.split(".")[1]
+            con.execute(f"alter table {tonight_rows} rename to {name}")
             con.execute(f"create or replace table {SERVED_TABLE} as {state}")
         else:
             register_frame(con, "_pz_served_people", pd.DataFrame({"person_id": plan.people}))
@@ -246,7 +247,7 @@ def store_served(
                 "left join _pz_served_people_t as fresh on tonight.person_id = fresh.person_id"
             )
             con.execute("drop table _pz_served_people_t")
-        con.execute(f"drop table {tonight_rows}")
+            con.execute(f"drop table {tonight_rows}")
         con.execute(f"drop table {TONIGHT}")
         con.execute("commit")
     except BaseException:

@@ -38,8 +38,6 @@ def published_snapshot(
         counts = publish_snapshot(
             con, settings.published_path, published_at, context.run.run_id, log=context.log.info
         )
-    for name, rows in counts.items():
-        context.log.info(f"published {name}: {rows} rows")
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(str(settings.published_path)),

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from dagster_project.warehouse_io import read_frame, register_frame
+from dagster_project.warehouse_io import read_frame, register_frame, table_exists
 
 SERVED_TABLE = "ml.recommendations_served"
 RECOMMENDATIONS_TABLE = "ml.recommendations"
@@ -126,17 +126,6 @@ def served_with(settings: dict, rule_config: dict, chosen: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = table.split(".")
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_catalog = current_database() and table_schema = $s and table_name = $t",
-            {"s": schema, "t": name},
-        ).fetchall()[0][0]
-    )
-
-
 def prepare_tonight(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -176,7 +165,7 @@ def plan_serving(
         return everyone(f"{SERVE_CHANGED_KEY} is false")
     if not selection_reused:
         return everyone("the model selection ran tonight")
-    if not (_exists(con, SERVED_TABLE) and _exists(con, RECOMMENDATIONS_TABLE)):
+    if not (table_exists(con, SERVED_TABLE) and table_exists(con, RECOMMENDATIONS_TABLE)):
         return everyone("nobody was served yet")
     digests = [
         row[0] for row in con.execute(f"select distinct served_with from {SERVED_TABLE}").fetchall()

@@ -9,6 +9,18 @@ import pandas as pd
 import pyarrow as pa
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether `schema.table` (a table or a view) is in the current database."""
+    schema, name = table.split(".")
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_catalog = current_database() and table_schema = $s and table_name = $t",
+            {"s": schema, "t": name},
+        ).fetchall()[0][0]
+    )
+
+
 def read_frame(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None
 ) -> pd.DataFrame:

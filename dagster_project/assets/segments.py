@@ -8,8 +8,10 @@ appended per run: the next run matches its clusters to, and measures drift again
 Model selection (clustering: every k from k_min to k_max; propensity: both model families fitted
 on one window and compared on the next) runs again only when it is due (model_selection.py:
 `reselect_every_days` of segments.yaml, changed settings, a backfill, a full refresh). Other runs
-fit the chosen k, or refit the chosen family on the latest labelled window, on tonight's data;
-ml.propensity_evaluation gets rows only from runs that selected.
+fit the chosen k on tonight's data, and score tonight's propensity features with the model the
+selection fitted (kept in ml.fitted_models, dagster_project/model_store.py; refitted on the
+latest labelled window when it cannot serve, e.g. after an erasure); ml.propensity_evaluation
+gets rows only from runs that selected.
 """
 
 import base64
@@ -29,7 +31,7 @@ from dagster import (
     multi_asset,
 )
 
-from dagster_project import incremental, model_selection
+from dagster_project import incremental, model_selection, model_store
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
@@ -337,7 +339,8 @@ LATEST_PROPENSITY_EVALUATION_SQL = """
     order by model
 """
 # The windows' cutoffs, in horizons before the as-of time: train and test select the model
-# family; the chosen one is refitted on test (the latest labelled window) and scores `score`.
+# family; the chosen one is refitted on test (the latest labelled window), and scores `score`
+# every night until the next selection.
 PROPENSITY_WINDOWS = {"train": 2, "test": 1, "score": 0}
 
 
@@ -392,9 +395,21 @@ def propensity_segments_asset(context: AssetExecutionContext, warehouse: Warehou
             evaluation.insert(1, "segment_id", segment)
             append_frame(con, "ml.propensity_evaluation", evaluation)
             model_selection.record_selection(con, PROPENSITY_STEP, settings, as_of, model.family)
+            fitted = "fitted by tonight's model selection"
         else:
             evaluation, calibration = previous, None
-            model = _refit_propensity(con, settings, as_of, previous)
+            # Between selections the selection's model scores (dagster_project/model_store.py).
+            model, fitted = model_store.load_model(
+                con, PROPENSITY_STEP, segment, _selection_run_at(evaluation)
+            )
+            if model is None:
+                model = _refit_propensity(con, settings, as_of, previous)
+                fitted = f"refitted on the latest labelled window ({fitted})"
+        if not fitted.startswith("stored model"):
+            model_store.store_model(
+                con, PROPENSITY_STEP, segment, _selection_run_at(evaluation), model, _now()
+            )
+        context.log.info(f"model: {fitted}")
         score = propensity_frames(con, target, horizon, as_of, ("score",))["score"]
         segments = propensity_segments(
             model, score.drop(columns=LABEL), segment, f"{target} within {horizon} days"
@@ -410,6 +425,7 @@ def propensity_segments_asset(context: AssetExecutionContext, warehouse: Warehou
             "model_selection": _selection_metadata(previous, why),
             "auc": float(chosen["auc"]),
             "people_fitted": int(model.n_rows_fitted_),
+            "model_fitted": fitted,
             "mean_score": float(segments["score"].mean()) if len(segments) else float("nan"),
         },
     )
@@ -424,6 +440,11 @@ def propensity_segments_asset(context: AssetExecutionContext, warehouse: Warehou
             **({"calibration": markdown_table(calibration)} if calibration is not None else {}),
         },
     )
+
+
+def _selection_run_at(evaluation: pd.DataFrame) -> datetime:
+    """Which model selection `evaluation` (its rows of ml.propensity_evaluation) is."""
+    return pd.Timestamp(evaluation["run_at"].max()).to_pydatetime()
 
 
 def _select_propensity(

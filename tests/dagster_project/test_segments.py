@@ -8,6 +8,7 @@ warns) after a planted shift; model selection (k, the propensity family) is reus
 
 import dataclasses
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -278,3 +279,56 @@ def test_model_selection_is_reused_until_it_is_due(warehouse, two_runs, tmp_path
     assert clustering["random_state"] != 7 and propensity["random_state"] != 7
     use_settings({**clustering, **reseeded}, {**propensity, **reseeded})
     selects_again("settings changed")
+
+
+def _propensity_run(data_dir: Path) -> str:
+    """Propensity segments materialized once: the `model_fitted` metadata."""
+    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
+    result = materialize([propensity_segments_asset], resources=resources)
+    assert result.success
+    node = "propensity_segments"
+    return result.asset_materializations_for_node(node)[0].metadata["model_fitted"].text
+
+
+def test_between_selections_the_selections_model_scores(warehouse, two_runs, tmp_path):
+    """The model a selection fitted is kept in ml.fitted_models and scores the nights until the
+    next selection; after an erasure registered since it was fitted, the night refits it on the
+    latest labelled window (the erased person's history must not shape scores) and keeps that."""
+    data_dir = tmp_path / "copy"
+    shutil.copytree(warehouse, data_dir)
+    assert _propensity_run(data_dir).startswith("stored model fitted ")
+    stored = _frame(data_dir, "select * from ml.fitted_models")
+    assert stored[["step", "name"]].values.tolist() == [["propensity", "propensity_purchase_7d"]]
+    selection = _frame(data_dir, "select max(run_at) as at from ml.propensity_evaluation")
+    assert stored["selection_run_at"].iloc[0] == selection["at"].iloc[0]
+
+    # the stored model is what scores: one that predicts its base rate gives that to everyone
+    model = pickle.loads(stored["model"].iloc[0])
+    model.model_, model.base_rate_ = None, 0.123
+    con = duckdb.connect(str(data_dir / "warehouse/warehouse.duckdb"))
+    try:
+        con.execute("update ml.fitted_models set model = $m", {"m": pickle.dumps(model)})
+    finally:
+        con.close()
+    assert _propensity_run(data_dir).startswith("stored model fitted ")
+    scores = _frame(data_dir, "select score from ml.propensity_segments")["score"]
+    assert len(scores) and (scores == 0.123).all()
+
+    con = duckdb.connect(str(data_dir / "warehouse/warehouse.duckdb"))
+    try:  # an erasure after the model was fitted
+        con.execute(
+            "insert into audit.erasure_registry (subject_token, identifier_type, registered_at) "
+            "select 't', 'user_id', fitted_at + interval 1 second from ml.fitted_models"
+        )
+    finally:
+        con.close()
+    said = _propensity_run(data_dir)
+    assert said == (
+        "refitted on the latest labelled window (an erasure was registered after the stored "
+        "model was fitted)"
+    )
+    scores = _frame(data_dir, "select score from ml.propensity_segments")["score"]
+    assert scores.nunique() > 1
+    refitted = _frame(data_dir, "select fitted_at from ml.fitted_models")["fitted_at"].iloc[0]
+    assert refitted > stored["fitted_at"].iloc[0]
+    assert _propensity_run(data_dir).startswith("stored model fitted ")  # and kept

@@ -91,10 +91,10 @@ MAX_DELTA_SHARE = 0.5
 RECOMMENDATIONS = "recommendations"
 SERVED = "ml.recommendations_served"
 # Every other table of a copied snapshot is compared with tonight's by a hash of each row, and
-# only the rows that differ are replaced (`_rows_delta`). Most of them barely move in a night
-# (profiles, their history, sessions, the identity map: at L 13.6 s of copying for a few
-# thousand changed rows); comparing costs 0.6-1.7 s a table, wasted on a table most of whose
-# rows changed, which is then copied.
+# only the rows that differ are replaced (`_rows_delta`). Most of them move little in a night
+# (at L: 75k of 1.2M profiles, where the as-of age moves; 2.5k history rows, 47k of 2.9M
+# sessions, 9k of 2.8M identifiers; 13.6 s of copying before); comparing costs 0.6-1.7 s a
+# table, wasted on a table most of whose rows changed, which is then copied.
 
 
 def _previous_events_watermark(

@@ -89,21 +89,25 @@ def _now() -> datetime:
     description=(
         "`audit.data_audit`: per run, source and column: rows, completeness, distinct values, "
         "min/max/mean/variance, values nulled as invalid or unrecognized by staging; per source "
-        "(`*` row) freshness, records per day and rows quarantined at ingest."
+        "(`*` row) freshness, records per day and rows quarantined at ingest. A source whose "
+        "raw rows, staging SQL and config did not change keeps its last profile."
     ),
 )
 def data_audit(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     with warehouse.connect() as con:
-        rows = write_data_audit(con, context.run.run_id, _now())
+        outcome = write_data_audit(con, context.run.run_id, _now())
         audit = con.execute(
             "select * from audit.data_audit where run_id = $run order by source, column_name",
             {"run": context.run.run_id},
         ).df()
         per_day = con.execute(events_per_day_sql()).df()
+    reused = ", ".join(outcome.reused) or "none"
+    context.log.info(f"data audit: {outcome.rows} rows; unchanged since the last audit: {reused}")
     shown = audit[AUDIT_COLUMNS].round(3)
     return MaterializeResult(
         metadata={
-            "rows": rows,
+            "rows": outcome.rows,
+            "sources_unchanged": reused,
             "values_nulled_invalid": int(audit["nulled_invalid"].fillna(0).sum()),
             "values_unrecognized": int(audit["unrecognized"].fillna(0).sum()),
             "sources": markdown_table(shown[shown["column_name"] == "*"], max_rows=20),

@@ -14,7 +14,7 @@ import pytest
 from dagster_project.ingest.loader import ensure_tables, ingest_source
 from dagster_project.ingest.sources import SOURCES
 from dagster_project.ingest.sql import install_macros
-from dagster_project.quality.audit import column_profile_sql
+from dagster_project.quality.audit import AuditOutcome, column_profile_sql, write_data_audit
 from dagster_project.quality.consistency import CONSISTENCY_CHECKS, find_inconsistencies
 from dagster_project.quality.expectations import (
     SUITES_DIR,
@@ -232,3 +232,55 @@ def test_duplicate_keys_are_counted_as_gx_counts_them_with_and_without_duplicate
     # (1, 'a') three times, (2, null) twice: every row of a shared key
     assert _duplicate_rows(con, "t", ["k1", "k2"]) == 5
     assert _duplicate_rows(con, "t", ["k2"]) == 3  # 'a' three times; nulls ignored
+
+
+def test_the_audit_reuses_a_source_profile_until_its_inputs_change(con):
+    """A source whose raw rows, staging SQL and config are as at its last audit gets that
+    profile again (this run's freshness); a new raw row, another view or config row re-profiles
+    it, and the reused profile equals a fresh one."""
+    con.execute(
+        """
+        create schema if not exists staging;
+        create schema if not exists config;
+        create table config.categorical_map as select 'x' as raw_key, 'y' as value;
+        create or replace table raw.catalog as select * from (values
+            ('i1', 2.0, timestamp '2026-10-01 10:00'), ('i2', 4.0, timestamp '2026-10-02 10:00')
+        ) as t(item_id, price, _loaded_at);
+        create view staging.stg_catalog as select item_id, price, _loaded_at from raw.catalog;
+        """
+    )
+    relations = {"catalog": ("staging.stg_catalog", "_loaded_at")}
+
+    def audit(run: str, day: int) -> tuple[AuditOutcome, dict]:
+        outcome = write_data_audit(con, run, datetime(2026, 10, day), relations)
+        cursor = con.execute(
+            "select * exclude (run_id, audited_at) from audit.data_audit where run_id = $run",
+            {"run": run},
+        )
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return outcome, {row.pop("column_name"): row for row in rows}
+
+    first, first_rows = audit("r1", 3)
+    assert first.reused == () and first.rows == 3  # item_id, price and the source's `*` row
+    second, second_rows = audit("r2", 4)
+    assert second.reused == ("catalog",)
+    assert second_rows["*"]["freshness_hours"] == first_rows["*"]["freshness_hours"] + 24
+    for rows in (first_rows, second_rows):
+        rows["*"].pop("freshness_hours")
+    assert second_rows == first_rows
+
+    changes = [
+        "insert into raw.catalog values ('i3', 8.0, timestamp '2026-10-03 10:00')",
+        "create or replace view staging.stg_catalog as "
+        "select item_id, price * 2 as price, _loaded_at from raw.catalog",
+        "insert into config.categorical_map values ('z', 'w')",
+    ]
+    for day, change in enumerate(changes, start=5):
+        con.execute(change)
+        outcome, rows = audit(f"r{day}", day)
+        assert outcome.reused == (), change
+        again, again_rows = audit(f"r{day}-again", day)
+        assert again.reused == ("catalog",), change
+        assert again_rows == rows, change
+    assert rows["price"]["max_value"] == "16.0"

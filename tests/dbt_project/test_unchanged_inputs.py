@@ -1,0 +1,123 @@
+"""`int_profiles_deduplicated` and `int_consent_current` keep their rows while nothing they read
+changed (a night lands events, not profiles or consents), and each rebuilds, equal to a full
+rebuild, when one of its records is delivered or removed or when its staging view's SQL
+changes."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+
+import dbt_warehouse_fixture as wf
+import duckdb
+
+PROFILES = "intermediate.int_profiles_deduplicated"
+CONSENTS = "intermediate.int_consent_current"
+BUILD = ["run", "--select", "+int_profiles_deduplicated", "+int_consent_current"]
+
+
+def _dbt(args: list[str], warehouse, work_dir) -> None:
+    result = wf.run_dbt(args, warehouse, work_dir)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def _rows(warehouse, table: str) -> tuple[list[tuple], list]:
+    """(the rows without the build columns, the distinct builds stored)."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            f"select * exclude (_inputs_fingerprint, _built_at) from {table} order by all"
+        ).fetchall()
+        builds = con.execute(f"select distinct _built_at from {table}").fetchall()
+    return rows, builds
+
+
+def _both(warehouse) -> dict[str, tuple[list[tuple], list]]:
+    return {table: _rows(warehouse, table) for table in (PROFILES, CONSENTS)}
+
+
+def _full_rebuild(warehouse, tmp_path, name: str, extra: list[str] = ()) -> dict:
+    rebuilt = tmp_path / name
+    rebuilt.mkdir()
+    shutil.copyfile(warehouse, rebuilt / "warehouse.duckdb")
+    _dbt([*BUILD, *extra, "--full-refresh"], rebuilt / "warehouse.duckdb", rebuilt)
+    return {table: rows for table, (rows, _) in _both(rebuilt / "warehouse.duckdb").items()}
+
+
+def _consent(user_id: str, granted: str, day: int) -> dict:
+    return {
+        "user_id": user_id,
+        "purpose": "personalization",
+        "granted": granted,
+        "_recorded_at": datetime(2024, 1, day),
+    }
+
+
+def test_unchanged_inputs_keep_the_rows_and_a_change_rebuilds_them(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        wf.create_raw_tables(con)
+        wf.load_config(con)
+        wf.insert_raw(
+            con,
+            "profiles",
+            [
+                {"record_id": "r1", "source_system": "crm", "user_id": "u1", "city": "Lyon"},
+                {"record_id": "r2", "source_system": "shop", "user_id": "u2", "age": "41"},
+                {"record_id": "r3", "source_system": "crm", "user_id": "u3"},
+            ],
+        )
+        wf.insert_raw(con, "consent", [_consent("u1", "true", 1), _consent("u2", "true", 1)])
+    _dbt(BUILD, warehouse, tmp_path)
+    first = _both(warehouse)
+    assert [row[:2] for row in first[PROFILES][0]] == [("r1", "crm"), ("r2", "shop"), ("r3", "crm")]
+    assert len(first[CONSENTS][0]) == 2
+    assert all(len(builds) == 1 for _, builds in first.values())
+
+    # a night with no new profile or consent: the rows of the first build stay
+    with duckdb.connect(str(warehouse)) as con:
+        wf.insert_raw(con, "events", [wf.make_event("e1", "page_view", "2024-03-01 10:00:00")])
+    _dbt(BUILD, warehouse, tmp_path)
+    assert _both(warehouse) == first
+
+    # a new version of r1, r3 removed (as the erasure sweep removes raw rows), u2 withdraws
+    with duckdb.connect(str(warehouse)) as con:
+        wf.insert_raw(
+            con,
+            "profiles",
+            [{"record_id": "r1", "source_system": "crm", "user_id": "u1", "city": "Paris"}],
+            file="profiles/part-2.jsonl",
+            loaded_at=datetime(2024, 3, 3),
+        )
+        con.execute("delete from raw.profiles where record_id = 'r3'")
+        wf.insert_raw(
+            con,
+            "consent",
+            [_consent("u2", "false", 2)],
+            file="consent/part-2.jsonl",
+            loaded_at=datetime(2024, 3, 3),
+        )
+    _dbt(BUILD, warehouse, tmp_path)
+    second = _both(warehouse)
+    for table in (PROFILES, CONSENTS):
+        (build,) = second[table][1]  # one build: the rows of the first are gone
+        assert build not in first[table][1], table
+    assert [row[:2] for row in second[PROFILES][0]] == [("r1", "crm"), ("r2", "shop")]
+    assert "Paris" in second[PROFILES][0][0]
+    assert ("user_id", "u2", "personalization", False) in [r[:4] for r in second[CONSENTS][0]]
+    assert {t: rows for t, (rows, _) in second.items()} == _full_rebuild(
+        warehouse, tmp_path, "rebuilt"
+    )
+
+    # another valid age range renders another profiles view (r2's age 41 becomes invalid): the
+    # profiles are rebuilt, the consents kept
+    narrower = ["--vars", "{max_valid_age: 40}"]
+    _dbt([*BUILD, *narrower], warehouse, tmp_path)
+    third = _both(warehouse)
+    assert third[CONSENTS] == second[CONSENTS]
+    assert third[PROFILES][0] != second[PROFILES][0]
+    assert third[PROFILES][1] != second[PROFILES][1]
+    assert {t: rows for t, (rows, _) in third.items()} == _full_rebuild(
+        warehouse, tmp_path, "rebuilt_narrower", narrower
+    )
+    _dbt([*BUILD, *narrower], warehouse, tmp_path)
+    assert _both(warehouse) == third

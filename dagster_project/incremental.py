@@ -25,9 +25,9 @@ events and contexts, not profiles or consents.
 
 Downstream, `int_events_identified` (phase post_identity) is incremental too: it re-identifies
 the events the chain rewrote and those whose person changed (and `int_sessions` re-aggregates
-the sessions of the events it rewrote). Rows it should drop only leave it on a full refresh,
-so a rebuilt chain leaves a `pending` row for that phase (`POST_IDENTITY_PHASE`), cleared once
-the phase has rebuilt in full.
+the sessions of the events it rewrote, `int_person_activity` the people whose events changed).
+Rows it should drop only leave it on a full refresh, so a rebuilt chain leaves a `pending` row
+for that phase (`POST_IDENTITY_PHASE`), cleared once the phase has rebuilt in full.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ _CODE_GLOBS = (
     "models/staging/config/*.sql",
     "models/intermediate/int_events_*.sql",
     "models/intermediate/int_sessions.sql",
+    "models/intermediate/int_person_activity.sql",
     "models/intermediate/int_erased_identifiers.sql",
     # kept while their inputs are unchanged (macros/inputs_fingerprint.sql): a new column fails
     "models/intermediate/int_profiles_deduplicated.sql",

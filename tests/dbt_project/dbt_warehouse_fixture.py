@@ -325,6 +325,30 @@ def run_dbt(args: list[str], warehouse: Path, work_dir: Path) -> subprocess.Comp
     return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
 
 
+# dbt's first phase, as far as the event and identity models go (what the identity step reads)
+PRE_IDENTITY_RUN = [
+    "run",
+    "--select",
+    "+int_events_enriched",
+    "+int_identity_nodes",
+    "+int_identity_edges",
+]
+
+
+def dbt_ok(args: list[str], warehouse: Path, work_dir: Path) -> None:
+    """`run_dbt`, asserting it succeeded (with the end of dbt's output when it did not)."""
+    result = run_dbt(args, warehouse, work_dir)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def rows_by_key(warehouse: Path, table: str) -> dict[str, dict]:
+    """Every row of `table` as a dict of its columns, by its first column."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(f"select * from {table} order by 1").fetchall()
+        names = [row[0] for row in con.execute(f"describe {table}").fetchall()]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in rows}
+
+
 def make_event(event_id, event_type, timestamp, **fields) -> dict:
     occurred_at = datetime.fromisoformat(timestamp)
     return {

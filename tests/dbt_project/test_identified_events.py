@@ -10,19 +10,8 @@ import duckdb
 
 LOADED_AT = datetime(2024, 3, 2)
 TABLE = "intermediate.int_events_identified"
-PRE_IDENTITY = [
-    "run",
-    "--select",
-    "+int_events_enriched",
-    "+int_identity_nodes",
-    "+int_identity_edges",
-]
+PRE_IDENTITY = wf.PRE_IDENTITY_RUN
 POST_IDENTITY = ["run", "--select", "identity_map", "int_events_identified"]
-
-
-def _dbt(args: list[str], warehouse, work_dir) -> None:
-    result = wf.run_dbt(args, warehouse, work_dir)
-    assert result.returncode == 0, result.stdout[-4000:]
 
 
 def _people(warehouse) -> dict[str, tuple[str, datetime]]:
@@ -45,10 +34,10 @@ def test_events_whose_person_changed_are_identified_again(tmp_path):
         wf.create_raw_tables(con)
         wf.load_config(con)
         wf.insert_raw(con, "events", events, file="events/a.jsonl", loaded_at=LOADED_AT)
-    _dbt(PRE_IDENTITY, warehouse, tmp_path)
+    wf.dbt_ok(PRE_IDENTITY, warehouse, tmp_path)
     with duckdb.connect(str(warehouse)) as con:
         wf.assign_identities(con)
-    _dbt(POST_IDENTITY, warehouse, tmp_path)
+    wf.dbt_ok(POST_IDENTITY, warehouse, tmp_path)
     first = _people(warehouse)
     assert len({person for person, _ in first.values()}) == 4
 
@@ -59,7 +48,7 @@ def test_events_whose_person_changed_are_identified_again(tmp_path):
             "update ml.identity_assignments set person_id = ? where identifier in ('u2', 'a3')",
             [survivor],
         )
-    _dbt(POST_IDENTITY, warehouse, tmp_path)
+    wf.dbt_ok(POST_IDENTITY, warehouse, tmp_path)
     second = _people(warehouse)
 
     assert {event: person for event, (person, _) in second.items()} == {

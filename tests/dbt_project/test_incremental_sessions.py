@@ -11,26 +11,8 @@ import dbt_warehouse_fixture as wf
 import duckdb
 
 TABLE = "intermediate.int_sessions"
-BUILD = [
-    "run",
-    "--select",
-    "+int_events_enriched",
-    "+int_identity_nodes",
-    "+int_identity_edges",
-]
+BUILD = wf.PRE_IDENTITY_RUN
 POST_IDENTITY = ["run", "--select", "identity_map", "int_events_identified", "int_sessions"]
-
-
-def _dbt(args: list[str], warehouse, work_dir) -> None:
-    result = wf.run_dbt(args, warehouse, work_dir)
-    assert result.returncode == 0, result.stdout[-4000:]
-
-
-def _sessions(warehouse) -> dict[str, tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        rows = con.execute(f"select * from {TABLE} order by session_id").fetchall()
-        names = [row[0] for row in con.execute(f"describe {TABLE}").fetchall()]
-    return {row[0]: dict(zip(names, row, strict=True)) for row in rows}
 
 
 def test_a_late_event_merges_two_sessions_and_the_others_are_kept(tmp_path):
@@ -48,20 +30,20 @@ def test_a_late_event_merges_two_sessions_and_the_others_are_kept(tmp_path):
         wf.insert_raw(
             con, "events", first_night, file="events/a.jsonl", loaded_at=datetime(2024, 3, 2)
         )
-    _dbt(BUILD, warehouse, tmp_path)
+    wf.dbt_ok(BUILD, warehouse, tmp_path)
     with duckdb.connect(str(warehouse)) as con:
         wf.assign_identities(con)
-    _dbt(POST_IDENTITY, warehouse, tmp_path)
-    first = _sessions(warehouse)
+    wf.dbt_ok(POST_IDENTITY, warehouse, tmp_path)
+    first = wf.rows_by_key(warehouse, TABLE)
     assert sorted(s["n_events"] for s in first.values()) == [1, 1, 2]
 
     # a late event at 10:30 closes a1's gap: one session of 4 events instead of two
     late = [wf.make_event("e5", "page_view", "2024-03-01 10:30:00", anonymous_id="a1")]
     with duckdb.connect(str(warehouse)) as con:
         wf.insert_raw(con, "events", late, file="events/b.jsonl", loaded_at=datetime(2024, 3, 3))
-    _dbt(BUILD, warehouse, tmp_path)
-    _dbt(POST_IDENTITY, warehouse, tmp_path)
-    second = _sessions(warehouse)
+    wf.dbt_ok(BUILD, warehouse, tmp_path)
+    wf.dbt_ok(POST_IDENTITY, warehouse, tmp_path)
+    second = wf.rows_by_key(warehouse, TABLE)
     assert sorted(s["n_events"] for s in second.values()) == [1, 4]
     (untouched,) = [s for s in second.values() if s["user_id"] == "u2"]
     assert untouched == first[untouched["session_id"]], "kept as it was"
@@ -69,8 +51,8 @@ def test_a_late_event_merges_two_sessions_and_the_others_are_kept(tmp_path):
     rebuilt = tmp_path / "rebuilt"
     rebuilt.mkdir()
     shutil.copyfile(warehouse, rebuilt / "warehouse.duckdb")
-    _dbt([*POST_IDENTITY, "--full-refresh"], rebuilt / "warehouse.duckdb", rebuilt)
-    full = _sessions(rebuilt / "warehouse.duckdb")
+    wf.dbt_ok([*POST_IDENTITY, "--full-refresh"], rebuilt / "warehouse.duckdb", rebuilt)
+    full = wf.rows_by_key(rebuilt / "warehouse.duckdb", TABLE)
     drop = "_identified_at"
     assert {k: {c: v for c, v in s.items() if c != drop} for k, s in second.items()} == {
         k: {c: v for c, v in s.items() if c != drop} for k, s in full.items()

@@ -16,11 +16,6 @@ CONSENTS = "intermediate.int_consent_current"
 BUILD = ["run", "--select", "+int_profiles_deduplicated", "+int_consent_current"]
 
 
-def _dbt(args: list[str], warehouse, work_dir) -> None:
-    result = wf.run_dbt(args, warehouse, work_dir)
-    assert result.returncode == 0, result.stdout[-4000:]
-
-
 def _rows(warehouse, table: str) -> tuple[list[tuple], list]:
     """(the rows without the build columns, the distinct builds stored)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -39,7 +34,7 @@ def _full_rebuild(warehouse, tmp_path, name: str, extra: list[str] = ()) -> dict
     rebuilt = tmp_path / name
     rebuilt.mkdir()
     shutil.copyfile(warehouse, rebuilt / "warehouse.duckdb")
-    _dbt([*BUILD, *extra, "--full-refresh"], rebuilt / "warehouse.duckdb", rebuilt)
+    wf.dbt_ok([*BUILD, *extra, "--full-refresh"], rebuilt / "warehouse.duckdb", rebuilt)
     return {table: rows for table, (rows, _) in _both(rebuilt / "warehouse.duckdb").items()}
 
 
@@ -67,7 +62,7 @@ def test_unchanged_inputs_keep_the_rows_and_a_change_rebuilds_them(tmp_path):
             ],
         )
         wf.insert_raw(con, "consent", [_consent("u1", "true", 1), _consent("u2", "true", 1)])
-    _dbt(BUILD, warehouse, tmp_path)
+    wf.dbt_ok(BUILD, warehouse, tmp_path)
     first = _both(warehouse)
     assert [row[:2] for row in first[PROFILES][0]] == [("r1", "crm"), ("r2", "shop"), ("r3", "crm")]
     assert len(first[CONSENTS][0]) == 2
@@ -76,7 +71,7 @@ def test_unchanged_inputs_keep_the_rows_and_a_change_rebuilds_them(tmp_path):
     # a night with no new profile or consent: the rows of the first build stay
     with duckdb.connect(str(warehouse)) as con:
         wf.insert_raw(con, "events", [wf.make_event("e1", "page_view", "2024-03-01 10:00:00")])
-    _dbt(BUILD, warehouse, tmp_path)
+    wf.dbt_ok(BUILD, warehouse, tmp_path)
     assert _both(warehouse) == first
 
     # a new version of r1, r3 removed (as the erasure sweep removes raw rows), u2 withdraws
@@ -96,7 +91,7 @@ def test_unchanged_inputs_keep_the_rows_and_a_change_rebuilds_them(tmp_path):
             file="consent/part-2.jsonl",
             loaded_at=datetime(2024, 3, 3),
         )
-    _dbt(BUILD, warehouse, tmp_path)
+    wf.dbt_ok(BUILD, warehouse, tmp_path)
     second = _both(warehouse)
     for table in (PROFILES, CONSENTS):
         (build,) = second[table][1]  # one build: the rows of the first are gone
@@ -111,7 +106,7 @@ def test_unchanged_inputs_keep_the_rows_and_a_change_rebuilds_them(tmp_path):
     # another valid age range renders another profiles view (r2's age 41 becomes invalid): the
     # profiles are rebuilt, the consents kept
     narrower = ["--vars", "{max_valid_age: 40}"]
-    _dbt([*BUILD, *narrower], warehouse, tmp_path)
+    wf.dbt_ok([*BUILD, *narrower], warehouse, tmp_path)
     third = _both(warehouse)
     assert third[CONSENTS] == second[CONSENTS]
     assert third[PROFILES][0] != second[PROFILES][0]
@@ -119,5 +114,5 @@ def test_unchanged_inputs_keep_the_rows_and_a_change_rebuilds_them(tmp_path):
     assert {t: rows for t, (rows, _) in third.items()} == _full_rebuild(
         warehouse, tmp_path, "rebuilt_narrower", narrower
     )
-    _dbt([*BUILD, *narrower], warehouse, tmp_path)
+    wf.dbt_ok([*BUILD, *narrower], warehouse, tmp_path)
     assert _both(warehouse) == third

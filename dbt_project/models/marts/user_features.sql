@@ -4,58 +4,31 @@ people as (
     select * from {{ ref('user_profiles') }}
 ),
 
-events as (
-    select * from {{ ref('events') }}
-),
-
 run_settings as (
     select * from {{ ref('int_run_settings_resolved') }}
 ),
 
-sessions_of_people as (
-    -- features see nothing after the as-of time (historical runs). Per person and session
-    -- first, then per person: a `count(distinct session_id)` per person sorts every person's
-    -- sessions.
-    select
-        events.person_id,
-        events.session_id,
-        max(events.occurred_at) as last_event_at,
-        count(*) as n_events,
-        count(case when events.event_type = 'view_product' then 1 end) as n_product_views,
-        count(case when events.event_type = 'add_to_cart' then 1 end) as n_cart_adds,
-        count(case when events.event_type = 'purchase' then 1 end) as frequency,
-        sum(case when events.event_type = 'purchase' then events.value end) as monetary,
-        count(case when events.device_type = 'mobile' then 1 end) as n_events_mobile,
-        count(case when events.device_type = 'desktop' then 1 end) as n_events_desktop,
-        count(case when events.device_type = 'tablet' then 1 end) as n_events_tablet,
-        count(case when events.daypart = 'morning' then 1 end) as n_events_morning,
-        count(case when events.daypart = 'afternoon' then 1 end) as n_events_afternoon,
-        count(case when events.daypart = 'evening' then 1 end) as n_events_evening,
-        count(case when events.daypart = 'night' then 1 end) as n_events_night
-    from events
-    cross join run_settings
-    where events.person_id is not null
-        and events.occurred_at <= run_settings.as_of
-    group by events.person_id, events.session_id
-),
-
 behavior as (
+    -- features see nothing after the as-of time (historical runs): the columns without a
+    -- suffix count the events up to it
     select
         person_id,
-        max(last_event_at) as last_event_at,
-        cast(sum(n_events) as bigint) as n_events,
-        count(session_id) as n_sessions,
-        cast(sum(n_product_views) as bigint) as n_product_views,
-        cast(sum(n_cart_adds) as bigint) as n_cart_adds,
-        cast(sum(frequency) as bigint) as frequency,
-        coalesce(sum(monetary), 0) as monetary,
-        {%- for bucket in [
-            'mobile', 'desktop', 'tablet', 'morning', 'afternoon', 'evening', 'night',
-        ] %}
-        cast(sum(n_events_{{ bucket }}) as bigint) as n_events_{{ bucket }}{{ ',' if not loop.last }}
-        {%- endfor %}
-    from sessions_of_people
-    group by person_id
+        last_event_at,
+        n_events,
+        n_sessions,
+        n_product_views,
+        n_cart_adds,
+        n_purchases as frequency,
+        coalesce(purchase_value, 0) as monetary,
+        n_events_mobile,
+        n_events_desktop,
+        n_events_tablet,
+        n_events_morning,
+        n_events_afternoon,
+        n_events_evening,
+        n_events_night
+    from {{ ref('int_person_activity') }}
+    where n_events > 0
 ),
 
 final as (

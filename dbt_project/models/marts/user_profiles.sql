@@ -30,8 +30,14 @@ profiles as (
     select * from {{ ref('int_profiles_deduplicated') }}
 ),
 
-events as (
-    select * from {{ ref('events') }}
+activity as (
+    -- every event of the person, up to the as-of time or after it
+    select
+        person_id,
+        first_seen_at,
+        last_seen_at,
+        n_events_all as n_events
+    from {{ ref('int_person_activity') }}
 ),
 
 consents as (
@@ -266,17 +272,6 @@ aged as (
         ) }} as age_from_birth_date
     from survived
     cross join run_settings
-),
-
-activity as (
-    select
-        person_id,
-        min(occurred_at) as first_seen_at,
-        max(occurred_at) as last_seen_at,
-        count(*) as n_events
-    from events
-    where person_id is not null
-    group by person_id
 ),
 
 person_subjects as (

@@ -56,6 +56,7 @@ _CODE_GLOBS = (
     "models/intermediate/int_events_*.sql",
     "models/intermediate/int_sessions.sql",
     "models/intermediate/int_person_activity.sql",
+    "models/intermediate/int_profiles_survived.sql",
     "models/intermediate/int_erased_identifiers.sql",
     # kept while their inputs are unchanged (macros/inputs_fingerprint.sql): a new column fails
     "models/intermediate/int_profiles_deduplicated.sql",
@@ -167,7 +168,7 @@ def record_baseline(con: duckdb.DuckDBPyConnection, *, rebuilt: bool = False) ->
     _ensure_baseline(con)
     sources = ", ".join(f"'{s}'" for s in INCREMENTAL_SOURCES)
     con.execute("begin")
-    con.execute("delete from audit.incremental_baseline where kind <> 'pending'")
+    con.execute("delete from audit.incremental_baseline where kind in ('file', 'fingerprint')")
     if rebuilt:
         con.execute(
             "delete from audit.incremental_baseline where kind = 'pending' and key = $phase",
@@ -218,3 +219,24 @@ def clear_pending(con: duckdb.DuckDBPyConnection, phase: str = POST_IDENTITY_PHA
         "delete from audit.incremental_baseline where kind = 'pending' and key = $p",
         {"p": phase},
     )
+
+
+def tested_since(con: duckdb.DuckDBPyConnection) -> datetime:
+    """Now, in the warehouse's clock: the time a phase starts, for `record_tested`."""
+    return con.execute("select now()::timestamp").fetchone()[0]
+
+
+def record_tested(con: duckdb.DuckDBPyConnection, phase: str, started_at: datetime) -> None:
+    """After `phase` built and passed every test of its whole selection: rows written before
+    `started_at` were tested. Tests whose `where` is `__served_since_last_tested__`
+    (dbt_project/macros/new_deliveries.sql) then read only the rows served since."""
+    _ensure_baseline(con)
+    con.execute("begin")
+    con.execute(
+        "delete from audit.incremental_baseline where kind = 'tested' and key = $p", {"p": phase}
+    )
+    con.execute(
+        "insert into audit.incremental_baseline values ('tested', $p, '', $at)",
+        {"p": phase, "at": started_at},
+    )
+    con.execute("commit")

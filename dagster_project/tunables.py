@@ -318,8 +318,8 @@ def load_identity_tunables(config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
 # --- survivorship of the master record (identity.yaml `survivorship`) ---------------------------
 
 # The user_profiles columns chosen among a person's profile records (`age`: the reported age,
-# used when the birth date gives none). dbt_project/models/marts/user_profiles.sql unpivots
-# exactly these; signup_at (earliest) and updated_at (latest) are aggregates, not chosen.
+# used when the birth date gives none). dbt_project/models/intermediate/int_profiles_survived.sql
+# picks exactly these; signup_at (earliest) and updated_at (latest) are aggregates, not chosen.
 SURVIVORSHIP_FIELDS = (
     "user_id",
     "email_token",

@@ -117,6 +117,7 @@ def dbt_build_args(full_refresh: bool = False) -> list[str]:
 
 
 INCREMENTAL_PHASE = "pre_identity"  # holds the incremental event chain
+TESTED_PHASE = "ml_marts"  # tests the rows served since it last passed
 IDENTIFIED_EVENTS = AssetKey(["intermediate", "int_events_identified"])  # in post_identity
 
 
@@ -148,6 +149,15 @@ def _build_dbt_phase(selector: str, description: str):
             if rebuild and IDENTIFIED_EVENTS in context.selected_asset_keys:
                 with warehouse.connect() as con:
                     incremental.clear_pending(con)
+            return
+        if selector == TESTED_PHASE and not context.is_subset:
+            # the recommendations' uniqueness tests read the people served since this phase
+            # last passed (dbt_project/macros/new_deliveries.sql); a subset may skip them
+            with warehouse.connect() as con:
+                started_at = incremental.tested_since(con)
+            yield from _run_dbt(context, dbt, requested)
+            with warehouse.connect() as con:
+                incremental.record_tested(con, selector, started_at)
             return
         if selector != INCREMENTAL_PHASE:
             yield from _run_dbt(context, dbt)

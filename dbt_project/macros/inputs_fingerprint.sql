@@ -59,3 +59,20 @@ where false
 {% macro keep_newest_build() -%}
     delete from {{ this }} where _built_at < (select max(_built_at) from {{ this }})
 {%- endmacro %}
+
+
+{#-
+    The rows of `cte` whose person is in the model's `touched` CTE on an incremental build (the
+    people it recomputes), every row on a full one. Used by the person-level incremental models
+    (int_person_activity, int_profiles_survived), which define `touched` when incremental.
+-#}
+{% macro of_touched_people(cte) -%}
+    {%- if is_incremental() %}
+    select {{ cte }}.*
+    from {{ cte }}
+    semi join touched
+        on {{ cte }}.person_id = touched.person_id
+    {%- else %}
+    select * from {{ cte }}
+    {%- endif %}
+{%- endmacro %}

@@ -5,6 +5,7 @@ warehouse without a baseline, tests every row."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime
 
 import dbt_warehouse_fixture as wf
@@ -110,3 +111,63 @@ def test_the_event_models_test_the_rows_of_their_latest_build(tmp_path):
     latest = wf.run_dbt(tests, warehouse, tmp_path)
     assert latest.returncode != 0
     assert _failures(tmp_path, UNIQUE_DEDUPLICATED) == 1
+
+
+RECOMMENDATION_UNIQUENESS = (
+    "unique_combination_of_columns_recommendations_person_id__rank",
+    "unique_combination_of_columns_recommendations_person_id__item_id",
+)
+
+
+def test_recommendation_uniqueness_reads_the_people_served_since_last_tested(
+    built_warehouse, tmp_path
+):
+    """The uniqueness tests of marts.recommendations read the lists served since the ml_marts
+    phase last passed (`tested` in audit.incremental_baseline): a repeated row in a list served
+    before is not read again; once that person is served again, it fails both."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(built_warehouse.path, warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "create table ml.recommendations_served as select distinct person_id, "
+            "timestamp '2024-03-01' as served_at from ml.recommendations"
+        )
+        con.execute("create schema if not exists audit")
+        con.execute(
+            "create table if not exists audit.incremental_baseline "
+            "(kind varchar, key varchar, value varchar, built_at timestamp)"
+        )
+        con.execute(
+            "insert into audit.incremental_baseline values ('tested', 'ml_marts', '', ?)",
+            [datetime(2024, 3, 2)],
+        )
+        person = con.execute("select min(person_id) from ml.recommendations").fetchone()[0]
+        con.execute(
+            "insert into ml.recommendations select * from ml.recommendations "
+            "where person_id = ? and rank = 1",
+            [person],
+        )
+    tests = ["test", "--select", "recommendations", "--exclude", "resource_type:unit_test"]
+
+    def failures() -> list[int]:
+        results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+        return [
+            int(result["failures"] or 0)
+            for name in RECOMMENDATION_UNIQUENESS
+            for result in results
+            if result["unique_id"].split(".")[2].startswith(name)
+        ]
+
+    before = wf.run_dbt(tests, warehouse, tmp_path)
+    assert before.returncode == 0, before.stdout[-4000:]
+    assert failures() == [0, 0]
+
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "update ml.recommendations_served set served_at = timestamp '2024-03-03' "
+            "where person_id = ?",
+            [person],
+        )
+    served = wf.run_dbt(tests, warehouse, tmp_path)
+    assert served.returncode != 0
+    assert failures() == [1, 1]

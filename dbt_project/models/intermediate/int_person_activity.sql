@@ -21,10 +21,6 @@
     (dagster_project/incremental.py).
 -#}
 {{ config(
-    materialized='incremental',
-    unique_key='person_id',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
     post_hook=[
         "{% if is_incremental() %}delete from {{ this }} where n_events_all = 0{% endif %}",
     ],
@@ -107,18 +103,11 @@ touched as (
     {%- endif %}
     {%- endif %}
 ),
+{% endif %}
 
 scoped as (
-    select events.*
-    from events
-    semi join touched
-        on events.person_id = touched.person_id
+    {{ of_touched_people('events') }}
 ),
-{% else %}
-scoped as (
-    select * from events
-),
-{% endif %}
 
 until_as_of as not materialized (
     select scoped.*

@@ -27,7 +27,6 @@
 ) }}
 
 {%- set identified_watermark = stored_watermark('_identified_at') %}
-{%- set as_of_moved = 'none' %}
 {%- if is_incremental() and execute %}
     {%- set as_of_row = run_query(
         "select (select as_of from " ~ ref('int_run_settings_resolved') ~ ")::varchar, "

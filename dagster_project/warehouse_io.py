@@ -41,6 +41,19 @@ def write_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame)
     return len(frame)
 
 
+def append_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+    """Append `frame` to `table` by column name (created from the frame's columns when it does
+    not exist); return the row count."""
+    con.execute(f"create schema if not exists {table.split('.')[0]}")
+    register_frame(con, "_pz_append_in", frame)
+    try:
+        con.execute(f"create table if not exists {table} as select * from _pz_append_in limit 0")
+        con.execute(f"insert into {table} by name select * from _pz_append_in")
+    finally:
+        con.unregister("_pz_append_in")
+    return len(frame)
+
+
 def write_frames(con: duckdb.DuckDBPyConnection, table: str, frames: Iterable[pd.DataFrame]) -> int:
     """Replace `schema.table` with the rows of `frames` (the first one sets the columns),
     holding one frame at a time; return the row count. With no frames at all, the table is

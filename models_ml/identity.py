@@ -94,6 +94,12 @@ def stable_person_ids(anchor_keys: pd.Series | np.ndarray) -> np.ndarray:
     return _format_person_ids(_person_id_hashes(anchor_keys))
 
 
+def run_starts(values: np.ndarray) -> np.ndarray:
+    """Which elements of sorted `values` start a run of equal ones (an empty mask for an empty
+    array: a part of the graph without edges, or without an identifier held last run)."""
+    return np.r_[True, values[1:] != values[:-1]] if len(values) else np.zeros(0, dtype=bool)
+
+
 def value_codes(values, *, sort: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(code of each value, the distinct values as an object array): nulls get the last code,
     whose value is None. With `sort`, code order is value order (fast on categoricals)."""
@@ -205,7 +211,7 @@ def resolve_coded(
     anchor_rank = np.full(n, _LINKER_RANK, dtype=np.int64)
     anchor_rank[node_code] = lookup(nodes[IDENTIFIER_TYPE], _ANCHOR_PREFERENCE, _LINKER_RANK)
     order = np.lexsort((np.arange(n), anchor_rank, component))
-    is_first = np.r_[True, component[order][1:] != component[order][:-1]]
+    is_first = run_starts(component[order])
     anchors = np.empty(component.max() + 1 if n else 0, dtype=np.int64)
     anchors[component[order][is_first]] = order[is_first]
     # A person_id is its hash's hex digits: hash order is person_id order.
@@ -240,6 +246,21 @@ def resolve_coded(
         person_code=person_of_component[component[assigned_code]].astype(np.int64),
         person_ids=_format_person_ids(hashes),
     )
+
+
+def component_labels(graph: CodedGraph) -> np.ndarray:
+    """Per node code, a label of its connected component (edges as given, so before any
+    guardrail cut): a keyed 64-bit hash of the component's smallest node_key, as int64. A
+    component keeps its label while its smallest key stays in it."""
+    if graph.n == 0:
+        return np.zeros(0, dtype=np.int64)
+    a = graph.edges[CODE_A].to_numpy(np.int64)
+    b = graph.edges[CODE_B].to_numpy(np.int64)
+    _, component = csgraph.connected_components(_symmetric_graph(a, b, graph.n), directed=False)
+    # codes ascend with the keys: a component's first code is its smallest key
+    _, first, inverse = np.unique(component, return_index=True, return_inverse=True)
+    hashes = _person_id_hashes(graph.node_keys(first)).view(np.int64)
+    return hashes[inverse]
 
 
 def resolve_identities(
@@ -392,8 +413,7 @@ def _joining_edge_attributes(
     probability = pd.to_numeric(probabilities, errors="coerce").fillna(1.0).to_numpy(float)
     method_code, method_names = value_codes(methods, sort=True)
     strongest = np.lexsort((method_code, -probability, pair))
-    is_first = np.r_[True, pair[strongest][1:] != pair[strongest][:-1]]
-    strongest = strongest[is_first]
+    strongest = strongest[run_starts(pair[strongest])]
     pairs = pair[strongest]
 
     node = np.arange(n, dtype=np.int64)

@@ -38,6 +38,7 @@ from models_ml.identity import (
     CodedGraph,
     encode_graph,
     lookup,
+    run_starts,
     stable_person_ids,
 )
 
@@ -290,12 +291,12 @@ def carry_over_codes(
     new, old = pairs // n_previous, pairs % n_previous
     # Each old id goes to the new person with the largest share of it ...
     best_for_old = np.lexsort((new, -identifiers, old))
-    best_for_old = best_for_old[np.r_[True, old[best_for_old][1:] != old[best_for_old][:-1]]]
+    best_for_old = best_for_old[run_starts(old[best_for_old])]
     # ... and each new person takes, among the old ids it won, the one it shares most with.
     keeper = best_for_old[
         np.lexsort((old[best_for_old], -identifiers[best_for_old], new[best_for_old]))
     ]
-    keeper = keeper[np.r_[True, new[keeper][1:] != new[keeper][:-1]]]
+    keeper = keeper[run_starts(new[keeper])]
     final_ids = np.asarray(person_ids, dtype=object).copy()
     final_ids[new[keeper]] = previous_ids[old[keeper]]
     fresh = np.ones(len(person_ids), dtype=bool)

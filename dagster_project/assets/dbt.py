@@ -61,10 +61,12 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
 
 
 class WarehouseDbtCliResource(DbtCliResource):
-    """`DbtCliResource` without its `dbt --version` call: dagster-dbt asks the dbt executable
-    for its version once per process, a whole dbt start-up (4-7 s here, and a check for a newer
-    release on PyPI). The executable is this environment's (`dagster_project.project` puts its
-    bin directory first on PATH), so the installed dbt-core package says the same.
+    """`DbtCliResource` without its `dbt --version` call and its in-process dbt adapter.
+
+    dagster-dbt asks the dbt executable for its version once per process, a whole dbt start-up
+    (4-7 s here, and a check for a newer release on PyPI). The executable is this
+    environment's (`dagster_project.project` puts its bin directory first on PATH), so the
+    installed dbt-core package says the same.
 
     `_cli_version` is dagster-dbt's own (private) property, pinned by uv.lock: should a later
     dagster-dbt rename it, this override goes unused and each run pays the call again.
@@ -73,6 +75,14 @@ class WarehouseDbtCliResource(DbtCliResource):
     @cached_property
     def _cli_version(self) -> version.Version:
         return version.parse(installed_version("dbt-core"))
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
+        """No dbt adapter in this process. dagster-dbt builds one before every invocation (it
+        loads the profile, the project and dbt's macros: 0.6-1.9 s a phase here) only for
+        `fetch_row_counts()` and `fetch_column_metadata()`, which these assets do not call;
+        without one, the invocation streams the same events. Also a private method of
+        dagster-dbt, pinned by uv.lock like `_cli_version`."""
+        return None
 
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"

@@ -35,7 +35,7 @@ from dagster_project import incremental, model_selection, model_store
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
-from dagster_project.warehouse_io import read_frame, register_frame, write_frame
+from dagster_project.warehouse_io import append_frame, read_frame, write_frame
 from models_ml.clustering import KMeansSegmenter, cluster_segments
 from models_ml.drift import feature_bins, feature_drift, segment_share_drift, segment_shares
 from models_ml.features import clustering_matrix
@@ -149,18 +149,6 @@ def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         "select count(*) from information_schema.tables where table_schema = $s and table_name = $n"
     )
     return con.execute(sql, {"s": schema, "n": name}).fetchall()[0][0] > 0
-
-
-def append_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
-    """Append `frame` to `table` (created from the frame's columns on the first run)."""
-    con.execute(f"create schema if not exists {table.split('.')[0]}")
-    register_frame(con, "_pz_append_in", frame)
-    try:
-        con.execute(f"create table if not exists {table} as select * from _pz_append_in limit 0")
-        con.execute(f"insert into {table} by name select * from _pz_append_in")
-    finally:
-        con.unregister("_pz_append_in")
-    return len(frame)
 
 
 def previous_centroids(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:

@@ -14,7 +14,9 @@ from models_ml.linkage import apply_guardrails, guardrail_cuts
 EDGE_COLUMNS = "node_key_a, node_key_b, method, match_probability"
 # Every node_key with its code: its rank among the keys (DuckDB orders varchar by bytes, which
 # is Python's str order), so the smallest key is the smallest code.
-_CODES = "_pz_identity_node_codes"
+NODE_CODES = "_pz_identity_node_codes"
+# An edge's identity: both ends, method and probability (a re-scored link is another edge).
+EDGE_HASH = "hash(e.node_key_a, e.node_key_b, e.method, e.match_probability)"
 _PREVIOUS_IDS = "_pz_identity_previous_ids"
 
 
@@ -38,7 +40,7 @@ def read_coded_graph(
     if linker_only:
         # An edge end that is no node: every key of either, with the node's columns if any.
         all_keys = (
-            "select node_key from intermediate.int_identity_nodes union "
+            f"select node_key from ({nodes_sql}) union "
             f"select node_key_a from ({edges_sql}) union select node_key_b from ({edges_sql})"
         )
         _create_codes(
@@ -50,7 +52,7 @@ def read_coded_graph(
     nodes = read_frame(
         con,
         "select node_code, node_key, identifier_type, identifier, source_system "
-        f"from {_CODES} order by node_code",
+        f"from {NODE_CODES} order by node_code",
     )
     keys = nodes.pop("node_key")
     if linker_only:
@@ -61,7 +63,7 @@ def read_coded_graph(
 
 def _create_codes(con: duckdb.DuckDBPyConnection, nodes_sql: str) -> None:
     con.execute(
-        f"create or replace temp table {_CODES} as select "
+        f"create or replace temp table {NODE_CODES} as select "
         "(row_number() over (order by node_key) - 1)::bigint as node_code, node_key, "
         "identifier_type, identifier, source_system, "
         "coalesce(source_system, '') as source_system_key "
@@ -70,11 +72,13 @@ def _create_codes(con: duckdb.DuckDBPyConnection, nodes_sql: str) -> None:
 
 
 def _read_coded_edges(con: duckdb.DuckDBPyConnection, edges_sql: str) -> pd.DataFrame:
-    """The edges with their ends' codes (null: an end without a code); methods categorical."""
+    """The edges with their ends' codes (null: an end without a code), methods categorical,
+    and each edge's `EDGE_HASH` (`dagster_project.identity.scope` keeps them)."""
     edges = con.sql(
-        "select a.node_code as code_a, b.node_code as code_b, e.method, e.match_probability "
-        f"from ({edges_sql}) e left join {_CODES} a on a.node_key = e.node_key_a "
-        f"left join {_CODES} b on b.node_key = e.node_key_b "
+        "select a.node_code as code_a, b.node_code as code_b, e.method, e.match_probability, "
+        f"{EDGE_HASH} as edge_hash "
+        f"from ({edges_sql}) e left join {NODE_CODES} a on a.node_key = e.node_key_a "
+        f"left join {NODE_CODES} b on b.node_key = e.node_key_b "
         "where e.node_key_a is not null and e.node_key_b is not null"
     ).to_arrow_table()
     method = edges.schema.get_field_index("method")
@@ -83,7 +87,7 @@ def _read_coded_edges(con: duckdb.DuckDBPyConnection, edges_sql: str) -> pd.Data
 
 def drop_codes(con: duckdb.DuckDBPyConnection) -> None:
     """Drop the codes `read_coded_graph` keeps for `read_previous_matches`."""
-    con.execute(f"drop table if exists {_CODES}")
+    con.execute(f"drop table if exists {NODE_CODES}")
 
 
 def read_previous_matches(
@@ -104,7 +108,7 @@ def read_previous_matches(
     matches = read_frame(
         con,
         "select c.node_code, i.previous_code "
-        f"from {previous_table} p join {_PREVIOUS_IDS} i using (person_id) join {_CODES} c "
+        f"from {previous_table} p join {_PREVIOUS_IDS} i using (person_id) join {NODE_CODES} c "
         "on c.identifier_type is not distinct from p.identifier_type "
         "and c.identifier is not distinct from p.identifier "
         "and c.source_system_key = coalesce(p.source_system, '')",
@@ -131,4 +135,33 @@ def _guardrail_settings(guardrails: dict) -> dict:
         "max_user_ids": guardrails["max_user_ids_per_person"],
         "max_records": guardrails["max_records_per_person"],
         "breakable_methods": tuple(guardrails["breakable_methods"]),
+    }
+
+
+def assignment_stats(con: duckdb.DuckDBPyConnection, table: str) -> dict:
+    """`models_ml.identity.identity_stats` of the assignments in `table`, counted in DuckDB
+    (the step keeps most rows in the warehouse and reads none of them)."""
+    identifiers, people, singletons, largest, multiple = con.execute(
+        f"""
+        with per_person as (
+            select person_id, count(*) as n,
+                count(distinct identifier) filter (where identifier_type = 'user_id') as users
+            from {table} where person_id is not null group by person_id
+        )
+        select (select count(*) from {table}), count(*), count(*) filter (where n = 1),
+            coalesce(max(n), 0), count(*) filter (where users > 1)
+        from per_person
+        """
+    ).fetchall()[0]
+    by_method = con.execute(
+        f"select method, count(*) from {table} where method is not null "
+        "group by method order by method"
+    ).fetchall()
+    return {
+        "identifiers": int(identifiers),
+        "people": int(people),
+        "singleton_people": int(singletons),
+        "largest_person_identifiers": int(largest),
+        "people_with_multiple_user_ids": int(multiple),
+        "identifiers_by_method": {str(m): int(n) for m, n in by_method},
     }

@@ -90,12 +90,14 @@ def _now() -> datetime:
         "`audit.data_audit`: per run, source and column: rows, completeness, distinct values, "
         "min/max/mean/variance, values nulled as invalid or unrecognized by staging; per source "
         "(`*` row) freshness, records per day and rows quarantined at ingest. A source whose "
-        "raw rows, staging SQL and config did not change keeps its last profile."
+        "raw rows (by their load keys), staging SQL and config did not change keeps its last "
+        "profile; a full refresh profiles every source."
     ),
 )
 def data_audit(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     with warehouse.connect() as con:
-        outcome = write_data_audit(con, context.run.run_id, _now())
+        forced = incremental.full_refresh_requested(context.run.tags)
+        outcome = write_data_audit(con, context.run.run_id, _now(), forced=forced)
         audit = con.execute(
             "select * from audit.data_audit where run_id = $run order by source, column_name",
             {"run": context.run.run_id},

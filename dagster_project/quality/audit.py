@@ -8,9 +8,16 @@ All SQL; one `insert ... select` per source.
 
 A source whose profile cannot have changed since the last audit (a night lands events and
 contexts, not profiles or consents) gets that profile again, with this run's freshness and
-quarantine count: its fingerprint (`input_fingerprint`) covers its raw table's rows, every
-staging view's SQL, every config table and the audit's own SQL. At L that saves the 3.7 s
-profiling the profiles, consents and catalog took each night, for about 0.3 s of hashing.
+quarantine count: its fingerprint (`input_fingerprint`) covers which rows its raw table holds,
+every staging view's SQL, every config table and the audit's own SQL. At L that saves the 3.7 s
+profiling the profiles, consents and catalog took each night.
+
+A raw table's rows are known by their load keys (`_file`, `_line`, `_loaded_at`), not by their
+content: the pipeline changes a raw table only by loading rows (each load has its own
+`_loaded_at`; a replaced file's rows are deleted and loaded again) and by deleting them
+(erasure). Hashing every column of the 17M raw events took 3-9 s of each night at L, the keys
+0.3 s. An edit of a raw row by hand, outside the pipeline, is not seen; a full refresh
+(`make full-refresh`, the run tag `pz/full_refresh`) profiles every source again.
 """
 
 from __future__ import annotations
@@ -67,19 +74,39 @@ class AuditOutcome:
     reused: tuple[str, ...]  # sources whose last profile was still current
 
 
-def _rows_hash_sql(table: str) -> str:
-    """Row count, xor and sum of a hash of every row (the sum catches a repeated pair)."""
+LOAD_KEYS = ("_file", "_line", "_loaded_at")  # which load a raw row came from, and where
+
+
+def _rows_hash_sql(table: str, columns: tuple[str, ...] = ()) -> str:
+    """Row count, xor and sum of a hash of every row, or of its `columns` (the sum catches a
+    repeated pair)."""
+    row = f"hash({', '.join(quote_identifier(c) for c in columns)})" if columns else "hash(t)"
     return (
-        "(select count(*) || ':' || coalesce(bit_xor(hash(t)), 0) || ':' "
-        f"|| coalesce(sum(hash(t)::hugeint), 0) from {table} as t)"
+        f"(select count(*) || ':' || coalesce(bit_xor({row}), 0) || ':' "
+        f"|| coalesce(sum({row}::hugeint), 0) from {table} as t)"
     )
 
 
+def _raw_rows_hash_sql(con: duckdb.DuckDBPyConnection, source: str) -> str:
+    """The hash of which rows `raw.<source>` holds: of their load keys when it has them (see
+    the module's docstring), else of every column."""
+    present = {
+        name
+        for (name,) in con.execute(
+            "select column_name from duckdb_columns() where database_name = current_database() "
+            "and schema_name = 'raw' and table_name = $source",
+            {"source": source},
+        ).fetchall()
+    }
+    keys = LOAD_KEYS if present.issuperset(LOAD_KEYS) else ()
+    return _rows_hash_sql(f"raw.{quote_identifier(source)}", keys)
+
+
 def input_fingerprint(con: duckdb.DuckDBPyConnection, source: str, profile_sql: str) -> str:
-    """What the profile of `source` is computed from, as one md5: the rows of `raw.<source>`,
-    the SQL of every staging view (rendered: a changed mapping macro or var shows) and every
-    config table's rows (mappings the views join), and `profile_sql` itself (the columns the
-    view has, and this module's SQL)."""
+    """What the profile of `source` is computed from, as one md5: which rows `raw.<source>`
+    holds (their load keys), the SQL of every staging view (rendered: a changed mapping macro
+    or var shows), every config table's rows (mappings the views join), and `profile_sql`
+    itself (the columns the view has, and this module's SQL)."""
     config_tables = [
         f"config.{name}"
         for (name,) in con.execute(
@@ -90,7 +117,7 @@ def input_fingerprint(con: duckdb.DuckDBPyConnection, source: str, profile_sql: 
     parts = [
         "(select string_agg(view_name || ':' || sql, '|' order by view_name) from duckdb_views() "
         "where database_name = current_database() and schema_name = 'staging')",
-        _rows_hash_sql(f"raw.{quote_identifier(source)}"),
+        _raw_rows_hash_sql(con, source),
         *(_rows_hash_sql(table) for table in config_tables),
         "md5($profile)",
     ]
@@ -187,10 +214,12 @@ def write_data_audit(
     run_id: str,
     audited_at: datetime,
     relations: dict[str, tuple[str, str]] = AUDITED_RELATIONS,
+    *,
+    forced: bool = False,
 ) -> AuditOutcome:
     """Profile every staging relation into `audit.data_audit` for this run; a source whose
     inputs did not change since its last audit gets that profile again, with this run's
-    freshness and quarantine count."""
+    freshness and quarantine count (unless `forced`: a full refresh)."""
     ensure_data_audit_table(con)
     con.execute("delete from audit.data_audit where run_id = $run", {"run": run_id})
     con.execute("delete from audit.data_audit_inputs where run_id = $run", {"run": run_id})
@@ -200,7 +229,7 @@ def write_data_audit(
         described = [(r[0], r[1]) for r in con.execute(f"describe {relation}").fetchall()]
         profile = column_profile_sql(relation, described, timestamp_column)
         fingerprint = input_fingerprint(con, source, profile)
-        last_run = _reusable_run(con, source, fingerprint)
+        last_run = None if forced else _reusable_run(con, source, fingerprint)
         if last_run is not None:
             profile = (
                 "select * from audit.data_audit "

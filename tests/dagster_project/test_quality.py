@@ -235,24 +235,26 @@ def test_duplicate_keys_are_counted_as_gx_counts_them_with_and_without_duplicate
 
 
 def test_the_audit_reuses_a_source_profile_until_its_inputs_change(con):
-    """A source whose raw rows, staging SQL and config are as at its last audit gets that
-    profile again (this run's freshness); a new raw row, another view or config row re-profiles
-    it, and the reused profile equals a fresh one."""
+    """A source whose raw rows (by their load keys), staging SQL and config are as at its last
+    audit gets that profile again (this run's freshness); a new or deleted raw row, a reloaded
+    file, another view or config row re-profiles it, and the reused profile equals a fresh one.
+    A full refresh profiles it again."""
     con.execute(
         """
         create schema if not exists staging;
         create schema if not exists config;
         create table config.categorical_map as select 'x' as raw_key, 'y' as value;
         create or replace table raw.catalog as select * from (values
-            ('i1', 2.0, timestamp '2026-10-01 10:00'), ('i2', 4.0, timestamp '2026-10-02 10:00')
-        ) as t(item_id, price, _loaded_at);
+            ('i1', 2.0, 'a.csv', 1, timestamp '2026-10-01 10:00'),
+            ('i2', 4.0, 'b.csv', 1, timestamp '2026-10-02 10:00')
+        ) as t(item_id, price, _file, _line, _loaded_at);
         create view staging.stg_catalog as select item_id, price, _loaded_at from raw.catalog;
         """
     )
     relations = {"catalog": ("staging.stg_catalog", "_loaded_at")}
 
-    def audit(run: str, day: int) -> tuple[AuditOutcome, dict]:
-        outcome = write_data_audit(con, run, datetime(2026, 10, day), relations)
+    def audit(run: str, day: int, forced: bool = False) -> tuple[AuditOutcome, dict]:
+        outcome = write_data_audit(con, run, datetime(2026, 10, day), relations, forced=forced)
         cursor = con.execute(
             "select * exclude (run_id, audited_at) from audit.data_audit where run_id = $run",
             {"run": run},
@@ -270,8 +272,15 @@ def test_the_audit_reuses_a_source_profile_until_its_inputs_change(con):
         rows["*"].pop("freshness_hours")
     assert second_rows == first_rows
 
+    forced, forced_rows = audit("r2-forced", 4, forced=True)
+    forced_rows["*"].pop("freshness_hours")
+    assert forced.reused == () and forced_rows == second_rows
+
     changes = [
-        "insert into raw.catalog values ('i3', 8.0, timestamp '2026-10-03 10:00')",
+        "insert into raw.catalog values ('i3', 8.0, 'c.csv', 1, timestamp '2026-10-03 10:00')",
+        "delete from raw.catalog where item_id = 'i1'",
+        # b.csv loaded again, same content: a new load
+        "update raw.catalog set _loaded_at = timestamp '2026-10-04 10:00' where _file = 'b.csv'",
         "create or replace view staging.stg_catalog as "
         "select item_id, price * 2 as price, _loaded_at from raw.catalog",
         "insert into config.categorical_map values ('z', 'w')",

@@ -4,7 +4,9 @@
 
 with
 
-identity_map as (
+-- `not materialized`: read by several branches, DuckDB would materialize it, every column of
+-- every row; inlined, each branch scans only the columns it needs.
+identity_map as not materialized (
     select * from {{ ref('identity_map') }}
 ),
 

@@ -21,7 +21,25 @@
 ) }}
 
 {%- set events_watermark = stored_watermark('_events_watermark') %}
+
 {%- set contexts_watermark = stored_watermark('_contexts_watermark') %}
+
+{#- The columns of a context the events take. `contexts` is read twice, so DuckDB materializes
+    it: with `select *` that was every column of the staging view (user agents, IP tokens,
+    coordinates) computed and stored for the 6.4M contexts of L. #}
+{%- set context_columns -%}
+    all_contexts.event_id,
+        all_contexts.session_id,
+        all_contexts.device_type,
+        all_contexts.os,
+        all_contexts.browser,
+        all_contexts.geo_country,
+        all_contexts.geo_city,
+        all_contexts.timezone,
+        all_contexts._loaded_at,
+        all_contexts._file,
+        all_contexts._line
+{%- endset %}
 
 with
 
@@ -317,7 +335,8 @@ events_to_enrich as (
 ),
 
 contexts as (
-    select all_contexts.*
+    select
+        {{ context_columns }}
     from all_contexts
     where all_contexts.event_id in (select event_id from events_to_enrich)
         or all_contexts.session_id in (select session_id from events_to_enrich)
@@ -328,7 +347,9 @@ events_to_enrich as not materialized (
 ),
 
 contexts as (
-    select * from all_contexts
+    select
+        {{ context_columns }}
+    from all_contexts
 ),
 {% endif %}
 

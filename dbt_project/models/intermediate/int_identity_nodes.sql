@@ -2,7 +2,9 @@
 
 with
 
-profiles as (
+-- `not materialized`: read by several branches, DuckDB would materialize it, every column of
+-- every row; inlined, each branch scans only the columns it needs.
+profiles as not materialized (
     select * from {{ ref('int_profiles_deduplicated') }}
 ),
 

@@ -4,7 +4,10 @@ context as (
     select * from {{ source('context', 'context') }}
 ),
 
-categorical_map as (
+-- `not materialized`: read twice, DuckDB would materialize it, and the view would then compute
+-- every column of every context for any reader, even `count(*)` or one filtered on event_id
+-- (6.4M contexts at L: 7 s instead of 0.8 s, whatever the reader needs).
+categorical_map as not materialized (
     select * from {{ ref('stg_config__categorical_map') }}
 ),
 

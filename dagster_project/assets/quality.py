@@ -41,9 +41,12 @@ from dagster_project.quality.audit import (
 from dagster_project.quality.consistency import CONSISTENCY_CHECKS, find_inconsistencies
 from dagster_project.quality.expectations import (
     SuiteOutcome,
+    last_passed_through,
     load_suites,
     read_suite_frame,
+    record_passed_windows,
     validate_suites,
+    window_of,
 )
 from dagster_project.quality.reconciliation import reconcile_source
 from dagster_project.resources import WarehouseResource
@@ -55,7 +58,8 @@ FUTURE_TOLERANCE = timedelta(hours=24)  # clock skew allowed before a timestamp 
 # that step cannot block them (Dagster rejects the cycle): there a failure is ERROR, not a gate.
 BLOCKING_GROUPS = {"raw", "ml_marts"}
 # Groups over append-only raw tables: a run validates the rows loaded since the last successful
-# build of the event chain (they passed when they arrived; a full refresh validates all).
+# build of the event chain (they passed when they arrived; a full refresh validates all). A
+# suite of another group with `meta.window` validates the rows rewritten since it last passed.
 LOAD_WINDOW_GROUPS = {"raw"}
 AUDIT_COLUMNS = [
     "source",
@@ -268,15 +272,21 @@ def _build_expectation_checks(group: str):
         now = _now()
         selected = {key.name for key in context.selected_asset_check_keys}
         chosen = [suite for suite in suites if f"expectations_{suite['name']}" in selected]
+        full = incremental.full_refresh_requested(context.run.tags if context.run else None)
         with warehouse.connect() as con:
             max_rows = gx_max_rows()
-            since = None
-            if group in LOAD_WINDOW_GROUPS and not incremental.full_refresh_requested(
-                context.run.tags if context.run else None
-            ):
-                since = incremental.last_build_time(con)
+            loaded_since = None
+            if group in LOAD_WINDOW_GROUPS and not full:
+                loaded_since = incremental.last_build_time(con)
+
+            def since(suite: dict):
+                if window_of(suite) is None:
+                    return loaded_since
+                return None if full else last_passed_through(con, suite)
+
             frames = {
-                suite["name"]: read_suite_frame(con, suite, max_rows, since) for suite in chosen
+                suite["name"]: read_suite_frame(con, suite, max_rows, since(suite))
+                for suite in chosen
             }
             for name, frame in frames.items():
                 if frame.sampled:
@@ -290,6 +300,7 @@ def _build_expectation_checks(group: str):
         outcomes = validate_suites(chosen, frames, parameters, docs)
         with warehouse.connect() as con:
             _write_expectation_results(con, outcomes, context.run.run_id, now)
+            record_passed_windows(con, chosen, frames, outcomes, context.run.run_id, now)
         context.log.info(f"Data Docs: {docs / 'index.html'}")
         for outcome in outcomes:
             yield _suite_check_result(outcome, f"expectations_{outcome.suite}", docs / "index.html")

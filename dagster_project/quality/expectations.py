@@ -2,7 +2,7 @@
 
 A suite file is GX's own suite JSON plus three keys in its `meta`: `relation` (the warehouse
 table it validates), `asset_key` (the Dagster asset its check attaches to) and `group` (the
-multi-check that runs it, see `load_suites`). An expectation
+multi-check that runs it, see `load_suites`), and optionally `window` (below). An expectation
 whose `meta.critical` is true blocks downstream assets when it fails; the others warn.
 Values known only at run time (now + tolerance, the canonical event types, the catalog's item
 ids) are GX suite parameters: `{"$PARAMETER": "<name>"}` in the JSON.
@@ -14,6 +14,17 @@ GX validates pandas frames. A table bigger than `PZ_GX_MAX_ROWS` (1M) is validat
 sample of that many rows (the same rows every run), so 20M raw events cost seconds and not
 GBs; its uniqueness expectations are then counted again over every row in DuckDB (a sample
 hides duplicates), and the check's metadata says how many rows the suite saw of how many.
+
+Most rows of a big table are the same as at the last validation, so a run validates what is
+new (uniqueness still over every row):
+- a raw suite, the rows loaded since the event chain last built (`_loaded_at`);
+- a suite whose `meta.window` names `{"relation", "column"}`, the rows whose `column` is past
+  the value it had when the suite last passed (`audit.expectation_windows`). The suite's
+  relation must be a projection of that one (a view of its columns, same names): the rows are
+  read from it. `marts.events` is one of `intermediate.int_events_identified`, whose
+  `_identified_at` says when a row was last rewritten: a night validates its 0.3M rewritten
+  events, not a 1M-row sample of 17M. A failed suite keeps its last mark, so the rows that
+  failed are validated again until they pass.
 """
 
 from __future__ import annotations
@@ -101,6 +112,9 @@ class SuiteFrame:
     total_rows: int
     full_uniqueness: dict[tuple[str, str], int] = field(default_factory=dict)
     window: str | None = None  # which rows, when not all of them
+    # A suite with `meta.window`: the newest value of its column at this read (the mark the
+    # next run starts after, once this one passed).
+    through: datetime | None = None
 
     @property
     def sampled(self) -> bool:
@@ -143,27 +157,98 @@ RECHECK_MAX_ROWS = 10_000
 
 
 def _load_window(
-    con: duckdb.DuckDBPyConnection, relation: str, since: datetime
+    con: duckdb.DuckDBPyConnection, relation: str, since: datetime, column: str = "_loaded_at"
 ) -> tuple[str, str, bool]:
-    """(SQL condition, description, whether the rows are new) of the rows loaded after
-    `since`; when there are none, of the newest load (a rerun still validates something)."""
+    """(SQL condition, description, whether the rows are new) of the rows whose `column` (when
+    they were loaded or rewritten) is after `since`; when there are none, of the newest ones (a
+    rerun still validates something)."""
+    col = quote_identifier(column)
+    loads = column == "_loaded_at"
     newer = con.execute(
-        f"select count(*) from {relation} where _loaded_at > $since", {"since": since}
+        f"select count(*) from {relation} where {col} > $since", {"since": since}
     ).fetchone()[0]
     if newer:
         return (
-            f"_loaded_at > timestamp '{since.isoformat(sep=' ')}'",
-            f"loaded since {since}",
+            f"{col} > timestamp '{since.isoformat(sep=' ')}'",
+            f"loaded since {since}" if loads else f"{column} after {since}",
             True,
         )
-    newest = con.execute(f"select max(_loaded_at) from {relation}").fetchone()[0]
+    newest = con.execute(f"select max({col}) from {relation}").fetchone()[0]
     if newest is None:
         return "true", "all rows", True
     return (
-        f"_loaded_at = timestamp '{newest.isoformat(sep=' ')}'",
-        f"of the newest load ({newest}), nothing loaded since the last build",
+        f"{col} = timestamp '{newest.isoformat(sep=' ')}'",
+        f"of the newest load ({newest}), nothing loaded since the last build"
+        if loads
+        else f"of the newest rows ({column} = {newest}), none newer since the suite last passed",
         False,
     )
+
+
+WINDOWS_DDL = """
+create table if not exists audit.expectation_windows (
+    run_id varchar, validated_at timestamp, suite varchar, relation varchar,
+    window_column varchar, through timestamp
+)
+"""
+
+
+def window_of(suite: dict) -> tuple[str, str] | None:
+    """(relation, column) of a suite's `meta.window`: the table its relation projects and the
+    column saying when a row of it was last rewritten."""
+    window = suite["meta"].get("window")
+    return (window["relation"], window["column"]) if window else None
+
+
+def last_passed_through(con: duckdb.DuckDBPyConnection, suite: dict) -> datetime | None:
+    """The mark of `meta.window`'s column when the suite last passed (None: it never did, or
+    its window changed since)."""
+    spec = window_of(suite)
+    exists = con.execute(
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'audit' and table_name = 'expectation_windows'"
+    ).fetchone()[0]
+    if spec is None or not exists:
+        return None
+    rows = con.execute(
+        "select through from audit.expectation_windows where suite = $suite "
+        "and relation = $relation and window_column = $column "
+        "order by validated_at desc limit 1",
+        {"suite": suite["name"], "relation": spec[0], "column": spec[1]},
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def record_passed_windows(
+    con: duckdb.DuckDBPyConnection,
+    suites: list[dict],
+    frames: dict[str, SuiteFrame],
+    outcomes: list[SuiteOutcome],
+    run_id: str,
+    at: datetime,
+) -> None:
+    """Move the mark of every windowed suite that passed to what it read this run."""
+    con.execute("create schema if not exists audit")
+    con.execute(WINDOWS_DDL)
+    passed = {outcome.suite for outcome in outcomes if outcome.success}
+    for suite in suites:
+        spec, frame = window_of(suite), frames.get(suite["name"])
+        if spec is None or frame is None or frame.through is None:
+            continue
+        if suite["name"] not in passed:
+            continue
+        con.execute(
+            "insert into audit.expectation_windows values ($run, $at, $suite, $relation, "
+            "$column, $through)",
+            {
+                "run": run_id,
+                "at": at,
+                "suite": suite["name"],
+                "relation": spec[0],
+                "column": spec[1],
+                "through": frame.through,
+            },
+        )
 
 
 def read_suite_frame(
@@ -173,36 +258,46 @@ def read_suite_frame(
     since: datetime | None = None,
 ) -> SuiteFrame:
     """Only the columns the suite looks at; a missing column is simply absent (and fails its
-    `expect_column_to_exist`). With `since` (a table with `_loaded_at`), only the rows loaded
-    after it: the older ones passed when they arrived; with none, a sample of at most
-    `RECHECK_MAX_ROWS` of the newest load. Over `max_rows` rows, a sample of `max_rows`
+    `expect_column_to_exist`). With `since`, only the rows loaded after it (a table with
+    `_loaded_at`), or rewritten after it (a suite with `meta.window`, read from the relation
+    its own projects): the older ones passed before; with none, a sample of at most
+    `RECHECK_MAX_ROWS` of the newest. Over `max_rows` rows, a sample of `max_rows`
     (`_hash_sample_sql`). Uniqueness is always counted over the whole table."""
     relation = suite["meta"]["relation"]
     present = {row[0] for row in con.execute(f"describe {relation}").fetchall()}
     columns = [c for c in referenced_columns(suite) if c in present]
     select = ", ".join(quote_identifier(c) for c in columns) or "1 as _no_columns"
     total = con.execute(f"select count(*) from {relation}").fetchone()[0]
+    source, column, through, source_columns = relation, "_loaded_at", None, present
+    spec = window_of(suite)
+    if spec is not None:
+        projected = {row[0] for row in con.execute(f"describe {spec[0]}").fetchall()}
+        if spec[1] in projected and set(columns) <= projected:
+            source, column, source_columns = spec[0], spec[1], projected
+            through = con.execute(
+                f"select max({quote_identifier(column)}) from {source}"
+            ).fetchone()[0]
     condition, window = "true", None
-    if since is not None and "_loaded_at" in present:
-        condition, window, new_rows = _load_window(con, relation, since)
+    if since is not None and column in source_columns:
+        condition, window, new_rows = _load_window(con, source, since, column)
         if not new_rows:
             max_rows = min(max_rows or RECHECK_MAX_ROWS, RECHECK_MAX_ROWS)
-    rows = con.execute(f"select count(*) from {relation} where {condition}").fetchone()[0]
+    rows = con.execute(f"select count(*) from {source} where {condition}").fetchone()[0]
     if max_rows is None or rows <= max_rows:
-        frame = con.execute(f"select {select} from {relation} where {condition}").df()
+        frame = con.execute(f"select {select} from {source} where {condition}").df()
     elif not columns:
-        frame = con.execute(f"select {select} from {relation} limit {int(max_rows)}").df()
+        frame = con.execute(f"select {select} from {source} limit {int(max_rows)}").df()
     else:
-        frame = con.execute(_hash_sample_sql(relation, select, condition, rows, max_rows)).df()
+        frame = con.execute(_hash_sample_sql(source, select, condition, rows, max_rows)).df()
     if len(frame) == total:
-        return SuiteFrame(frame, total, window=window)
+        return SuiteFrame(frame, total, window=window, through=through)
     full = {}
     for expectation in suite["expectations"]:
         key_columns = _uniqueness_columns(expectation)
         if expectation["type"] in _UNIQUENESS and all(c in present for c in key_columns):
             column = _outcome_column(expectation.get("kwargs", {}))
             full[(expectation["type"], column)] = _duplicate_rows(con, relation, key_columns)
-    return SuiteFrame(frame, total, full, window=window)
+    return SuiteFrame(frame, total, full, window=window, through=through)
 
 
 # A sample keeps the rows whose hash is below a cut: about 10 % more than wanted pass the

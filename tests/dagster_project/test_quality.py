@@ -221,6 +221,95 @@ def test_a_raw_suite_validates_the_rows_loaded_since_the_last_build(tmp_path):
     assert len(everything.frame) == 4 + RECHECK_MAX_ROWS + 500 and everything.window is None
 
 
+def test_a_windowed_suite_validates_the_rows_rewritten_since_it_last_passed(tmp_path):
+    """A suite with `meta.window` reads its projection's table: first every row, then only
+    the rows rewritten after the mark of its last pass; a failure keeps the mark (the bad rows
+    are read again until they pass); keys stay unique over every row of its own relation."""
+    from dagster_project.quality.expectations import (
+        last_passed_through,
+        read_suite_frame,
+        record_passed_windows,
+        validate_suites,
+    )
+
+    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    connection.execute("create schema intermediate; create schema marts")
+    connection.execute(
+        "create table intermediate.things (thing_id bigint, score bigint, _rewritten_at timestamp)"
+    )
+    connection.execute(
+        "create view marts.things as select thing_id, score from intermediate.things"
+    )
+    connection.execute(
+        "insert into intermediate.things select range, 1, '2024-03-01' from range(100)"
+    )
+    suite = {
+        "name": "marts_things",
+        "meta": {
+            "group": "marts",
+            "relation": "marts.things",
+            "asset_key": ["marts", "things"],
+            "window": {"relation": "intermediate.things", "column": "_rewritten_at"},
+        },
+        "expectations": [
+            {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "thing_id"}},
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "score"}},
+        ],
+    }
+
+    def validate(run_id: str, at: datetime):
+        frame = read_suite_frame(connection, suite, since=last_passed_through(connection, suite))
+        (outcome,) = validate_suites([suite], {"marts_things": frame}, {}, tmp_path / "docs")
+        record_passed_windows(connection, [suite], {"marts_things": frame}, [outcome], run_id, at)
+        return frame, outcome
+
+    assert last_passed_through(connection, suite) is None  # never validated: every row
+    first, outcome = validate("r1", datetime(2024, 3, 1, 1))
+    assert len(first.frame) == 100 and first.window is None and outcome.success
+    assert last_passed_through(connection, suite) == datetime(2024, 3, 1)
+
+    # a night rewrites two rows, one of them now bad, and adds one repeating an old key
+    connection.execute(
+        "update intermediate.things set score = case when thing_id = 3 then null else 2 end, "
+        "_rewritten_at = '2024-03-02' where thing_id in (3, 4)"
+    )
+    connection.execute("insert into intermediate.things values (5, 1, '2024-03-02')")
+    second, outcome = validate("r2", datetime(2024, 3, 2, 1))
+    assert sorted(second.frame["thing_id"]) == [3, 4, 5] and second.total_rows == 101
+    assert second.window == "_rewritten_at after 2024-03-01 00:00:00"
+    by_type = {o.expectation: o for o in outcome.outcomes}
+    assert not by_type["expect_column_values_to_not_be_null"].success
+    assert by_type["expect_column_values_to_be_unique"].unexpected_count == 2  # over all rows
+    assert last_passed_through(connection, suite) == datetime(2024, 3, 1)  # failed: kept
+
+    # fixed the next night: the rows of both nights are read, and the suite passes
+    connection.execute(
+        "delete from intermediate.things where thing_id = 5 and score = 1 "
+        "and _rewritten_at = '2024-03-02'"
+    )
+    connection.execute(
+        "update intermediate.things set score = 7, _rewritten_at = '2024-03-03' where thing_id = 3"
+    )
+    third, outcome = validate("r3", datetime(2024, 3, 3, 1))
+    assert sorted(third.frame["thing_id"]) == [3, 4] and outcome.success
+    assert last_passed_through(connection, suite) == datetime(2024, 3, 3)
+
+    # nothing rewritten since: a sample of the newest rewrite is validated again
+    again = read_suite_frame(connection, suite, since=last_passed_through(connection, suite))
+    assert list(again.frame["thing_id"]) == [3] and "none newer" in again.window
+    # a column the projected table lacks: the suite's own relation, every row
+    connection.execute(
+        "create or replace view marts.things as "
+        "select thing_id, score, thing_id * 2 as double_id from intermediate.things"
+    )
+    suite["expectations"].append(
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "double_id"}}
+    )
+    whole = read_suite_frame(connection, suite, since=datetime(2024, 3, 3))
+    connection.close()
+    assert len(whole.frame) == 100 and whole.window is None and whole.through is None
+
+
 def test_duplicate_keys_are_counted_as_gx_counts_them_with_and_without_duplicates():
     con = duckdb.connect()
     con.execute(

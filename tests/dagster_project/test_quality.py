@@ -310,6 +310,64 @@ def test_a_windowed_suite_validates_the_rows_rewritten_since_it_last_passed(tmp_
     assert len(whole.frame) == 100 and whole.window is None and whole.through is None
 
 
+def test_a_large_value_set_is_checked_with_the_outcome_of_the_plain_expectation(
+    tmp_path, monkeypatch
+):
+    """A value set over LARGE_VALUE_SET values is checked through a derived column: the same
+    success and unexpected count as GX's own check, under the original column, for a suite
+    that passes and one that fails (`mostly`); nulls are ignored in both; the frame is kept."""
+    from dagster_project.quality import expectations
+    from dagster_project.quality.expectations import SuiteFrame, validate_suites
+
+    ids = [f"i{n}" for n in range(expectations.LARGE_VALUE_SET + 500)]
+    values = ids[:1900] + ["bad1"] * 30 + ["bad2"] * 20 + [None] * 50
+    frame = pd.DataFrame({"item_id": values})
+
+    def suite(mostly: float) -> dict:
+        return {
+            "name": f"things_{int(mostly * 100)}",
+            "meta": {"group": "test", "relation": "t", "asset_key": ["t"]},
+            "expectations": [
+                {
+                    "type": "expect_column_values_to_be_in_set",
+                    "kwargs": {
+                        "column": "item_id",
+                        "value_set": {"$PARAMETER": "item_ids"},
+                        "mostly": mostly,
+                    },
+                },
+                {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "item_id"}},
+            ],
+        }
+
+    suites = [suite(0.95), suite(0.99)]
+
+    def outcomes(docs: str):
+        frames = {s["name"]: SuiteFrame(frame, len(frame)) for s in suites}
+        results = validate_suites(suites, frames, {"item_ids": ids}, tmp_path / docs)
+        return [
+            [(o.expectation, o.column, o.success, o.unexpected_count) for o in r.outcomes]
+            for r in results
+        ]
+
+    validated, column = expectations._derived_in_set_column(
+        frame.copy(), suites[0]["expectations"][0], {"item_ids": ids}
+    )
+    assert column == "item_id__in__item_ids"
+    assert validated["kwargs"]["value_set"] == [expectations.IN_SET]
+    derived = outcomes("derived")
+    monkeypatch.setattr(expectations, "LARGE_VALUE_SET", 10**9)
+    plain = outcomes("plain")
+    assert derived == plain
+    in_set = [rows[0] for rows in derived]
+    # 50 of the 1,950 non-null values are not ids: 2.6 %
+    assert in_set == [
+        ("expect_column_values_to_be_in_set", "item_id", True, 50),
+        ("expect_column_values_to_be_in_set", "item_id", False, 50),
+    ]
+    assert list(frame.columns) == ["item_id"]
+
+
 def test_duplicate_keys_are_counted_as_gx_counts_them_with_and_without_duplicates():
     con = duckdb.connect()
     con.execute(

@@ -90,6 +90,21 @@ MAX_DELTA_SHARE = 0.5
 # the snapshot's rows of the others are kept, by the served_at of `ml.recommendations_served`.
 RECOMMENDATIONS = "recommendations"
 SERVED = "ml.recommendations_served"
+# Tables whose rows change only by being written again, with a newer mark, and leave only by
+# an erasure (after which every table is copied) or with their key: the snapshot's rows are
+# brought up to date by the rows written since its mark and those whose key is gone
+# (`_rewritten_delta`), not by hashing every row on both sides (at L, 4.0 s for the sessions
+# and 5.8 s for the history, each night, for 47k and 2.5k changed rows). Published name ->
+# (the table holding the rows, which the published relation projects; its key; when a row was
+# last written: a session by int_sessions, a history version opened or closed by the snapshot).
+REWRITTEN: dict[str, tuple[str, str, str]] = {
+    "sessions": ("intermediate.int_sessions", "session_id", "_identified_at"),
+    "user_profiles_history": (
+        "snapshots.user_profiles_history",
+        "dbt_scd_id",
+        "greatest(valid_from, coalesce(valid_to, valid_from))",
+    ),
+}
 # Every other table of a copied snapshot is compared with tonight's by a hash of each row, and
 # only the rows that differ are replaced (`_rows_delta`). Most of them move little in a night
 # (at L: 75k of 1.2M profiles, where the as-of age moves; 2.5k history rows, 47k of 2.9M
@@ -169,6 +184,84 @@ def _previous_served_watermark(
     finally:
         con.execute("detach pz_previous")
     return watermark if old == new else None
+
+
+def _previous_rewrite_marks(
+    con: duckdb.DuckDBPyConnection, target: Path, tables: dict[str, str]
+) -> dict[str, datetime]:
+    """Per table of `REWRITTEN`, the mark its rows in the snapshot at `target` are up to date
+    with, when they can be brought up to date by the rows written since (its columns are
+    tonight's). Called when the snapshot's events are (no erasure since)."""
+    names = [name for name in REWRITTEN if name in tables]
+    if not names:
+        return {}
+    con.execute(f"attach {quote_literal(str(target))} as pz_previous (read_only)")
+    try:
+        info = {
+            row[0]
+            for row in con.execute(
+                "select column_name from information_schema.columns "
+                "where table_catalog = 'pz_previous' and table_name = 'publish_info'"
+            ).fetchall()
+        }
+        if "rewritten_through" not in info:
+            return {}
+        marks = con.execute(
+            "select rewritten_through from pz_previous.main.publish_info"
+        ).fetchall()[0][0]
+        return {
+            name: marks[name]
+            for name in names
+            if (marks or {}).get(name) is not None
+            and _columns(con, f"pz_previous.main.{quote_identifier(name)}")
+            == _columns(con, tables[name])
+        }
+    finally:
+        con.execute("detach pz_previous")
+
+
+def _rewrite_marks(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> dict[str, datetime]:
+    """Per table of `REWRITTEN` published, the newest mark of its rows tonight."""
+    present = existing_relations(con)
+    marks = {}
+    for name, (source, _, mark) in REWRITTEN.items():
+        if name in tables and source in present:
+            try:
+                marks[name] = con.execute(f"select max({mark}) from {source}").fetchall()[0][0]
+            except duckdb.BinderException:  # not the columns this expects: hashed instead
+                continue
+    return {name: mark for name, mark in marks.items() if mark is not None}
+
+
+def _rewritten_delta(
+    con: duckdb.DuckDBPyConnection, name: str, relation: str, through: datetime
+) -> bool:
+    """Bring the copied snapshot's table `name` up to date: the rows written after `through`
+    replace their old rows, the rows whose key is gone leave. False (nothing changed in the
+    snapshot) when most rows were written, or `relation` is not a projection of the table
+    holding them."""
+    source, key, mark = REWRITTEN[name]
+    published = [row[0] for row in con.execute(f"describe {relation}").fetchall()]
+    stored = {row[0] for row in con.execute(f"describe {source}").fetchall()}
+    if key not in published or not set(published) <= stored:
+        return False
+    changed, total = con.execute(
+        f"select count(*) filter (where {mark} > $w), count(*) from {source}", {"w": through}
+    ).fetchall()[0]
+    if changed > MAX_DELTA_SHARE * total:
+        return False
+    table = f"pz_snapshot.main.{quote_identifier(name)}"
+    key = quote_identifier(key)
+    con.execute(
+        f"delete from {table} where {key} in (select {key} from {source} where {mark} > $w) "
+        f"or {key} not in (select {key} from {source})",
+        {"w": through},
+    )
+    columns = ", ".join(quote_identifier(c) for c in published)
+    con.execute(
+        f"insert into {table} select {columns} from {source} where {mark} > $w", {"w": through}
+    )
+    return True
 
 
 def _recommendations_delta(
@@ -337,9 +430,10 @@ def publish_snapshot(
     remove_stale_staging(target)
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     watermark, why = _previous_events_watermark(con, target, tables)
-    served_through = None
+    served_through, rewrite_marks = None, {}
     if watermark is not None:
         served_through = _previous_served_watermark(con, target, tables)
+        rewrite_marks = _previous_rewrite_marks(con, target, tables)
         shutil.copyfile(target, staging)
     counts: dict[str, int] = {}
     con.execute(
@@ -375,6 +469,12 @@ def publish_snapshot(
                     how[name] = "changed rows replaced"
                 else:
                     recommendations_why = "most people were served: all copied"
+            elif name in rewrite_marks and name in kept:
+                mark = rewrite_marks[name]
+                if _rewritten_delta(con, name, relation, mark) and _same_count(con, name, relation):
+                    how[name] = f"the rows written after {mark} replaced"
+                else:
+                    how[name] = "copied (most rows written, or one left unseen)"
             elif name in kept:
                 replaced = _rows_delta(con, name, relation)
                 if isinstance(replaced, str):
@@ -400,12 +500,21 @@ def publish_snapshot(
         served = None
         if RECOMMENDATIONS in tables and SERVED in existing_relations(con):
             served = con.execute(f"select max(served_at) from {SERVED}").fetchall()[0][0]
+        marks = _rewrite_marks(con, tables)
         con.execute(
             "create table pz_snapshot.main.publish_info as "
             "select $at::timestamp as published_at, $run as run_id, "
             "$through::timestamp as events_identified_through, "
-            "$served::timestamp as recommendations_served_through",
-            {"at": published_at, "run": run_id, "through": through, "served": served},
+            "$served::timestamp as recommendations_served_through, "
+            "map(cast($names as varchar[]), cast($marks as timestamp[])) as rewritten_through",
+            {
+                "at": published_at,
+                "run": run_id,
+                "through": through,
+                "served": served,
+                "names": list(marks),
+                "marks": list(marks.values()),
+            },
         )
         con.execute("detach pz_snapshot")  # checkpoints: the staging file is complete
         os.replace(staging, target)

@@ -210,3 +210,77 @@ def test_other_tables_replace_only_their_changed_rows(con, tmp_path):
     con.execute("update marts.user_profiles set tier = 'silver' where person_id = 'p9'")
     assert "2 changed rows replaced" in night("2026-01-05 01:00")["user_profiles"]
     same_as_fresh("2026-01-05 01:00")
+
+
+def test_sessions_and_history_replace_the_rows_written_since_the_last_snapshot(con, tmp_path):
+    """The sessions and the profile history change only by rows written again (a newer mark)
+    and leave with their key: a night replaces the rows written since the snapshot's mark and
+    drops the keys gone, and equals a fresh snapshot; most rows written: copied."""
+    con.execute("create schema snapshots")
+    con.execute(
+        "create table intermediate.int_sessions as select 's' || range as session_id, "
+        "range % 5 as person_id, timestamp '2026-01-01' as _identified_at from range(100)"
+    )
+    con.execute(
+        "create view marts.sessions as select session_id, person_id from intermediate.int_sessions"
+    )
+    con.execute(
+        "create table snapshots.user_profiles_history as select 'v' || range as dbt_scd_id, "
+        "'p' || range as person_id, 'x' as city, timestamp '2026-01-01' as valid_from, "
+        "null::timestamp as valid_to from range(50)"
+    )
+    tables = {
+        **TABLES,
+        "sessions": "marts.sessions",
+        "user_profiles_history": "snapshots.user_profiles_history",
+    }
+    target = tmp_path / "personalization.duckdb"
+
+    def night(at: str) -> dict[str, str]:
+        said: list[str] = []
+        publish_snapshot(con, target, datetime.fromisoformat(at), "run", tables, log=said.append)
+        return {line.split(":")[0].removeprefix("published "): line for line in said[2:]}
+
+    def rows(path: Path, name: str) -> list:
+        with duckdb.connect(str(path), read_only=True) as snapshot:
+            return snapshot.execute(f"select * from {name} order by all").fetchall()
+
+    def same_as_fresh(at: str) -> None:
+        fresh = tmp_path / f"fresh-{at[:10]}.duckdb"
+        publish_snapshot(con, fresh, datetime.fromisoformat(at), "run", tables)
+        for name in tables:
+            assert rows(target, name) == rows(fresh, name), name
+            assert (
+                rows(target, name)
+                == con.execute(f"select * from {tables[name]} order by all").fetchall()
+            )
+
+    assert "100 rows, copied" in night("2026-01-01 01:00")["sessions"]
+    # a night: a session re-identified, one gone, one new; a version closed and its next opened
+    con.execute(
+        "update intermediate.int_sessions set person_id = 9, _identified_at = '2026-01-02' "
+        "where session_id = 's7'"
+    )
+    con.execute("delete from intermediate.int_sessions where session_id = 's8'")
+    con.execute("insert into intermediate.int_sessions values ('new', 1, '2026-01-02')")
+    con.execute(
+        "update snapshots.user_profiles_history set valid_to = '2026-01-02' where dbt_scd_id = 'v3'"
+    )
+    con.execute(
+        "insert into snapshots.user_profiles_history values ('v3b', 'p3', 'y', '2026-01-02', null)"
+    )
+    said = night("2026-01-02 01:00")
+    assert "100 rows, the rows written after 2026-01-01 00:00:00 replaced" in said["sessions"]
+    assert (
+        "51 rows, the rows written after 2026-01-01 00:00:00 replaced"
+        in said["user_profiles_history"]
+    )
+    same_as_fresh("2026-01-02 01:00")
+    # nothing written: nothing replaced, and the mark stays
+    said = night("2026-01-03 01:00")
+    assert "the rows written after 2026-01-02 00:00:00 replaced" in said["sessions"]
+    same_as_fresh("2026-01-03 01:00")
+    # a full rebuild writes every row again: copied
+    con.execute("update intermediate.int_sessions set _identified_at = '2026-01-04'")
+    assert "copied (most rows written" in night("2026-01-04 01:00")["sessions"]
+    same_as_fresh("2026-01-04 01:00")

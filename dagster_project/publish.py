@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -112,6 +113,23 @@ REWRITTEN: dict[str, tuple[str, str, str]] = {
 # table, wasted on a table most of whose rows changed, which is then copied.
 
 
+@contextlib.contextmanager
+def _previous_snapshot(con: duckdb.DuckDBPyConnection, target: Path) -> Iterator[set[str]]:
+    """The snapshot at `target` attached read-only as `pz_previous`, for the block; yields the
+    columns of its `publish_info` (the marks it was written with)."""
+    con.execute(f"attach {quote_literal(str(target))} as pz_previous (read_only)")
+    try:
+        yield {
+            row[0]
+            for row in con.execute(
+                "select column_name from information_schema.columns "
+                "where table_catalog = 'pz_previous' and table_name = 'publish_info'"
+            ).fetchall()
+        }
+    finally:
+        con.execute("detach pz_previous")
+
+
 def _previous_events_watermark(
     con: duckdb.DuckDBPyConnection, target: Path, tables: dict[str, str]
 ) -> tuple[datetime | None, str]:
@@ -122,15 +140,7 @@ def _previous_events_watermark(
     identified = _has_identified_at(con)
     if not identified:
         return None, f"{IDENTIFIED_EVENTS} has no _identified_at"
-    con.execute(f"attach {quote_literal(str(target))} as pz_previous (read_only)")
-    try:
-        info = {
-            row[0]
-            for row in con.execute(
-                "select column_name from information_schema.columns "
-                "where table_catalog = 'pz_previous' and table_name = 'publish_info'"
-            ).fetchall()
-        }
+    with _previous_snapshot(con, target) as info:
         if "events_identified_through" not in info:
             return None, "the earlier snapshot predates incremental publishing"
         published_at, watermark = con.execute(
@@ -138,8 +148,6 @@ def _previous_events_watermark(
         ).fetchall()[0]
         old = _columns(con, f"pz_previous.main.{EVENTS}")
         new = _columns(con, tables[EVENTS])
-    finally:
-        con.execute("detach pz_previous")
     if old != new:
         return None, "the events columns changed"
     if watermark is None:
@@ -165,15 +173,7 @@ def _previous_served_watermark(
     the snapshot's events are (no erasure since)."""
     if RECOMMENDATIONS not in tables or SERVED not in existing_relations(con):
         return None
-    con.execute(f"attach {quote_literal(str(target))} as pz_previous (read_only)")
-    try:
-        info = {
-            row[0]
-            for row in con.execute(
-                "select column_name from information_schema.columns "
-                "where table_catalog = 'pz_previous' and table_name = 'publish_info'"
-            ).fetchall()
-        }
+    with _previous_snapshot(con, target) as info:
         if "recommendations_served_through" not in info:
             return None
         watermark = con.execute(
@@ -181,8 +181,6 @@ def _previous_served_watermark(
         ).fetchall()[0][0]
         old = _columns(con, f"pz_previous.main.{RECOMMENDATIONS}")
         new = _columns(con, tables[RECOMMENDATIONS])
-    finally:
-        con.execute("detach pz_previous")
     return watermark if old == new else None
 
 
@@ -190,34 +188,18 @@ def _previous_rewrite_marks(
     con: duckdb.DuckDBPyConnection, target: Path, tables: dict[str, str]
 ) -> dict[str, datetime]:
     """Per table of `REWRITTEN`, the mark its rows in the snapshot at `target` are up to date
-    with, when they can be brought up to date by the rows written since (its columns are
-    tonight's). Called when the snapshot's events are (no erasure since)."""
+    with (used when its columns are tonight's). Called when the snapshot's events can be
+    brought up to date (no erasure since)."""
     names = [name for name in REWRITTEN if name in tables]
     if not names:
         return {}
-    con.execute(f"attach {quote_literal(str(target))} as pz_previous (read_only)")
-    try:
-        info = {
-            row[0]
-            for row in con.execute(
-                "select column_name from information_schema.columns "
-                "where table_catalog = 'pz_previous' and table_name = 'publish_info'"
-            ).fetchall()
-        }
+    with _previous_snapshot(con, target) as info:
         if "rewritten_through" not in info:
             return {}
         marks = con.execute(
             "select rewritten_through from pz_previous.main.publish_info"
         ).fetchall()[0][0]
-        return {
-            name: marks[name]
-            for name in names
-            if (marks or {}).get(name) is not None
-            and _columns(con, f"pz_previous.main.{quote_identifier(name)}")
-            == _columns(con, tables[name])
-        }
-    finally:
-        con.execute("detach pz_previous")
+    return {name: marks[name] for name in names if (marks or {}).get(name) is not None}
 
 
 def _rewrite_marks(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> dict[str, datetime]:

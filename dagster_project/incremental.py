@@ -19,9 +19,10 @@ warehouse table, these incremental ones included, and ingest keeps their raw row
 The baseline (files and fingerprints of the last successful build) lives in
 `audit.incremental_baseline`; it is written only after the dbt step succeeded.
 
-`int_profiles_deduplicated` and `int_consent_current` keep their rows while a fingerprint of
-everything they read is unchanged (dbt_project/macros/inputs_fingerprint.sql): a night lands
-events and contexts, not profiles or consents.
+`int_profiles_deduplicated` and `int_consent_current` are kept per key: a build recomputes only
+the records (consent subjects) whose input rows changed or that are erased
+(dbt_project/macros/inputs_fingerprint.sql): a night lands events and contexts, not profiles
+or consents.
 
 Downstream, `int_events_identified` (phase post_identity) is incremental too: it re-identifies
 the events the chain rewrote and those whose person changed (and `int_sessions` re-aggregates
@@ -58,7 +59,7 @@ _CODE_GLOBS = (
     "models/intermediate/int_person_activity.sql",
     "models/intermediate/int_profiles_survived.sql",
     "models/intermediate/int_erased_identifiers.sql",
-    # kept while their inputs are unchanged (macros/inputs_fingerprint.sql): a new column fails
+    # kept per key (macros/inputs_fingerprint.sql): a new column fails
     "models/intermediate/int_profiles_deduplicated.sql",
     "models/intermediate/int_consent_current.sql",
     "macros/**/*.sql",

@@ -1,21 +1,29 @@
 {#-
     A model whose inputs rarely change (the profiles, the consents: a night lands events and
-    contexts) keeps its rows when they did not. Its last select is
-    `unless_inputs_unchanged(cte, inputs_fingerprint(...))`: on an incremental build whose
-    stored rows carry tonight's fingerprint it selects nothing; otherwise every row of `cte`,
-    and the post-hook `keep_newest_build()` deletes the rows of the builds before (one
-    transaction: a failed build leaves the last rows). Such models are configured in
-    dbt_project.yml (`kept_while_inputs_unchanged`: incremental, append, that post-hook).
+    contexts) is kept per key: a build recomputes only the keys (a profile record, a consent
+    subject) whose input rows changed, and keeps the rows of every other key.
 
-    The fingerprint is an md5 over the model's own SQL, the SQL of the views it reads (which
-    DuckDB stores rendered: a changed macro or var shows), and per table read its row count
-    and the xor and sum of a hash of every row (a re-delivered, erased or edited row shows; the
-    sum catches a pair of identical rows the xor would cancel). At L, hashing the 1.4M raw
-    profile rows takes a fraction of a second; rebuilding int_profiles_deduplicated took 5-6 s
-    of the night, int_consent_current 4 s. A code change to either model is a full refresh
-    (dagster_project/incremental.py), so a new column never meets the stored rows.
+    - `inputs_fingerprint(views=...)` is an md5 over the model's own SQL and the SQL of the
+      views it reads (DuckDB stores them rendered: a changed macro or var shows). Stored rows
+      carrying another fingerprint were built by other code: every key is recomputed.
+    - `key_hashes(relation, keys)` hashes, per key, the input rows naming it (count, xor and
+      sum of a hash of every row: a delivered, edited or erased row shows; the sum catches a
+      pair of identical rows the xor would cancel). Stored rows keep the hash they were built
+      from (`_source_hash`); `changed_keys` lists the keys whose hash differs, appeared or
+      went away.
+    - `kept_per_key_rows` is the model's last select: the recomputed rows, plus a removal row
+      for each recomputed key left without rows (its records gone or erased).
+    - The post-hook `replace_recomputed_keys(keys)` deletes the stored rows of every key
+      written tonight, and the removal rows (one transaction: a failed build leaves the last
+      rows).
+
+    Before, a changed row anywhere rebuilt every row: at L, each night after an erasure (whose
+    sweep deletes raw rows) rebuilt int_profiles_deduplicated (10 s) and int_consent_current
+    (8 s); per key, both took 8 s on a copy of that warehouse, most of it staging and hashing
+    every input row (the whole build costs as much more). A code change to either model is a
+    full refresh (dagster_project/incremental.py), so a new column never meets the stored rows.
 -#}
-{% macro inputs_fingerprint(tables=[], views=[]) -%}
+{% macro inputs_fingerprint(views=[]) -%}
     {%- if not execute -%}
         {{ return('') }}
     {%- endif -%}
@@ -27,37 +35,106 @@
             ~ view.identifier ~ "'), 'missing')"
         ) -%}
     {%- endfor -%}
-    {%- for table in tables -%}
-        {%- do parts.append(
-            "(select count(*) || ':' || coalesce(bit_xor(hash(t)), 0) || ':' "
-            ~ "|| coalesce(sum(hash(t)::hugeint), 0) from " ~ table ~ " as t)"
-        ) -%}
-    {%- endfor -%}
     {{ return(run_query("select md5(concat_ws('|', " ~ parts | join(', ') ~ "))").columns[0].values()[0]) }}
 {%- endmacro %}
 
 
-{% macro unless_inputs_unchanged(cte, fingerprint) -%}
-    {%- set unchanged = false -%}
+{#- True on an incremental build whose stored rows were built by the same code (fingerprint). -#}
+{% macro stored_rows_current(fingerprint) -%}
     {%- if execute and is_incremental() -%}
         {%- set stored = run_query(
             "select max(_inputs_fingerprint) from " ~ this
         ).columns[0].values()[0] -%}
-        {%- set unchanged = stored == fingerprint -%}
+        {{ return(stored == fingerprint) }}
     {%- endif -%}
+    {{ return(false) }}
+{%- endmacro %}
+
+
+{% macro _keys_match(left, right, keys) -%}
+    {%- for key in keys %}{{ left }}.{{ key }} is not distinct from {{ right }}.{{ key }}
+    {%- if not loop.last %} and {% endif %}{% endfor -%}
+{%- endmacro %}
+
+
+{% macro key_hashes(relation, keys) -%}
+    select
+        {%- for key in keys %}
+        {{ key }},
+        {%- endfor %}
+        count(*) || ':' || bit_xor(hash(keyed)) || ':' || sum(hash(keyed)::hugeint)
+            as _source_hash
+    from {{ relation }} as keyed
+    group by all
+{%- endmacro %}
+
+
+{% macro changed_keys(hashes, keys) -%}
+    select
+        {%- for key in keys %}
+        coalesce(current_hashes.{{ key }}, stored_hashes.{{ key }}) as {{ key }}
+        {{- ',' if not loop.last }}
+        {%- endfor %}
+    from {{ hashes }} as current_hashes
+    full outer join (
+        select distinct {{ keys | join(', ') }}, _source_hash from {{ this }}
+    ) as stored_hashes
+        on {{ _keys_match('current_hashes', 'stored_hashes', keys) }}
+    where current_hashes._source_hash is distinct from stored_hashes._source_hash
+{%- endmacro %}
+
+
+{% macro _built_at() -%}
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
+{%- endmacro %}
+
+
+{#- `cte`: the recomputed rows; `changed`: the recomputed keys (on a build keeping the others;
+    none otherwise); `hashes`: every key's `key_hashes`. -#}
+{% macro kept_per_key_rows(cte, keys, hashes, fingerprint, changed=none) -%}
 select
     {{ cte }}.*,
+    {{ hashes }}._source_hash,
+    false as _is_removal,
     '{{ fingerprint }}' as _inputs_fingerprint,
-    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp) as _built_at
+    {{ _built_at() }} as _built_at
 from {{ cte }}
-{%- if unchanged %}
-where false
+left join {{ hashes }}
+    on {{ _keys_match(cte, hashes, keys) }}
+{%- if changed %}
+
+union all by name
+
+-- a recomputed key left without rows: the post-hook deletes its stored rows, then this one
+select
+    {%- for key in keys %}
+    {{ changed }}.{{ key }},
+    {%- endfor %}
+    true as _is_removal,
+    '{{ fingerprint }}' as _inputs_fingerprint,
+    {{ _built_at() }} as _built_at
+from {{ changed }}
+anti join {{ cte }}
+    on {{ _keys_match(changed, cte, keys) }}
 {%- endif %}
 {%- endmacro %}
 
 
-{% macro keep_newest_build() -%}
-    delete from {{ this }} where _built_at < (select max(_built_at) from {{ this }})
+{#- Post-hook of a model kept per key: the rows written tonight replace the stored rows of their
+    keys; rows of other code (another fingerprint) go; then the removal rows go. -#}
+{% macro replace_recomputed_keys(keys) -%}
+    delete from {{ this }} as stored
+    using (
+        select distinct {{ keys | join(', ') }} from {{ this }} where _built_at = {{ _built_at() }}
+    ) as tonight
+    where stored._built_at < {{ _built_at() }}
+        and {{ _keys_match('stored', 'tonight', keys) }};
+    delete from {{ this }}
+    where _built_at < {{ _built_at() }}
+        and _inputs_fingerprint <> (
+            select any_value(_inputs_fingerprint) from {{ this }} where _built_at = {{ _built_at() }}
+        );
+    delete from {{ this }} where _is_removal
 {%- endmacro %}
 
 

@@ -1,19 +1,17 @@
 {#-
-    Rebuilt only when something it reads changed (`inputs_fingerprint`): a night lands events
-    and contexts, not profiles, and this rebuild took 5 s of L's night for the same 1.4M rows.
-    Otherwise it selects nothing and its rows stay; when they changed it writes every row and
-    its post-hook deletes the last build's. The raw profiles (not their staging view, which
-    would clean every value first) stand for the records, with the view's SQL. Configured in
-    dbt_project.yml (`kept_while_inputs_unchanged`).
+    One row per profile record, recomputed only for the records whose staged versions changed
+    (a new version, a version erased or removed) or that are erased, and for every record when
+    its SQL or the staging view's changed (macros/inputs_fingerprint.sql). A night lands events,
+    not profiles: at L the whole rebuild took 10 s of a night after an erasure, whose sweep
+    deletes raw rows. Configured in dbt_project.yml (`kept_per_key`).
 -#}
-{%- set fingerprint = inputs_fingerprint(
-    tables=[source('profiles', 'profiles'), ref('int_erased_identifiers')],
-    views=[ref('stg_profiles__profiles')],
-) %}
+{{ config(post_hook="{{ replace_recomputed_keys(['record_id', 'source_system']) }}") }}
+{%- set fingerprint = inputs_fingerprint(views=[ref('stg_profiles__profiles')]) %}
+{%- set keep = stored_rows_current(fingerprint) %}
 
 with
 
-profiles as (
+staged_profiles as not materialized (
     select * from {{ ref('stg_profiles__profiles') }}
 ),
 
@@ -28,6 +26,35 @@ erased_records as (
     from erased_identifiers
     where identifier_type = 'record_id'
 ),
+
+record_hashes as (
+    -- what each record's row is made of: its staged versions
+    {{ key_hashes('staged_profiles', ['record_id', 'source_system']) }}
+),
+
+{% if keep %}
+changed_records as (
+    {{ changed_keys('record_hashes', ['record_id', 'source_system']) }}
+
+    union
+
+    -- an erased record loses its row
+    select record_id, nullif(source_system_key, '') as source_system
+    from erased_records
+),
+
+profiles as (
+    select staged_profiles.*
+    from staged_profiles
+    semi join changed_records
+        on staged_profiles.record_id = changed_records.record_id
+        and staged_profiles.source_system is not distinct from changed_records.source_system
+),
+{% else %}
+profiles as not materialized (
+    select * from staged_profiles
+),
+{% endif %}
 
 ranked as (
     select
@@ -81,4 +108,5 @@ retained as (
     where erased_records.record_id is null
 )
 
-{{ unless_inputs_unchanged('retained', fingerprint) }}
+{{ kept_per_key_rows('retained', ['record_id', 'source_system'], 'record_hashes', fingerprint,
+    changed='changed_records' if keep else none) }}

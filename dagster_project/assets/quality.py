@@ -95,9 +95,7 @@ def _now() -> datetime:
         "min/max/mean/variance, values nulled as invalid or unrecognized by staging; per source "
         "(`*` row) freshness, records per day and rows quarantined at ingest. A source whose "
         "raw rows (by their load keys), staging SQL and config did not change keeps its last "
-        "profile; one that only gained rows has its last profile merged with the new rows' "
-        "(distinct values counted from the kept hashes of each column's values, "
-        "`audit.data_audit_distinct`); a full refresh profiles every source."
+        "profile; a full refresh profiles every source."
     ),
 )
 def data_audit(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -110,17 +108,12 @@ def data_audit(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
         ).df()
         per_day = con.execute(events_per_day_sql()).df()
     reused = ", ".join(outcome.reused) or "none"
-    merged = ", ".join(outcome.merged) or "none"
-    context.log.info(
-        f"data audit: {outcome.rows} rows; unchanged since the last audit: {reused}; "
-        f"profiled as the last audit plus the rows loaded since: {merged}"
-    )
+    context.log.info(f"data audit: {outcome.rows} rows; unchanged since the last audit: {reused}")
     shown = audit[AUDIT_COLUMNS].round(3)
     return MaterializeResult(
         metadata={
             "rows": outcome.rows,
             "sources_unchanged": reused,
-            "sources_merged": merged,
             "values_nulled_invalid": int(audit["nulled_invalid"].fillna(0).sum()),
             "values_unrecognized": int(audit["unrecognized"].fillna(0).sum()),
             "sources": markdown_table(shown[shown["column_name"] == "*"], max_rows=20),

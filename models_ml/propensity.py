@@ -7,9 +7,10 @@ Time-based, leak-free protocol (the caller builds the frames from events):
   (the most recent labelled window; `fit_propensity_model`, all a run that reuses an earlier
   choice of family does).
 Two model families compete, logistic regression (on standardized features) and gradient-boosted
-trees; each is calibrated with cross-validated isotonic regression (sigmoid below
-`ISOTONIC_MIN_ROWS` rows), and the one with the better held-out AUC is kept. Calibration is
-reported as the Brier score, the expected calibration error and a reliability table.
+trees; each is fitted once and calibrated with isotonic regression (sigmoid below
+`ISOTONIC_MIN_ROWS` rows) on its cross-validated, out-of-fold predictions, and the one with the
+better held-out AUC is kept. Calibration is reported as the Brier score, the expected calibration
+error and a reliability table.
 """
 
 from __future__ import annotations
@@ -103,8 +104,17 @@ class PropensityModel(BaseEstimator):
             self.model_ = None  # one class (or almost): predict the base rate
             return self
         method = "isotonic" if len(y) >= ISOTONIC_MIN_ROWS else "sigmoid"
+        # One model, fitted on all the rows, calibrated on the folds' out-of-fold predictions
+        # (`ensemble=False`), instead of one calibrated model per fold averaged: scoring runs
+        # one model, not `cv`. On the L bench tier (gradient boosting, 200k rows fitted, 786k
+        # scored) scoring took 4.3 s instead of 13.4 and fitting 11.9 s instead of 8.9, with
+        # held-out AUC 0.8442 (0.8449), Brier 0.0366 (0.0365), calibration error 0.0040
+        # (0.0041). A night scores everyone with the stored model; fitting is weekly.
         self.model_ = CalibratedClassifierCV(
-            _base_model(self.family, self.random_state), method=method, cv=self.cv
+            _base_model(self.family, self.random_state),
+            method=method,
+            cv=self.cv,
+            ensemble=False,
         )
         # Below SINGLE_THREAD_BELOW rows OpenMP threads cost more than they give: on a shared
         # 2-core machine they stall at every boosting iteration (12.5 s -> 1.0 s for 10k rows).

@@ -84,18 +84,17 @@ CURATED_SQL = """
     where i.is_curated and coalesce(i.is_in_stock, true)
     order by coalesce(e.n, 0) desc, i.item_id
 """
-# An open checkout: the person's latest begin_checkout (within the window before the as-of)
-# has no purchase at or after it.
+# An open checkout: the person's latest begin_checkout (within the window before the as-of,
+# $as_of: AS_OF_SQL) has no purchase at or after it. Only the window's events can decide that
+# (a purchase before it is before the checkout too), so only they are read: at L the window
+# holds 7 of the 27 days of events, and grouping all 17M by person took 1.6-2.2 s (0.25).
 OPEN_CHECKOUT_SQL = """
-    with as_of as (
-        select coalesce(max(as_of), (select max(occurred_at) from marts.events)) as as_of
-        from config.run_settings
-    )
-    select person_id from marts.events, as_of
-    where person_id is not null and occurred_at <= as_of.as_of
-    group by person_id, as_of.as_of
-    having max(occurred_at) filter (where event_type = 'begin_checkout')
-            >= as_of.as_of - to_days($days)
+    select person_id from marts.events
+    where person_id is not null
+        and occurred_at <= $as_of
+        and occurred_at >= $as_of - to_days($days)
+    group by person_id
+    having max(occurred_at) filter (where event_type = 'begin_checkout') is not null
         and coalesce(
             max(occurred_at) filter (where event_type = 'purchase'), timestamp '1900-01-01'
         ) < max(occurred_at) filter (where event_type = 'begin_checkout')
@@ -236,7 +235,9 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
         days = int(rule_config.get("open_checkout_days", 7))
         forced = incremental.full_refresh_requested(context.run.tags if context.run else None)
         previous, why = previous_selection(con, settings, as_of, forced=forced)
-        open_checkout = read_frame(con, OPEN_CHECKOUT_SQL, {"days": days})["person_id"]
+        open_checkout = read_frame(con, OPEN_CHECKOUT_SQL, {"days": days, "as_of": as_of})[
+            "person_id"
+        ]
         curated_items = read_frame(con, CURATED_SQL)["item_id"]
         exclude_pairs = read_frame(con, PURCHASED_SQL) if rules.exclude_purchased else None
         exclude_items = (

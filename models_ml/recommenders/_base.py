@@ -30,9 +30,11 @@ _SHARED_INDEXES: ContextVar[dict | None] = ContextVar("shared_indexes", default=
 def shared_indexing() -> Iterator[None]:
     """Within this block, recommenders fitted on the same interactions frame (the very object,
     not changed in between) with the same `as_of` index its rows once: the rows kept, their
-    times, and the factorized people and items. Fitting a serving chain of three models on
-    the 11.7M interactions of the L bench tier factorized 11.7M ids into people and items
-    once per model. What is shared goes when the block ends."""
+    times, and the factorized people and items; and models that weigh rows alike (weight
+    column, half-life, consent column) share the person x item matrices made of them. Fitting
+    a serving chain of three models on the 11.7M interactions of the L bench tier factorized
+    11.7M ids into people and items once per model, then made the same matrices twice (about
+    2.5 s). What is shared goes when the block ends."""
     token = _SHARED_INDEXES.set({})
     try:
         yield
@@ -78,6 +80,7 @@ class InteractionRecommender(BaseEstimator):
         has_time = self.col_timestamp is not None and self.col_timestamp in interactions.columns
         if not has_time and self.half_life_days is not None:
             raise ValueError(f"time decay needs the {self.col_timestamp!r} column")
+        indexed = self._indexed_rows(interactions, as_of, has_time)
         (
             df,
             occurred,
@@ -86,31 +89,51 @@ class InteractionRecommender(BaseEstimator):
             self.person_index_,
             item_codes,
             self.item_index_,
-        ) = self._indexed_rows(interactions, as_of, has_time)
+        ) = indexed
+        # The matrices depend on the rows and on how they are weighed, not on the model: within
+        # `shared_indexing()` models weighing alike share them (no model changes them in place).
+        key = (
+            self.col_weight,
+            self.half_life_days if has_time else None,
+            self.col_in_aggregates if self.col_in_aggregates in df.columns else None,
+        )
+        matrices = _shared_matrices(interactions, indexed, key)
+        if matrices is None:
+            matrices = self._matrices(df, occurred, person_codes, item_codes)
+            _keep_matrices(interactions, indexed, key, matrices)
+        self.seen_, self.affinity_, self.aggregate_affinity_ = matrices
+
+    def _matrices(
+        self,
+        df: pd.DataFrame,
+        occurred: pd.Series | None,
+        person_codes: np.ndarray,
+        item_codes: np.ndarray,
+    ) -> tuple[sparse.csr_array, sparse.csr_array, sparse.csr_array]:
+        """(seen_, affinity_, aggregate_affinity_) of indexed rows (`_index_interactions`)."""
         weights = (
             df[self.col_weight].to_numpy(dtype=float, na_value=0.0)
             if self.col_weight is not None
             else np.ones(len(df))
         )
-        if has_time and self.half_life_days is not None:
+        if occurred is not None and self.half_life_days is not None:
             age_days = ((self.as_of_ - occurred) / pd.Timedelta(days=1)).to_numpy(dtype=float)
             weights = weights * np.exp2(-age_days / self.half_life_days)
         shape = (len(self.person_index_), len(self.item_index_))
         cells = (person_codes, item_codes)
         # Summing weights drops cells that net to zero; a person who added then removed an
         # item has still seen it, so `seen_` is built from the interaction pattern itself.
-        self.seen_ = sparse.coo_array((np.ones(len(df), dtype=bool), cells), shape=shape).tocsr()
+        seen = sparse.coo_array((np.ones(len(df), dtype=bool), cells), shape=shape).tocsr()
         affinity = sparse.coo_array((weights, cells), shape=shape).tocsr()
         affinity.eliminate_zeros()
-        self.affinity_ = affinity
-        self.aggregate_affinity_ = affinity
+        aggregate = affinity
         if self.col_in_aggregates is not None and self.col_in_aggregates in df.columns:
             counts = df[self.col_in_aggregates].to_numpy(dtype=bool, na_value=False)
             if not counts.all():
                 shared = (person_codes[counts], item_codes[counts])
                 aggregate = sparse.coo_array((weights[counts], shared), shape=shape).tocsr()
                 aggregate.eliminate_zeros()
-                self.aggregate_affinity_ = aggregate
+        return seen, affinity, aggregate
 
     def _indexed_rows(self, interactions: pd.DataFrame, as_of, has_time: bool) -> tuple:
         """(rows kept but for their person and item, their times or None, as_of_, person
@@ -432,6 +455,23 @@ def row_blocks(n_rows: int, n_cols: int, cells: int = BLOCK_CELLS) -> Iterable[s
     size = max(1, cells // max(n_cols, 1))
     for start in range(0, n_rows, size):
         yield slice(start, min(start + size, n_rows))
+
+
+def _shared_matrices(interactions: pd.DataFrame, indexed: tuple, key: tuple) -> tuple | None:
+    """The matrices of `indexed` (rows of `interactions`) weighed as `key`, when kept."""
+    shared = _SHARED_INDEXES.get()
+    if shared is None:
+        return None
+    kept = shared.get(("matrices", id(interactions), id(indexed), key))
+    if kept is None or kept[0] is not interactions or kept[1] is not indexed:
+        return None
+    return kept[2]
+
+
+def _keep_matrices(interactions: pd.DataFrame, indexed: tuple, key: tuple, matrices) -> None:
+    shared = _SHARED_INDEXES.get()
+    if shared is not None:  # the frames held: their ids stay their own
+        shared[("matrices", id(interactions), id(indexed), key)] = (interactions, indexed, matrices)
 
 
 def as_index(values) -> pd.Index:

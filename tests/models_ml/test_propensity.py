@@ -46,6 +46,8 @@ def test_both_families_beat_chance_on_a_later_period_and_the_best_is_chosen():
     assert model.family == chosen["model"]
     assert chosen["ece"] < 0.06  # calibrated
     assert calibration["n"].sum() == len(test_y)
+    # one model scores (calibrated on out-of-fold predictions), not one per calibration fold
+    assert len(model.model_.calibrated_classifiers_) == 1
 
 
 def test_a_reused_choice_of_family_scores_as_the_selection_did():

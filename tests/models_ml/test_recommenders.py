@@ -147,12 +147,15 @@ def test_time_decay_and_as_of_cut():
 def test_models_fitted_in_shared_indexing_index_a_frame_once_and_fit_the_same():
     """Within `shared_indexing`, a second model on the same frame and as_of reuses the first
     one's people and items (the same objects), and each still decays by its own half-life;
-    another as_of, another frame or no block at all indexes afresh."""
+    a model weighing rows as an earlier one did shares its matrices, and fits as it would
+    alone; another as_of, another frame or no block at all indexes afresh."""
     as_of = pd.Timestamp("2024-03-05")
     alone = ItemCooccurrenceRecommender(half_life_days=2).fit(INTERACTIONS, as_of=as_of)
+    content_alone = ContentRecommender(half_life_days=2).fit(INTERACTIONS, as_of=as_of)
     with shared_indexing():
         first = PopularityRecommender().fit(INTERACTIONS, as_of=as_of)
         second = ItemCooccurrenceRecommender(half_life_days=2).fit(INTERACTIONS, as_of=as_of)
+        third = ContentRecommender(half_life_days=2).fit(INTERACTIONS, as_of=as_of)
         later = PopularityRecommender().fit(INTERACTIONS, as_of=pd.Timestamp("2024-03-09"))
         copied = PopularityRecommender().fit(INTERACTIONS.copy(), as_of=as_of)
     outside = PopularityRecommender().fit(INTERACTIONS, as_of=as_of)
@@ -160,6 +163,13 @@ def test_models_fitted_in_shared_indexing_index_a_frame_once_and_fit_the_same():
     assert second.item_index_ is first.item_index_
     for other in (later, copied, outside):
         assert other.person_index_ is not first.person_index_
+    # the same weighing (half-life 2): the same matrices; another (no decay): its own
+    assert third.seen_ is second.seen_ and third.affinity_ is second.affinity_
+    assert second.affinity_ is not first.affinity_
+    pd.testing.assert_frame_equal(
+        third.recommend_k_items(k=3, remove_seen=False),
+        content_alone.recommend_k_items(k=3, remove_seen=False),
+    )
     assert (second.affinity_ != alone.affinity_).nnz == 0
     assert (second.seen_ != alone.seen_).nnz == 0
     assert second.as_of_ == alone.as_of_ == as_of

@@ -8,6 +8,7 @@
 | `PZ_AS_OF` | newest event | the run's as-of time (ISO-8601, UTC) for windows and recency |
 | `PZ_DUCKDB_MEMORY_LIMIT` | `5GB` | DuckDB memory (pipeline, dbt); it spills beyond |
 | `PZ_DBT_THREADS` | `1` | dbt models built at once (each DuckDB query already uses every core) |
+| `PZ_DBT_UNIT_TESTS` | `0` | `1` runs dbt's unit tests in the pipeline's builds, too |
 | `PZ_GX_MAX_ROWS` | `1000000` | a bigger table's GX suite runs on a sample of this many rows |
 """
 

@@ -9,6 +9,7 @@ landing folder that holds only events.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from dagster import DagsterInstance
 
 from dagster_project.cli import prepare_dbt_manifest
+from dagster_project.project import dbt_project
 from dagster_project.sample_data import generate
 from dagster_project.tunables import load_tunables
 
@@ -227,6 +229,24 @@ def test_clusters_are_named_and_scored(sample_run):
     assert segments.person_id.is_unique
     assert segments.segment_name.str.len().gt(0).all()
     assert segments.score.between(0, 1).all()
+
+
+def test_the_nightly_dbt_builds_run_the_data_tests_and_not_the_unit_tests(sample_run):
+    """dbt's unit tests check each model's SQL on fixed rows: tests/dbt_project runs them, the
+    pipeline's builds do not (`dbt_build_args`), its data tests still run in every phase."""
+    data_dir, _, _ = sample_run
+    with published(data_dir) as con:
+        (run_id,) = con.execute("select run_id from publish_info").fetchone()
+    target = Path(dbt_project.project_dir) / os.getenv("DBT_TARGET_PATH", "target")
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert manifest["unit_tests"], "the project has unit tests to leave out"
+    ran: dict[str, set[str]] = {}
+    for phase in ("dbt_pre_identity", "dbt_post_identity", "dbt_ml_marts"):
+        (folder,) = target.glob(f"{phase}-{run_id[:7]}-*")
+        results = json.loads((folder / "run_results.json").read_text())["results"]
+        ran[phase] = {result["unique_id"].split(".")[0] for result in results}
+    assert all("test" in kinds and "unit_test" not in kinds for kinds in ran.values()), ran
+    assert {"model", "snapshot"} <= set().union(*ran.values())
 
 
 def _tested_at(data_dir: Path) -> list:

@@ -109,7 +109,13 @@ _NODE_KEY_COLUMNS = ("node_key", "node_key_a", "node_key_b", "anchor_node_key")
 # Columns of summary tables (data_audit) whose value may happen to be an identifier: nulled.
 _MASKED_COLUMNS = ("min_value", "max_value")
 # Tables that are the erasure machinery itself, or hold no person.
-_NOT_SWEPT = {"audit.erasure_registry", "audit.erasure_log", "audit.load_manifest"}
+_NOT_SWEPT = {
+    "audit.erasure_registry",
+    "audit.erasure_log",
+    "audit.load_manifest",
+    "audit.erasure_checked_identifiers",
+    "audit.erasure_checked_against",
+}
 
 
 def _subject(alias: str = "") -> str:
@@ -795,12 +801,93 @@ def clear_evidence(con: duckdb.DuckDBPyConnection) -> int:
     return _count(con, "delete from pii.main.erasure_evidence")
 
 
+# The identifiers of ml.identity_assignments already checked against the registry, as a hash of
+# (identifier_type, subject), and the registry (and DuckDB version: `hash`) they were checked
+# against. Not an identifier column: the erasure sweep has nothing to match in them.
+CHECKED_IDENTIFIERS = "audit.erasure_checked_identifiers"
+CHECKED_AGAINST = "audit.erasure_checked_against"
+_ASSIGNED = "ml.identity_assignments"
+
+
+def _registry_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """The registry's tokens (it only grows) and the DuckDB version whose `hash` keyed the
+    checked identifiers."""
+    count, tokens = con.execute(
+        "select count(*), coalesce(bit_xor(hash(subject_token)), 0) from audit.erasure_registry"
+    ).fetchall()[0]
+    return f"{duckdb.__version__}:{count}:{tokens}"
+
+
+def _checked_against(con: duckdb.DuckDBPyConnection) -> str | None:
+    exists = _count(
+        con,
+        "select count(*) from information_schema.tables where table_catalog = "
+        "current_database() and table_schema = 'audit' "
+        "and table_name in ('erasure_checked_identifiers', 'erasure_checked_against')",
+    )
+    if exists < 2:
+        return None
+    rows = con.execute(f"select registry from {CHECKED_AGAINST}").fetchall()
+    return rows[0][0] if len(rows) == 1 else None
+
+
+def _record_checked(con: duckdb.DuckDBPyConnection, registry: str) -> None:
+    """Every identifier of the assignments passed the check against `registry`."""
+    con.execute(
+        f"create or replace table {CHECKED_IDENTIFIERS} as "
+        f"select distinct hash(identifier_type, {_subject()}) as h from {_ASSIGNED}"
+    )
+    con.execute(
+        f"create or replace table {CHECKED_AGAINST} as select $r as registry", {"r": registry}
+    )
+
+
 def drop_erased_people(con: duckdb.DuckDBPyConnection, now: datetime) -> ErasureOutcome:
     """Defensive, after identity resolution: erase the people of `ml.identity_assignments`
     that hold a registered identifier (and remove them from it). Identity resolution erases
     them before it links anyone (`dagster_project.identity.erasure`); this catches what an
-    out-of-order run (identity without ingest) might have let through."""
+    out-of-order run (identity without ingest) might have let through.
+
+    The registry holds keyed hashes (`pz_hmac`), so checking an identifier means hashing it:
+    at L, 4.7 s a night for the 2.8M identifiers. While the registry is the one the last check
+    passed against, an identifier checked then still passes, and only the others (a night's
+    few thousand new or re-resolved ones, told by a hash of type and value kept in
+    `audit.erasure_checked_identifiers`) are hashed. If one of them is registered, or the
+    registry changed, every identifier is checked (and its person erased whole, with the
+    identifiers checked before). A 64-bit hash of a new identifier equal to a checked one's
+    would skip it; at 2.8M checked and thousands new a night, odds of about 1 in 10^9 a night,
+    and ingest and identity resolution have erased the person before this check.
+    """
     if not _has_previous_map(con):
         return ErasureOutcome()
+    ensure_erasure_tables(con)
+    registry = _registry_fingerprint(con)
+    if _checked_against(con) == registry:
+        con.execute(
+            f"""
+            create or replace temp table _pz_unchecked as
+            select distinct identifier_type, subject, h from (
+                select identifier_type, {_subject()} as subject,
+                       hash(identifier_type, {_subject()}) as h
+                from {_ASSIGNED}
+            ) anti join {CHECKED_IDENTIFIERS} using (h)
+            """
+        )
+        try:
+            registered = _count(
+                con,
+                "select count(*) from _pz_unchecked "
+                "where pz_hmac(identifier_type || ':' || subject) "
+                "in (select subject_token from audit.erasure_registry)",
+            )
+            if not registered:
+                con.execute(
+                    f"insert into {CHECKED_IDENTIFIERS} select distinct h from _pz_unchecked"
+                )
+                return ErasureOutcome()
+        finally:
+            con.execute("drop table if exists _pz_unchecked")
     # read in DuckDB, not through pandas (2.8 M rows at 1M people)
-    return erase_people(con, "ml.identity_assignments", now, trigger="identity")
+    outcome = erase_people(con, _ASSIGNED, now, trigger="identity")
+    _record_checked(con, _registry_fingerprint(con))
+    return outcome

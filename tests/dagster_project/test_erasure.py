@@ -19,7 +19,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from dagster_project.ingest.erasure import enforce_erasures, erase_people
+from dagster_project.ingest.erasure import (
+    drop_erased_people,
+    enforce_erasures,
+    ensure_erasure_tables,
+    erase_people,
+)
 from dagster_project.ingest.loader import ensure_tables, ingest_source
 from dagster_project.ingest.sources import SOURCES
 from dagster_project.ingest.sql import install_macros
@@ -498,3 +503,64 @@ def test_the_same_raw_files_loaded_again_bring_nobody_back(planted):
             assert _person_of(con, identifier), identifier
     finally:
         con.close()
+
+
+def test_the_identity_check_hashes_only_the_identifiers_it_has_not_checked(con):
+    """drop_erased_people keeps which identifiers passed against which registry: a night
+    hashes only the new ones; a registered one among them, or a changed registry, checks (and
+    erases) every identifier of the people concerned."""
+    con.execute(
+        "create schema ml; create table ml.identity_assignments (identifier_type varchar, "
+        "identifier varchar, source_system varchar, person_id varchar, method varchar, "
+        "match_probability double)"
+    )
+
+    def assign(*rows):
+        for row in rows:
+            con.execute("insert into ml.identity_assignments values (?, ?, ?, ?, null, null)", row)
+
+    def people() -> set[str]:
+        rows = con.execute("select distinct person_id from ml.identity_assignments").fetchall()
+        return {row[0] for row in rows}
+
+    checked = ["user_id:user-a", "anonymous_id:anon-a", "user_id:user-b", "record_id:crm:R-1"]
+    ensure_erasure_tables(con)
+    # registered before anyone holds it (an out-of-order run may assign it later)
+    (late,) = con.execute("select pz_hmac('anonymous_id:anon-late')").fetchall()[0]
+    con.execute(
+        "insert into audit.erasure_registry values ($t, 'anonymous_id', $at)", {"t": late, "at": AT}
+    )
+    assign(
+        ("user_id", "user-a", None, "p_a"),
+        ("anonymous_id", "anon-a", None, "p_a"),
+        ("user_id", "user-b", None, "p_b"),
+        ("record_id", "R-1", "crm", "p_b"),
+    )
+    assert drop_erased_people(con, AT).people_erased == 0
+    assert people() == {"p_a", "p_b"}
+
+    # Next night: hashing an identifier checked above fails the query.
+    listed = ", ".join(f"'{value}'" for value in checked)
+    con.execute(
+        f"create or replace temp macro pz_hmac(m) as case when m in ({listed}) "
+        f"then error('hashed again: ' || m) when m = 'anonymous_id:anon-late' then '{late}' "
+        "else 'unregistered:' || m end"
+    )
+    assign(("anonymous_id", "anon-a2", None, "p_a"))
+    assert drop_erased_people(con, AT).people_erased == 0
+    assert people() == {"p_a", "p_b"}
+
+    install_macros(con, TEST_PII_KEY.encode())
+    # a new identifier that is registered: its person goes, with the identifiers checked before
+    assign(("anonymous_id", "anon-late", None, "p_b"))
+    assert drop_erased_people(con, AT).person_ids == {"p_b"}
+    assert people() == {"p_a"}
+    assert con.execute("select count(*) from ml.identity_assignments").fetchall() == [(3,)]
+
+    # the registry changed (user-a's request): identifiers checked before are checked again
+    con.execute(
+        "insert into audit.erasure_registry values (pz_hmac('user_id:user-a'), 'user_id', $at)",
+        {"at": AT},
+    )
+    assert drop_erased_people(con, AT).person_ids == {"p_a"}
+    assert people() == set()

@@ -7,6 +7,9 @@
     being rewritten (or erased, which deletes the session rows of the erased people too).
     At L a full build read the 17M events every night (6.4 s) for the few sessions of a day.
     `sessions` is the view of its published columns.
+    The post-hook finds those sessions by `not exists` (an anti join), not `not in`: DuckDB
+    builds `not in`'s null-aware join over the 17M events' session ids (at L, 1.4-2.7 s of a
+    night instead of 0.8). A session row always has a session id, so the two delete the same.
 -#}
 {{ config(
     materialized='incremental',
@@ -14,7 +17,7 @@
     incremental_strategy='delete+insert',
     on_schema_change='fail',
     post_hook=[
-        "{% if is_incremental() %}delete from {{ this }} where session_id not in (select session_id from {{ ref('int_events_identified') }} where session_id is not null){% endif %}",
+        "{% if is_incremental() %}delete from {{ this }} where not exists (select 1 from {{ ref('int_events_identified') }} as events where events.session_id = {{ this }}.session_id){% endif %}",
     ],
 ) }}
 

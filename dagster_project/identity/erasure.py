@@ -37,16 +37,23 @@ from dagster_project.identity.graph import (
     read_coded_graph,
 )
 from dagster_project.identity.rescoring import (
+    all_links_kept,
+    last_records_digest,
     merge_links,
     plan_rescoring,
     record_fingerprints,
+    records_digest,
+    save_records_digest,
     save_scored_records,
 )
 from dagster_project.identity.splink_linker import (
+    PROFILE_RECORDS_INPUTS,
+    PROFILE_RECORDS_SQL,
     SplinkScorer,
     compared_fields,
     evidence_node_key,
     fits,
+    model_fingerprint,
     read_erasure_evidence,
     read_model,
     read_profile_record_ids,
@@ -345,6 +352,10 @@ def link_and_erase(
     settings = tunables["probabilistic"]
     ensure_erasure_tables(con)
     clock = _Clock()
+    if not score_all:
+        unchanged = _links_of_unchanged_records(con, settings, now, clock)
+        if unchanged is not None:
+            return unchanged
     records = read_profile_records(con)
     evidence = read_erasure_evidence(con)
     nulled_flags = records.pop("is_birth_date_nulled")
@@ -431,10 +442,52 @@ def link_and_erase(
     else:
         trained_at = model["trained_at"] if model and "model_trained" in info else None
     save_scored_records(con, fingerprints, trained_at)
+    save_records_digest(
+        con, PROFILE_RECORDS_SQL, PROFILE_RECORDS_INPUTS, trained_at, info.get("fields_compared")
+    )
     info.pop("model", None)
     info.pop("fingerprint", None)
     info["invalid_birth_dates_nulled"] = nulled
     return links, info, outcome
+
+
+def _links_of_unchanged_records(
+    con: duckdb.DuckDBPyConnection, settings: dict, now: datetime, clock: _Clock
+) -> tuple[pd.DataFrame, dict, ErasureOutcome] | None:
+    """What `link_and_erase` returns when it would keep every link, found without reading the
+    records into pandas, or None (then it reads them): no erasure evidence, the stored model
+    still usable and fitting the fields the last run compared, and the records as the last
+    run left them (`records_digest`: every row of what they are read from, in DuckDB). At
+    L this is about 1.5 s of a night instead of 7.5 (reading the 1.36M records and hashing them in
+    pandas) plus writing their fingerprints again."""
+    model = usable_model(read_model(con), settings, now)
+    last = last_records_digest(con)
+    if model is None or last is None or last[1] != model["trained_at"]:
+        return None
+    digest, trained_at, fields = last
+    if model["fingerprint"] != model_fingerprint(settings, fields):
+        return None
+    if con.execute("select count(*) from pii.main.erasure_evidence").fetchall()[0][0]:
+        return None
+    current = records_digest(con, PROFILE_RECORDS_SQL, PROFILE_RECORDS_INPUTS)
+    if current.digest != digest:
+        return None
+    links = all_links_kept(con, trained_at)
+    if links is None:
+        return None
+    seconds = {"read_records": clock.lap(), "predict": 0.0}
+    info = {
+        "records": current.records,
+        "fields_compared": fields,
+        "threshold": float(settings["match_threshold"]),
+        "model_trained": False,
+        "scoring": f"no record new, changed or gone: all {len(links):,} links kept",
+        "records_rescored": 0,
+        "step_seconds": seconds,
+        "seconds": round(sum(seconds.values()), 1),
+        "invalid_birth_dates_nulled": current.birth_dates_nulled,
+    }
+    return links, info, ErasureOutcome()
 
 
 def _remaining_records(

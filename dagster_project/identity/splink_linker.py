@@ -83,8 +83,7 @@ order by unique_id
 _PROFILE_UNIQUE_ID = "'record_id|' || coalesce(d.source_system, '') || '|' || d.record_id"
 
 # One record per current profile version (same file and line as the version dbt kept).
-PROFILE_RECORDS_SQL = _RECORDS_SQL.format(
-    plain=f"""
+PROFILE_PLAIN_SQL = f"""
     select
         {_PROFILE_UNIQUE_ID} as unique_id,
         p.first_name,
@@ -101,7 +100,10 @@ PROFILE_RECORDS_SQL = _RECORDS_SQL.format(
     left join pii.main.profiles as p
         on p._file = d._file and p._line = d._line
     """
-)
+PROFILE_RECORDS_SQL = _RECORDS_SQL.format(plain=PROFILE_PLAIN_SQL)
+# What PROFILE_RECORDS_SQL reads, in full: the same rows of these (and the same SQL) give the
+# same records (`dagster_project.identity.rescoring.records_digest`).
+PROFILE_RECORDS_INPUTS = (PROFILE_PLAIN_SQL, "select value from config.identity_junk_values")
 
 # The erasure evidence (records purged for an erasure since the last identity run), one record
 # per distinct delivered version: `<record node key>#<n>` (see `evidence_node_key`).

@@ -7,6 +7,7 @@ the SCD2 history (`user_profiles_history`) gaining a version for the changed add
 scoring only those two records with Splink's stored model.
 """
 
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -157,3 +158,49 @@ def test_the_second_run_scores_only_the_changed_records_and_links_as_scoring_all
     assert (stored["match_probability"] - every_pair["match_probability"]).abs().max() < 0.01
     assert info_kept["records_rescored"] == 0 and "seconds_model" not in info_kept
     pd.testing.assert_frame_equal(_pairs(kept), every_pair)
+
+
+def test_a_run_with_no_record_changed_keeps_every_link_without_reading_the_records(
+    runs, tmp_path, monkeypatch
+):
+    """When the records are as the last run left them (a digest of what they are read from)
+    and the stored model still fits, the links are kept without reading the records into
+    pandas: the same links and run metadata as reading them. One changed field reads them."""
+    from datetime import UTC, datetime
+
+    from dagster_project.identity import erasure as identity_erasure
+    from dagster_project.identity.erasure import link_and_erase
+    from dagster_project.resources import WarehouseResource
+    from dagster_project.tunables import load_identity_tunables
+
+    data_dir, *_ = runs
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir / "warehouse", copy / "warehouse")
+    warehouse = WarehouseResource(data_dir=str(copy))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    tunables = load_identity_tunables()
+    timings = ("step_seconds", "seconds")
+    with warehouse.connect(with_pii_zone=True) as con:
+        con.execute("drop table if exists pii.main.identity_records_digest")
+        read, read_info, _ = link_and_erase(con, tunables, now)
+        assert read_info["records_rescored"] == 0, read_info["scoring"]
+
+        def not_read(_con):
+            raise AssertionError("the records were read")
+
+        monkeypatch.setattr(identity_erasure, "read_profile_records", not_read)
+        kept, kept_info, _ = link_and_erase(con, tunables, now)
+        pd.testing.assert_frame_equal(kept, read)
+        assert {k: v for k, v in kept_info.items() if k not in timings} == {
+            k: v for k, v in read_info.items() if k not in timings
+        }
+        con.execute(
+            """
+            update pii.main.profiles set first_name = 'Zebulon'
+            from (select _file, _line from intermediate.int_profiles_deduplicated
+                  order by record_id limit 1) as d
+            where profiles._file = d._file and profiles._line = d._line
+            """
+        )
+        with pytest.raises(AssertionError, match="the records were read"):
+            link_and_erase(con, tunables, now)

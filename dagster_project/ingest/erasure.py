@@ -538,6 +538,10 @@ def _register_and_purge(
         register()
         if outcome.identifiers_registered:
             files = None
+            # hashes of identifiers, some of them tonight's erased people's: the next check
+            # after identity resolution checks every identifier against the grown registry
+            con.execute(f"drop table if exists {CHECKED_IDENTIFIERS}")
+            con.execute(f"drop table if exists {CHECKED_AGAINST}")
         purged = _purge_warehouse(
             con, sources, outcome, now, by_plaintext=by_plaintext, files=files
         )
@@ -856,7 +860,9 @@ def drop_erased_people(con: duckdb.DuckDBPyConnection, now: datetime) -> Erasure
     registry changed, every identifier is checked (and its person erased whole, with the
     identifiers checked before). A 64-bit hash of a new identifier equal to a checked one's
     would skip it; at 2.8M checked and thousands new a night, odds of about 1 in 10^9 a night,
-    and ingest and identity resolution have erased the person before this check.
+    and ingest and identity resolution have erased the person before this check. The hashes
+    are of people's identifiers: an erasure that registers a token drops them (its persons'
+    among them) with the registry state, and the next check hashes every identifier.
     """
     if not _has_previous_map(con):
         return ErasureOutcome()

@@ -564,3 +564,17 @@ def test_the_identity_check_hashes_only_the_identifiers_it_has_not_checked(con):
     )
     assert drop_erased_people(con, AT).person_ids == {"p_a"}
     assert people() == set()
+    hashes = "select count(*) from audit.erasure_checked_identifiers where h = hash('user_id', ?)"
+    assert con.execute(hashes, ["user-a"]).fetchall() == [(0,)]
+
+    # any erasure that registers a token forgets every checked identifier (hashes of people)
+    assign(("user_id", "user-c", None, "p_c"), ("anonymous_id", "anon-c", None, "p_c"))
+    assert drop_erased_people(con, AT).people_erased == 0
+    assert con.execute(hashes, ["user-c"]).fetchall() == [(1,)]
+    con.execute(
+        "insert into audit.erasure_registry values (pz_hmac('user_id:user-c'), 'user_id', $at)",
+        {"at": AT},
+    )
+    assert erase_people(con, "ml.identity_assignments", AT, trigger="test").people_erased == 1
+    tables = "select count(*) from duckdb_tables() where table_name like 'erasure_checked%'"
+    assert con.execute(tables).fetchall() == [(0,)]

@@ -64,7 +64,7 @@ def peak_rss_mb() -> float:
 
 def tree_rss_mb(root: int) -> float:
     """RSS of `root` and all its descendants together, from /proc (Linux): the Dagster process
-    and the dbt subprocess it waits on hold memory at the same time."""
+    and any subprocess it waits on (dbt's, with `PZ_DBT_SUBPROCESS=1`) hold memory at once."""
     parents: dict[int, int] = {}
     pages: dict[int, int] = {}
     for entry in os.scandir("/proc"):
@@ -263,7 +263,7 @@ def bench_tier(name: str, work: Path) -> dict:
         "incremental": incremental,
         "incremental_share": round(incremental["total_s"] / full["total_s"], 3),
         "peak_rss_mb": round(peak_rss_mb()),
-        # all processes of the run at once (the pipeline and its dbt subprocess), sampled
+        # all processes of the run at once (the pipeline and any subprocess of it), sampled
         "peak_rss_total_mb": round(sampler.stop()) if sampler else None,
     }
     print(json.dumps(result, indent=2), flush=True)

@@ -36,7 +36,7 @@ def test_floor_loads_every_file_and_deletes_none(tmp_path: Path):
 
 
 def test_peak_memory_counts_the_subprocesses_too(tmp_path: Path):
-    """The pipeline and its dbt subprocess hold memory at once: the bench reports their sum."""
+    """The pipeline and a subprocess of it hold memory at once: the bench reports their sum."""
     import os
     import subprocess
     import sys

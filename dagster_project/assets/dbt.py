@@ -14,6 +14,7 @@ from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from packaging import version
 
 from dagster_project import incremental
+from dagster_project.dbt_in_process import dbt_in_this_process
 from dagster_project.project import dbt_project
 from dagster_project.resources import WarehouseResource
 
@@ -61,7 +62,12 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
 
 
 class WarehouseDbtCliResource(DbtCliResource):
-    """`DbtCliResource` without its `dbt --version` call and its in-process dbt adapter.
+    """`DbtCliResource` that runs dbt in this process (`dagster_project.dbt_in_process`), without
+    its `dbt --version` call and its in-process dbt adapter.
+
+    Commands that run nodes (`dbt build` here) go through dbt's `dbtRunner` in a thread of the
+    Dagster process instead of a `dbt` subprocess: dbt's 8 s start-up is paid once per process,
+    not once per phase. `PZ_DBT_SUBPROCESS=1` runs them as subprocesses again.
 
     dagster-dbt asks the dbt executable for its version once per process, a whole dbt start-up
     (4-7 s here, and a check for a newer release on PyPI). The executable is this
@@ -71,6 +77,10 @@ class WarehouseDbtCliResource(DbtCliResource):
     `_cli_version` is dagster-dbt's own (private) property, pinned by uv.lock: should a later
     dagster-dbt rename it, this override goes unused and each run pays the call again.
     """
+
+    def cli(self, args: Sequence[str], **kwargs: Any) -> DbtCliInvocation:
+        with dbt_in_this_process(args):
+            return super().cli(args, **kwargs)
 
     @cached_property
     def _cli_version(self) -> version.Version:

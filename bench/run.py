@@ -335,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         result = bench_tier(args.worker, work)
         Path(args.worker_out).write_text(json.dumps(result))
         return 0
+    # The code location loads dbt's manifest: build it now (as `make bench` does), not after a
+    # tier's data has been generated.
+    from dagster_project.cli import prepare_dbt_manifest
+
+    prepare_dbt_manifest()
     # One process per tier, so each tier's peak RSS is its own (getrusage keeps the maximum).
     results = []
     for tier in tiers:

@@ -49,7 +49,12 @@ RECOMMENDATIONS_TABLE = "ml.recommendations"
 TONIGHT = "ml._pz_serving_tonight"
 SERVE_CHANGED_KEY = "serve_changed_people_only"
 # Settings that change neither what is served nor to whom.
-_NOT_SERVED_WITH = ("serve_batch_people", SERVE_CHANGED_KEY, "reselect_every_days")
+_NOT_SERVED_WITH = (
+    "serve_batch_people",
+    "score_threads",
+    SERVE_CHANGED_KEY,
+    "reselect_every_days",
+)
 
 # Tonight's state of each person who may be served (personalization consent): the fingerprint
 # of the interaction rows the recommenders read for them (the same rows as INTERACTIONS_SQL:

@@ -111,6 +111,7 @@ SERVING_ONLY_SETTINGS = (
     "top_k",
     "exclude_purchased",
     "serve_batch_people",
+    "score_threads",
     "reselect_every_days",
     refresh.SERVE_CHANGED_KEY,
 )

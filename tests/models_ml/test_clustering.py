@@ -292,3 +292,27 @@ def test_unknown_algorithm_is_rejected():
     features, _ = _blobs()
     with pytest.raises(ValueError, match="algorithm"):
         KMeansSegmenter(algorithm="spectral").fit(features)
+
+
+def test_a_tall_matrix_is_reduced_through_the_covariance_with_the_components_of_the_svd(
+    monkeypatch,
+):
+    import models_ml.clustering as clustering
+
+    assert clustering.pca_solver(1_000_000, 25) == "covariance_eigh"
+    assert clustering.pca_solver(200, 25) == "full"  # fewer than 10 rows per feature
+    assert clustering.pca_solver(10**7, 2_000) == "full"  # a wide covariance matrix
+    features, _ = _blobs(n_per_blob=200)
+    segmenters = {}
+    for solver in ("full", "covariance_eigh"):
+        monkeypatch.setattr(
+            clustering, "pca_solver", lambda n_rows, n_features, chosen=solver: chosen
+        )
+        segmenters[solver] = KMeansSegmenter(k_max=4, random_state=3, pca_variance=0.9).fit(
+            features
+        )
+        assert segmenters[solver].pca_.svd_solver == solver
+    by_svd, by_covariance = segmenters["full"], segmenters["covariance_eigh"]
+    np.testing.assert_allclose(by_covariance.pca_.components_, by_svd.pca_.components_, atol=1e-9)
+    np.testing.assert_allclose(by_covariance.embedding_, by_svd.embedding_, atol=1e-9)
+    np.testing.assert_array_equal(by_covariance.labels_, by_svd.labels_)

@@ -1,9 +1,10 @@
 """When the nightly dbt step may run incrementally, and when it must rebuild from scratch.
 
-The event chain (`int_events_deduplicated` -> `int_events_enriched`, which sessionizes too)
-is incremental: a run reads the files loaded since the last build and re-derives only the
-events, actors (sessions) and contexts they touch. That is exact only while the raw input grew
-by appending. Anything else rebuilds those models with `dbt build --full-refresh`:
+The event chain (`int_events_deduplicated`, then `int_events_identified`, which sessionizes,
+enriches and identifies them after the identity step) is incremental: a run reads the files
+loaded since the last build and re-derives only the events, actors (sessions) and contexts
+they touch. That is exact only while the raw input grew by appending. Anything else rebuilds
+those models with `dbt build --full-refresh`:
 
 - a landing file that was part of the last build is no longer current (a changed file replaced
   its rows, or it was forgotten);
@@ -24,10 +25,10 @@ the records (consent subjects) whose input rows changed or that are erased
 (dbt_project/macros/inputs_fingerprint.sql): a night lands events and contexts, not profiles
 or consents.
 
-Downstream, `int_events_identified` (phase post_identity) is incremental too: it re-identifies
-the events the chain rewrote and those whose person changed (and `int_sessions` re-aggregates
-the sessions of the events it rewrote, `int_person_activity` the people whose events changed).
-Rows it should drop only leave it on a full refresh, so a rebuilt chain leaves a `pending` row
+`int_events_identified` is in the phase after the identity step (post_identity): it also
+rewrites the events whose person changed (and `int_sessions` re-aggregates the sessions of the
+events it rewrote, `int_person_activity` the people whose events changed). Rows it should drop
+only leave it on a full refresh, so a rebuilt `int_events_deduplicated` leaves a `pending` row
 for that phase (`POST_IDENTITY_PHASE`), cleared once the phase has rebuilt in full.
 """
 
@@ -44,7 +45,8 @@ import duckdb
 FULL_REFRESH_TAG = "pz/full_refresh"
 POST_IDENTITY_PHASE = "post_identity"
 INCREMENTAL_SOURCES = ("events", "context")
-INCREMENTAL_MODELS = ("int_events_deduplicated", "int_events_enriched")
+# Built in the first dbt phase; int_events_identified builds in full when it is missing.
+INCREMENTAL_MODELS = ("int_events_deduplicated",)
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 # The SQL whose change invalidates incrementally built rows.
 _CODE_GLOBS = (

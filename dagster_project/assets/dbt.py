@@ -151,7 +151,7 @@ def dbt_build_args(full_refresh: bool = False) -> list[str]:
     return [*args, "--full-refresh"] if full_refresh else args
 
 
-INCREMENTAL_PHASE = "pre_identity"  # holds the incremental event chain
+INCREMENTAL_PHASE = "pre_identity"  # builds int_events_deduplicated, which decides a rebuild
 TESTED_PHASE = "ml_marts"  # tests the rows served since it last passed
 IDENTIFIED_EVENTS = AssetKey(["intermediate", "int_events_identified"])  # in post_identity
 
@@ -175,7 +175,7 @@ def _build_dbt_phase(selector: str, description: str):
         os.environ["PZ_WAREHOUSE_PATH"] = str(warehouse.settings().warehouse_path)
         requested = incremental.full_refresh_requested(context.run.tags if context.run else None)
         if selector == incremental.POST_IDENTITY_PHASE:
-            # int_events_identified is incremental; it rebuilds after the event chain did.
+            # int_events_identified is incremental; it rebuilds after int_events_deduplicated did.
             with warehouse.connect() as con:
                 rebuild = requested or incremental.rebuild_pending(con)
             mode = "full refresh" if rebuild else "incremental"

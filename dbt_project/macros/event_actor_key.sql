@@ -1,5 +1,5 @@
 {#-
-    Whose inactivity splits an event's derived sessions (int_events_enriched): the user, else
+    Whose inactivity splits an event's derived sessions (int_events_identified): the user, else
     the user its device logged in as (so browsing before a login continues into it), else the
     device. Needs `junk_values` and `device_logins` joined on the event's user and device.
 -#}

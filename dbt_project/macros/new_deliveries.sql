@@ -7,7 +7,7 @@
     changed test in the staging yml is a code change) and on the first build.
 
     `__this__` in a `where` stands for the tested relation. The incremental event models test
-    the rows their latest build wrote, e.g. `_enriched_at = (select max(_enriched_at) from
+    the rows their latest build wrote, e.g. `_identified_at = (select max(_identified_at) from
     __this__)`: a build deletes the rows whose event_id it writes (delete+insert), so when its
     own rows pass, every row does; a full build writes, and so tests, them all. (At 17 M events
     the three uniqueness tests read all rows for 17 s a night.)

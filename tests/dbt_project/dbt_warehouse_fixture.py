@@ -325,11 +325,16 @@ def run_dbt(args: list[str], warehouse: Path, work_dir: Path) -> subprocess.Comp
     return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
 
 
-# dbt's first phase, as far as the event and identity models go (what the identity step reads)
+# dbt's first phase, as far as the event and identity models go (what the identity step and
+# int_events_identified, after it, read)
 PRE_IDENTITY_RUN = [
     "run",
     "--select",
-    "+int_events_enriched",
+    "+int_events_deduplicated",
+    "+int_zone_hour_offsets",
+    "+stg_context__contexts",
+    "+stg_config__run_settings",
+    "+stg_config__identity_junk_values",
     "+int_identity_nodes",
     "+int_identity_edges",
 ]

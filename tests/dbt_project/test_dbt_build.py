@@ -42,10 +42,11 @@ def test_the_three_phases_build_every_node_exactly_once(built_warehouse):
 def test_phase_one_does_not_need_the_ml_outputs(built_warehouse):
     pre_identity = built_warehouse.phase_results["pre_identity"]
     post_identity = built_warehouse.phase_results["post_identity"]
-    for model in ["int_identity_nodes", "int_identity_edges", "int_events_enriched", "items"]:
+    for model in ["int_identity_nodes", "int_identity_edges", "int_events_deduplicated", "items"]:
         assert f"model.personalization.{model}" in pre_identity
     for model in [
         "identity_map",
+        "int_events_identified",
         "events",
         "sessions",
         "user_profiles",
@@ -66,7 +67,7 @@ def test_every_phase_passed_its_tests(built_warehouse):
 def test_no_view_materializes_a_cte(built_warehouse):
     """A CTE a view reads twice is materialized by DuckDB unless marked `not materialized`, and
     then every reader computes every column of every row: `count(*)` of the contexts' staging
-    view took 7 s instead of 0.8 at L, and so did int_events_enriched's few filtered contexts."""
+    view took 7 s instead of 0.8 at L, and so did int_events_identified's few filtered contexts."""
     views = built_warehouse.query(
         "select schema_name || '.' || view_name from duckdb_views() "
         "where not internal and database_name = current_database()"

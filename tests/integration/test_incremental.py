@@ -92,7 +92,7 @@ def land_new_device_logins(data_dir: Path) -> dict[str, str]:
             select
                 events.anonymous_id,
                 coalesce(any_value(logins.users), 0) as users
-            from intermediate.int_events_enriched as events
+            from intermediate.int_events_identified as events
             left join logins using (anonymous_id)
             where events.user_id is null
                 and events.is_session_derived
@@ -138,7 +138,7 @@ def device_actors(data_dir: Path, devices) -> dict[str, set[str]]:
     with duckdb.connect(str(data_dir / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
         rows = con.execute(
             """
-            select anonymous_id, actor_key from intermediate.int_events_enriched
+            select anonymous_id, actor_key from intermediate.int_events_identified
             where user_id is null and list_contains(?, anonymous_id)
             """,
             [list(devices)],
@@ -250,8 +250,8 @@ def test_a_replaced_file_or_an_explicit_request_rebuilds_in_full(runs: dict) -> 
         assert con.execute(
             "select count(*) from ("
             "(select event_id from marts.events except select event_id "
-            "from intermediate.int_events_enriched) union all "
-            "(select event_id from intermediate.int_events_enriched except select event_id "
+            "from intermediate.int_events_deduplicated) union all "
+            "(select event_id from intermediate.int_events_deduplicated except select event_id "
             "from marts.events))"
         ).fetchone() == (0,)
     assert published_events(published_path(nightly), ONLY_REDELIVERED) == 0

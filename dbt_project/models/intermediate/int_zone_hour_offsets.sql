@@ -1,10 +1,10 @@
 {#
     Each time zone's UTC offset at the start and at the end of every UTC hour an event falls in:
-    int_events_enriched gets local time from it by one join on (zone, hour), not by converting
+    int_events_identified gets local time from it by one join on (zone, hour), not by converting
     17 M events zone by zone one at a time (28 s of that model's 69 at 1M people). An hour whose
     two offsets differ (a DST change within it) is converted event by event there.
 
-    A table of its own, not a CTE of int_events_enriched: inside the events query DuckDB
+    A table of its own, not a CTE of int_events_identified: inside the events query DuckDB
     estimated this cross join of zones and hours at 10^11 rows and built the join's hash table
     on the events instead (all their columns: 13.9 s of the model's 22 s at 100k people; 0.5 s
     with this table, whose row count the planner knows).

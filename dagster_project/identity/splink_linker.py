@@ -245,6 +245,22 @@ def fits(model: dict | None, records: pd.DataFrame, settings: dict) -> bool:
     return model is not None and model["fingerprint"] == model_fingerprint(settings, fields)
 
 
+def _bounded_levenshtein_level(field: str, distance: int):
+    """Splink's `LevenshteinLevel` (same label, same pairs) with a length check first: two
+    strings whose lengths differ by more than `distance` are further apart than that, and
+    DuckDB evaluates the Levenshtein distance (quadratic in the lengths) only for the pairs
+    the cheap check lets through. At L (12.2M scored pairs), the address comparison took
+    7.3 s without the check and 4.5 s with it; phones, mostly of one length, gain nothing."""
+    import splink.comparison_level_library as cll
+
+    left, right = f'"{field}_l"', f'"{field}_r"'
+    return cll.CustomLevel(
+        f"abs(length({left}) - length({right})) <= {distance} "
+        f"AND levenshtein({left}, {right}) <= {distance}",
+        label_for_charts=f"Levenshtein distance of {field} <= {distance}",
+    )
+
+
 def _email_comparison(field: str):
     """Email: exact (term-frequency adjusted), same username, a typo (<= 2 edits), else.
 
@@ -257,20 +273,43 @@ def _email_comparison(field: str):
     match class, which drove the birth date / phone / address disagreement weights to about
     zero. On the L bench tier (1.36M records) that made 1.8M false links. An edit distance of
     at most 2 still catches a typo but not a different person's digits.
+
+    The username is the text before the first `@` (`split_part`; empty counts as none), which
+    is what the regular expression `^[^@]+` extracts, at a fraction of the cost: at L this
+    comparison took 12.5 s of the prediction by regular expression and unbounded Levenshtein
+    distance, 4.7 s this way, with the same level for every one of the 12.2M pairs.
     """
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
-    from splink import ColumnExpression
 
+    left, right = f'"{field}_l"', f'"{field}_r"'
     return cl.CustomComparison(
         output_column_name=field,
         comparison_levels=[
             cll.NullLevel(field),
             cll.ExactMatchLevel(field).configure(tf_adjustment_column=field),
-            cll.ExactMatchLevel(ColumnExpression(field).regex_extract("^[^@]+")).configure(
-                label_for_charts="Exact match on username"
+            cll.CustomLevel(
+                f"NULLIF(split_part({left}, '@', 1), '') = NULLIF(split_part({right}, '@', 1), '')",
+                label_for_charts="Exact match on username",
             ),
-            cll.LevenshteinLevel(field, 2),
+            _bounded_levenshtein_level(field, 2),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _levenshtein_comparison(field: str, distances: tuple[int, ...] = (1, 3)):
+    """Splink's `LevenshteinAtThresholds(field, distances)`, level for level, with the length
+    check of `_bounded_levenshtein_level`."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    return cl.CustomComparison(
+        output_column_name=field,
+        comparison_levels=[
+            cll.NullLevel(field),
+            cll.ExactMatchLevel(field),
+            *(_bounded_levenshtein_level(field, d) for d in distances),
             cll.ElseLevel(),
         ],
     )
@@ -286,7 +325,7 @@ def _comparison(field: str):
     if field == "email":
         return _email_comparison(field)
     if field in ("phone", "address"):
-        return cl.LevenshteinAtThresholds(field, [1, 3])
+        return _levenshtein_comparison(field)
     return cl.ExactMatch(field).configure(term_frequency_adjustments=True)
 
 

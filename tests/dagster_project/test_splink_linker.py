@@ -191,3 +191,60 @@ def test_a_model_trained_on_a_sample_of_records_scores_them_all():
     _, _, info_all = splink_linker.predict_links_and_matches(records, everyone, None, model)
     assert info_all["model_trained"] is True and "records_trained_on" not in info_all
     assert info_all["fingerprint"] != info["fingerprint"]  # a new limit trains again
+
+
+def _level_sql(comparison) -> str:
+    """The level index each pair falls in, as one SQL CASE over `<field>_l` / `<field>_r`."""
+    levels = comparison.get_comparison("duckdb").comparison_levels
+    whens = [
+        f"WHEN {level.sql_condition} THEN {i}"
+        for i, level in enumerate(levels)
+        if level.sql_condition != "ELSE"
+    ]
+    return f"CASE {' '.join(whens)} ELSE {len(levels) - 1} END"
+
+
+def test_the_cheaper_comparisons_put_every_pair_in_splinks_level():
+    """Email, phone and address check lengths before the Levenshtein distance and take the
+    username by `split_part`: every pair lands in the level Splink's own levels (regular
+    expression, unbounded distance) give it, edge cases included."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import ColumnExpression
+
+    splinks_email = cl.CustomComparison(
+        output_column_name="email",
+        comparison_levels=[
+            cll.NullLevel("email"),
+            cll.ExactMatchLevel("email"),
+            cll.ExactMatchLevel(ColumnExpression("email").regex_extract("^[^@]+")),
+            cll.LevenshteinLevel("email", 2),
+            cll.ElseLevel(),
+        ],
+    )
+    values = [
+        None, "", "@", "@x.com", "a@x.com", "a@y.com", "ab@x.com", "abc@x.com", "abcd@x.com",
+        "abcde@x.com", "abc", "abd", "abc@", "b@c@d", "b@c@e", "b@x.com", "ba@x.com",
+        "ana.lee@x.com", "ana.lee1@x.com", "anna.lee@x.org", "+1 555 0100", "+1 555 0101",
+        "+1 555 01", "+1 555 010", "1 Main St", "1 Main Street", "12 Main St", "1 Maine St",
+    ]  # fmt: skip
+    with duckdb.connect() as con:
+        for field, reference in [
+            ("email", splinks_email),
+            ("phone", cl.LevenshteinAtThresholds("phone", [1, 3])),
+            ("address", cl.LevenshteinAtThresholds("address", [1, 3])),
+        ]:
+            ours = splink_linker._comparison(field)
+            con.execute(
+                f"create or replace table pairs as select l.v as {field}_l, r.v as {field}_r "
+                "from unnest($v) as l(v), unnest($v) as r(v)",
+                {"v": values},
+            )
+            levels = con.execute(
+                f"select {_level_sql(ours)} as ours, {_level_sql(reference)} as theirs from pairs"
+            ).fetchall()
+            assert len(levels) == len(values) ** 2
+            assert [pair for pair in levels if pair[0] != pair[1]] == [], field
+            assert len({theirs for _, theirs in levels}) == len(
+                reference.get_comparison("duckdb").comparison_levels
+            ), f"every {field} level is reached"

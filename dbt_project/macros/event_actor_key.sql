@@ -14,3 +14,16 @@ case
             else 'user_id:' || {{ relation }}.user_id
         end
 {%- endmacro %}
+
+{#- Every row of `relation` (events) with its actor, as `actor_key`; joins the CTEs named
+    `junk_values` and `device_logins` of the model. -#}
+{% macro with_event_actor_key(relation) -%}
+select
+        {{ relation }}.*,
+        {{ event_actor_key(relation) }} as actor_key
+    from {{ relation }}
+    left join junk_values
+        on lower({{ relation }}.user_id) = junk_values.junk_value
+    left join device_logins
+        on {{ relation }}.anonymous_id = device_logins.anonymous_id
+{%- endmacro %}

@@ -22,12 +22,15 @@ from dagster import materialize
 from dagster_project.assets.identity import identity_assets
 from dagster_project.assets.ingest import ingest_assets, pipeline_config
 from dagster_project.assets.segments import (
+    CLUSTERING_MATRIX_TABLE,
     cluster_segments_asset,
+    drift_inputs,
     previous_k,
     previous_propensity_evaluation,
     propensity_segments_asset,
     segment_assets,
     segment_checks,
+    stored_clustering_matrix,
 )
 from dagster_project.resources import WarehouseResource
 from dagster_project.sample_data import generate
@@ -184,6 +187,22 @@ def test_identical_runs_do_not_drift_and_a_shift_is_flagged(warehouse, two_runs)
     )
     assert set(segments["segment_type"]) == {"trigger", "cluster", "propensity"}
     assert _frame(warehouse, "select count(*) as n from marts.segment_drift")["n"].iloc[0] > 0
+
+
+def test_the_drift_step_reads_the_matrix_its_runs_clustering_step_stored(warehouse, two_runs):
+    con = duckdb.connect(str(warehouse / "warehouse/warehouse.duckdb"))
+    try:
+        (run_id,) = con.execute(
+            f"select distinct _run_id from {CLUSTERING_MATRIX_TABLE}"
+        ).fetchall()[0]
+        stored = stored_clustering_matrix(con, run_id)
+        shares, reused = drift_inputs(con, run_id)
+        _, recomputed = drift_inputs(con)  # no run: the reads and the pivot again
+        assert stored_clustering_matrix(con, "another run") is None
+    finally:
+        con.close()
+    assert stored is not None and len(stored) > 0 and len(shares) > 0
+    pd.testing.assert_frame_equal(reused, recomputed)
 
 
 def _selections(data_dir: Path) -> pd.DataFrame:

@@ -92,14 +92,7 @@ device_logins as (
 ),
 
 keyed_all as not materialized (
-    select
-        events.*,
-        {{ event_actor_key('events') }} as actor_key
-    from events
-    left join junk_values
-        on lower(events.user_id) = junk_values.junk_value
-    left join device_logins
-        on events.anonymous_id = device_logins.anonymous_id
+    {{ with_event_actor_key('events') }}
 ),
 
 {% if is_incremental() %}
@@ -175,12 +168,34 @@ recontexted_events as (
         or previous.session_id in (select session_id from new_contexts)
 ),
 
-touched as materialized (
+-- The events of an affected actor, found without computing every event's actor: a stored
+-- event's actor changes only in `changed` (it is new, re-delivered, or hangs on a changed
+-- login), and then its old actor is affected too; so they are the stored events of an affected
+-- actor by their stored actor, and the new and re-delivered ones. `keyed` keeps those whose
+-- actor tonight is affected. (Computing every one of the 17M events' actors at L, its junk and
+-- login joins, took 2-3 s of a night.)
+touched_ids as (
+    select previous.event_id
+    from previous
+    semi join affected_actors
+        on previous.actor_key = affected_actors.actor_key
+    union
+    select event_id from new_keyed
+    union
+    select event_id from recontexted_events
+),
+
+touched_events as (
     -- one scan of the wide events for both kinds
-    select keyed_all.*
-    from keyed_all
-    where keyed_all.actor_key in (select actor_key from affected_actors)
-        or keyed_all.event_id in (select event_id from recontexted_events)
+    select events.*
+    from events
+    semi join touched_ids
+        on events.event_id = touched_ids.event_id
+),
+
+touched as materialized (
+    -- tonight's actor of the touched events only
+    {{ with_event_actor_key('touched_events') }}
 ),
 
 keyed as (

@@ -108,7 +108,11 @@ def data_audit(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
         ).df()
         per_day = con.execute(events_per_day_sql()).df()
     reused = ", ".join(outcome.reused) or "none"
-    context.log.info(f"data audit: {outcome.rows} rows; unchanged since the last audit: {reused}")
+    timed = ", ".join(f"{source} {s} s" for source, s in outcome.seconds.items())
+    context.log.info(
+        f"data audit: {outcome.rows} rows; unchanged since the last audit: {reused}; "
+        f"seconds per source: {timed}"
+    )
     shown = audit[AUDIT_COLUMNS].round(3)
     return MaterializeResult(
         metadata={

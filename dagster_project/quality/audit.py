@@ -22,7 +22,8 @@ content: the pipeline changes a raw table only by loading rows (each load has it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
@@ -72,6 +73,7 @@ def ensure_data_audit_table(con: duckdb.DuckDBPyConnection) -> None:
 class AuditOutcome:
     rows: int  # rows of audit.data_audit written for the run
     reused: tuple[str, ...]  # sources whose last profile was still current
+    seconds: dict[str, float] = field(default_factory=dict)  # per source, its profile's time
 
 
 LOAD_KEYS = ("_file", "_line", "_loaded_at")  # which load a raw row came from, and where
@@ -223,8 +225,9 @@ def write_data_audit(
     ensure_data_audit_table(con)
     con.execute("delete from audit.data_audit where run_id = $run", {"run": run_id})
     con.execute("delete from audit.data_audit_inputs where run_id = $run", {"run": run_id})
-    reused = []
+    reused, seconds = [], {}
     for source, (relation, timestamp_column) in relations.items():
+        started = time.perf_counter()
         # Staging relations are views: one scan computes every column's profile.
         described = [(r[0], r[1]) for r in con.execute(f"describe {relation}").fetchall()]
         profile = column_profile_sql(relation, described, timestamp_column)
@@ -257,10 +260,11 @@ def write_data_audit(
             "insert into audit.data_audit_inputs values ($run, $source, $fingerprint)",
             {"run": run_id, "source": source, "fingerprint": fingerprint},
         )
+        seconds[source] = round(time.perf_counter() - started, 2)
     rows = con.execute(
         "select count(*) from audit.data_audit where run_id = $run", {"run": run_id}
     ).fetchall()[0][0]
-    return AuditOutcome(rows=rows, reused=tuple(reused))
+    return AuditOutcome(rows=rows, reused=tuple(reused), seconds=seconds)
 
 
 def events_per_day_sql(days: int = 14) -> str:

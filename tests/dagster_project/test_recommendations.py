@@ -6,6 +6,7 @@ of stock, a person without personalization consent (P39), a person who revoked a
 consent (P38, the only one ever to touch the gadget g0).
 """
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import pandas as pd
 import pytest
 from dagster import materialize
 
-from dagster_project.assets.experiments import experiments
+from dagster_project.assets.experiments import experiments, update_assignments
 from dagster_project.assets.recommendations import previous_selection, recommendations
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
+from models_ml.experiments import Experiment, assign_variants
 
 DAY = pd.Timestamp("2024-05-01")
 # Two taste groups of 6 items each ("b*" books, "s*" sports) and one curated item per group;
@@ -169,6 +171,51 @@ def test_experiments_assign_every_consenting_person_once_per_experiment(warehous
     # P38 is assigned (personalization consent) but not counted (analytics consent revoked).
     assert (results.groupby("experiment").users.sum() == 38).all()
     assert results.ctr.between(0, 1).all()
+
+
+def _assignments(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    frame = con.sql("select experiment, person_id, variant, bucket from ml.experiment_assignments")
+    return frame.df().sort_values(["experiment", "person_id"], ignore_index=True)
+
+
+def _from_scratch(defined: list[Experiment], people: list[str]) -> pd.DataFrame:
+    frame = pd.concat([assign_variants(e, people) for e in defined], ignore_index=True)
+    frame = frame[["experiment", "person_id", "variant", "bucket"]].astype({"person_id": str})
+    return frame.sort_values(["experiment", "person_id"], ignore_index=True)
+
+
+def test_a_night_assigns_the_new_people_only_and_equals_assigning_everyone(warehouse, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(warehouse, copy)
+    defined = [Experiment.from_dict(entry) for entry in load_tunables().experiments]
+    # the first experiment's variants in the other order: its cuts move, so everyone again
+    first = defined[0]
+    changed = [
+        dataclasses.replace(first, variants=dict(reversed(first.variants.items()))),
+        *defined[1:],
+    ]
+    con = duckdb.connect(str(copy / "warehouse" / "warehouse.duckdb"))
+    try:
+        # P00 withdraws personalization consent, P40 arrives with it
+        con.execute(
+            "update marts.user_profiles set has_personalization_consent = false "
+            "where person_id = 'P00'"
+        )
+        con.execute(
+            "insert into marts.user_profiles by name "
+            "select 'P40' as person_id, true as has_personalization_consent"
+        )
+        night = update_assignments(con, defined)
+        after_night = _assignments(con)
+        redefined = update_assignments(con, changed)
+        after_change = _assignments(con)
+    finally:
+        con.close()
+    people = [f"P{n:02d}" for n in range(1, 39)] + ["P40"]
+    assert (night.rows, night.why) == (len(defined), "the new people only")
+    pd.testing.assert_frame_equal(after_night, _from_scratch(defined, people), check_dtype=False)
+    assert redefined.rows == len(people) * len(changed)
+    pd.testing.assert_frame_equal(after_change, _from_scratch(changed, people), check_dtype=False)
 
 
 def test_a_person_without_personalization_consent_gets_no_rows(warehouse):

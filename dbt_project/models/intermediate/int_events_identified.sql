@@ -172,8 +172,8 @@ recontexted_events as (
 -- event's actor changes only in `changed` (it is new, re-delivered, or hangs on a changed
 -- login), and then its old actor is affected too; so they are the stored events of an affected
 -- actor by their stored actor, and the new and re-delivered ones. `keyed` keeps those whose
--- actor tonight is affected. (Computing every one of the 17M events' actors at L, its junk and
--- login joins, took 2-3 s of a night.)
+-- actor tonight is affected. (Before, every night computed the actor of all 17M events of L;
+-- on one L night this SQL took 10.1 s that way and 9.2 s this way, giving the same rows.)
 touched_ids as (
     select previous.event_id
     from previous

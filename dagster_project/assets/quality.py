@@ -95,7 +95,8 @@ def _now() -> datetime:
         "min/max/mean/variance, values nulled as invalid or unrecognized by staging; per source "
         "(`*` row) freshness, records per day and rows quarantined at ingest. A source whose "
         "raw rows (by their load keys), staging SQL and config did not change keeps its last "
-        "profile; a full refresh profiles every source."
+        "profile; one that only gained rows profiles those and merges them into it; a full "
+        "refresh profiles every source."
     ),
 )
 def data_audit(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -108,16 +109,18 @@ def data_audit(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
         ).df()
         per_day = con.execute(events_per_day_sql()).df()
     reused = ", ".join(outcome.reused) or "none"
+    merged = ", ".join(outcome.merged) or "none"
     timed = ", ".join(f"{source} {s} s" for source, s in outcome.seconds.items())
     context.log.info(
         f"data audit: {outcome.rows} rows; unchanged since the last audit: {reused}; "
-        f"seconds per source: {timed}"
+        f"new rows merged into the last profile: {merged}; seconds per source: {timed}"
     )
     shown = audit[AUDIT_COLUMNS].round(3)
     return MaterializeResult(
         metadata={
             "rows": outcome.rows,
             "sources_unchanged": reused,
+            "sources_merged": merged,
             "values_nulled_invalid": int(audit["nulled_invalid"].fillna(0).sum()),
             "values_unrecognized": int(audit["unrecognized"].fillna(0).sum()),
             "sources": markdown_table(shown[shown["column_name"] == "*"], max_rows=20),

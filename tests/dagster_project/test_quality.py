@@ -381,6 +381,18 @@ def test_duplicate_keys_are_counted_as_gx_counts_them_with_and_without_duplicate
     assert _duplicate_rows(con, "t", ["k2"]) == 3  # 'a' three times; nulls ignored
 
 
+def _audit(con, run: str, at: datetime, relations: dict, forced: bool):
+    """The audit of `relations` for `run`: its outcome, and its rows by column (but the run)."""
+    outcome = write_data_audit(con, run, at, relations, forced=forced)
+    cursor = con.execute(
+        "select * exclude (run_id, audited_at) from audit.data_audit where run_id = $run",
+        {"run": run},
+    )
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return outcome, {row.pop("column_name"): row for row in rows}
+
+
 def test_the_audit_reuses_a_source_profile_until_its_inputs_change(con):
     """A source whose raw rows (by their load keys), staging SQL and config are as at its last
     audit gets that profile again (this run's freshness); a new or deleted raw row, a reloaded
@@ -401,14 +413,7 @@ def test_the_audit_reuses_a_source_profile_until_its_inputs_change(con):
     relations = {"catalog": ("staging.stg_catalog", "_loaded_at")}
 
     def audit(run: str, day: int, forced: bool = False) -> tuple[AuditOutcome, dict]:
-        outcome = write_data_audit(con, run, datetime(2026, 10, day), relations, forced=forced)
-        cursor = con.execute(
-            "select * exclude (run_id, audited_at) from audit.data_audit where run_id = $run",
-            {"run": run},
-        )
-        names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        return outcome, {row.pop("column_name"): row for row in rows}
+        return _audit(con, run, datetime(2026, 10, day), relations, forced)
 
     first, first_rows = audit("r1", 3)
     assert first.reused == () and first.rows == 3  # item_id, price and the source's `*` row
@@ -440,3 +445,81 @@ def test_the_audit_reuses_a_source_profile_until_its_inputs_change(con):
         assert again.reused == ("catalog",), change
         assert again_rows == rows, change
     assert rows["price"]["max_value"] == "16.0"
+
+
+def test_a_source_that_only_gained_rows_merges_them_into_its_last_profile(con):
+    """A night profiles only the rows loaded since the last audit and merges them into its
+    profile, which then equals a profile of every row: counts, distinct values across loads
+    (a value seen in both counts once), min / max as values ('10.0' after '9.0'), means and
+    variances. A deleted raw row profiles the source whole again."""
+    con.execute(
+        """
+        create schema if not exists staging;
+        create or replace table raw.catalog as select * from (values
+            ('i1', 9.0::double, 2, 'a', false, timestamp '2026-10-01 10:00', 'a.csv', 1),
+            ('i2', 3.5, null, null, false, timestamp '2026-10-01 11:00', 'a.csv', 2),
+            ('i3', null, 7, 'b', true, timestamp '2026-10-02 09:00', 'a.csv', 3)
+        ) as t(item_id, price, quantity, category, is_price_invalid, seen_at, _file, _line);
+        alter table raw.catalog add column _loaded_at timestamp
+            default timestamp '2026-10-03 00:00';
+        create view staging.stg_catalog as
+            select item_id, price, quantity, category, is_price_invalid, seen_at, _loaded_at
+            from raw.catalog;
+        """
+    )
+    relations = {"catalog": ("staging.stg_catalog", "seen_at")}
+    runs = iter(range(1, 31))
+
+    def audit(run: str, forced: bool = False) -> tuple[AuditOutcome, dict]:
+        at = datetime(2026, 10, 9, next(runs))  # the runs in order
+        return _audit(con, run, at, relations, forced)
+
+    def assert_equal_to_a_whole_profile(run: str) -> dict:
+        merged, merged_rows = audit(run)
+        assert merged.merged == ("catalog",) and merged.reused == ()
+        whole, whole_rows = audit(f"{run}-whole", forced=True)
+        assert whole.merged == ()
+        assert merged_rows.keys() == whole_rows.keys()
+        for column, row in whole_rows.items():
+            for name, value in row.items():
+                if name == "freshness_hours":
+                    continue  # each run's own
+                if isinstance(value, float):
+                    assert merged_rows[column][name] == pytest.approx(value), (column, name)
+                else:
+                    assert merged_rows[column][name] == value, (column, name)
+        return merged_rows
+
+    first, _ = audit("r1")
+    assert first.merged == () and first.reused == ()
+    con.execute(
+        """
+        insert into raw.catalog values
+            ('i4', 10.0, 2, 'a', false, timestamp '2026-10-04 08:00', 'b.csv', 1,
+             timestamp '2026-10-05 00:00'),
+            ('i1', 12.25, 1, 'c', false, timestamp '2026-10-04 09:00', 'b.csv', 2,
+             timestamp '2026-10-05 00:00')
+        """
+    )
+    rows = assert_equal_to_a_whole_profile("r2")
+    assert rows["item_id"]["distinct_values"] == 4 and rows["item_id"]["rows"] == 5
+    assert (rows["price"]["min_value"], rows["price"]["max_value"]) == ("3.5", "12.25")
+    assert rows["price"]["nulled_invalid"] == 1
+    assert rows["*"]["records_per_day"] == pytest.approx(5 / 3)
+    assert rows["*"]["newest_record_at"] == datetime(2026, 10, 4, 9, 0)
+
+    again, _ = audit("r3")  # nothing loaded since: the profile is reused
+    assert again.reused == ("catalog",)
+
+    con.execute(
+        "insert into raw.catalog values ('i5', 1.0, 3, 'a', false, "
+        "timestamp '2026-10-06 08:00', 'c.csv', 1, timestamp '2026-10-07 00:00')"
+    )
+    rows = assert_equal_to_a_whole_profile("r4")  # merged into the reused profile
+    assert rows["quantity"]["mean"] == pytest.approx(15 / 5)
+
+    con.execute("delete from raw.catalog where item_id = 'i2'")  # an erasure
+    erased, erased_rows = audit("r5")
+    assert erased.merged == () and erased.reused == ()
+    assert erased_rows["item_id"]["distinct_values"] == 4
+    assert erased_rows["price"]["min_value"] == "1.0"

@@ -34,7 +34,7 @@ from models_ml.rules import RecommendationRules
 # between builds, and the same input must publish the same recommendations.
 # A person's interactions serve their own recommendations (personalization consent) and the
 # aggregates (analytics consent); with neither they are not read at all.
-INTERACTIONS_SQL = """
+INTERACTIONS_ROWS_SQL = """
     select
         interactions.person_id,
         interactions.item_id,
@@ -48,12 +48,11 @@ INTERACTIONS_SQL = """
         on interactions.person_id = profiles.person_id
     where interactions.item_id is not null
         and (analytics.has_analytics_consent or profiles.has_personalization_consent)
-    order by
-        interactions.person_id,
-        interactions.item_id,
-        interactions.occurred_at,
-        interactions.weight
 """
+# The nightly step reads these rows coded (`read_interactions`), in this order.
+INTERACTIONS_SQL = (
+    f"select * from ({INTERACTIONS_ROWS_SQL}) order by person_id, item_id, occurred_at, weight"
+)
 SEGMENTS_SQL = """
     select person_id, segment_id from ml.user_segments
     where segment_type = 'cluster'
@@ -117,6 +116,74 @@ SERVING_ONLY_SETTINGS = (
 )
 # The rows served tonight, before they replace their people's lists in ml.recommendations.
 TONIGHT_ROWS = "ml._pz_recommendations_tonight"
+
+
+# Per person and item with interactions: its rank among them (the categorical code). Per person
+# also whether their rows are read at all and count in aggregates (INTERACTIONS_SQL).
+_PEOPLE_CODES_SQL = """
+create or replace temp table _pz_person_codes as
+select
+    people.person_id,
+    (row_number() over (order by people.person_id) - 1)::integer as code,
+    coalesce(analytics.has_analytics_consent, false) as has_analytics_consent,
+    coalesce(analytics.has_analytics_consent, false)
+        or coalesce(profiles.has_personalization_consent, false) as is_read
+from (
+    select distinct person_id from intermediate.int_interactions_weighted
+    where person_id is not null
+) as people
+left join intermediate.int_analytics_consents_resolved as analytics
+    on people.person_id = analytics.person_id
+left join marts.user_profiles as profiles
+    on people.person_id = profiles.person_id
+"""
+_ITEM_CODES_SQL = """
+create or replace temp table _pz_item_codes as
+select item_id, (row_number() over (order by item_id) - 1)::integer as code
+from (select distinct item_id from intermediate.int_interactions_weighted where item_id is not null)
+"""
+_CODED_INTERACTIONS_SQL = """
+select
+    people.code as person_code,
+    items.code as item_code,
+    interactions.weight,
+    interactions.occurred_at,
+    people.has_analytics_consent
+from intermediate.int_interactions_weighted as interactions
+inner join _pz_person_codes as people on interactions.person_id = people.person_id
+inner join _pz_item_codes as items on interactions.item_id = items.item_id
+where people.is_read
+order by person_code, item_code, interactions.occurred_at, interactions.weight
+"""
+
+
+def read_interactions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The rows of INTERACTIONS_SQL, in its order, with person_id and item_id as categoricals
+    over the sorted distinct ids of int_interactions_weighted (some may have no row here).
+
+    DuckDB codes the ids (a join with each id's rank) and sorts the rows by the codes, so each
+    id's text is read once and the models take the codes as they are
+    (`models_ml.recommenders._base.factorized`). At L: about 6 s against 12 s for reading the
+    11.7M rows with their string ids (sorted by the strings) and factorizing them.
+    """
+    try:
+        con.execute(_PEOPLE_CODES_SQL)
+        con.execute(_ITEM_CODES_SQL)
+        ids = {
+            column: pd.Index(
+                read_frame(con, f"select {column} from _pz_{table} order by code")[column]
+            )
+            for column, table in (("person_id", "person_codes"), ("item_id", "item_codes"))
+        }
+        rows = read_frame(con, _CODED_INTERACTIONS_SQL)
+    finally:
+        con.execute("drop table if exists temp._pz_person_codes")
+        con.execute("drop table if exists temp._pz_item_codes")
+    # Columns inserted, not a new frame: that would copy the 11.7M rows into new blocks (2.5 s).
+    for position, column in enumerate(("person_id", "item_id")):
+        codes = rows[column.replace("_id", "_code")].to_numpy()
+        rows.insert(position, column, pd.Categorical.from_codes(codes, ids[column]))
+    return rows.drop(columns=["person_code", "item_code"])
 
 
 def selection_fingerprint(settings: dict) -> str:
@@ -228,7 +295,7 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
     # Everything is read first and the connection closed before any model is fitted: DuckDB's
     # buffers (the blocks and sorts of these reads) would otherwise stay on top of the models.
     with warehouse.connect() as con:
-        interactions = read_frame(con, INTERACTIONS_SQL)
+        interactions = read_interactions(con)
         items = read_frame(con, ITEMS_SQL)
         people = read_frame(con, PEOPLE_SQL)["person_id"]
         segments = read_frame(con, SEGMENTS_SQL)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models_ml.columns import ALGORITHM, HAS_ANALYTICS_CONSENT, PERSON_ID
+from models_ml.columns import ALGORITHM, HAS_ANALYTICS_CONSENT, ITEM_ID, PERSON_ID
 from models_ml.recommenders._base import InteractionRecommender, as_index, shared_indexing
 from models_ml.recommenders.als import ALSRecommender
 from models_ml.recommenders.content import ContentRecommender
@@ -180,7 +180,7 @@ def fit_serving_chain(
     if evaluation is None:
         evaluation = evaluate_recommenders(
             build_candidates(settings),
-            aggregatable(interactions),
+            aggregatable(plain_ids(interactions)),
             items,
             k=int(settings.get("eval_k", 10)),
             min_history=int(settings.get("min_history", 2)) + 1,
@@ -273,6 +273,25 @@ def serve(
             exclude_pairs=pairs,
             exclude_items=exclude_items,
         )
+
+
+def plain_ids(interactions: pd.DataFrame) -> pd.DataFrame:
+    """`interactions` with categorical person and item ids (as the nightly step reads them)
+    turned into their values: the holdout evaluation joins and compares ids as values."""
+    categorical = [
+        column
+        for column in (PERSON_ID, ITEM_ID)
+        if column in interactions.columns
+        and isinstance(interactions[column].dtype, pd.CategoricalDtype)
+    ]
+    if not categorical:
+        return interactions
+    return interactions.assign(
+        **{
+            column: interactions[column].astype(interactions[column].cat.categories.dtype)
+            for column in categorical
+        }
+    )
 
 
 def aggregatable(interactions: pd.DataFrame) -> pd.DataFrame:

@@ -112,6 +112,32 @@ def _frame(data_dir: Path, sql: str) -> pd.DataFrame:
         con.close()
 
 
+def test_the_coded_read_of_the_interactions_is_the_read_of_interactions_sql(warehouse, tmp_path):
+    """read_interactions: the rows and order of INTERACTIONS_SQL, ids as categoricals over the
+    sorted ids of every interaction; a person with neither consent is not read (their id is
+    an unused category)."""
+    from dagster_project.assets.recommendations import INTERACTIONS_SQL, read_interactions
+
+    shutil.copytree(warehouse, tmp_path / "copy")
+    con = duckdb.connect(str(tmp_path / "copy" / "warehouse" / "warehouse.duckdb"))
+    try:
+        con.execute(
+            "update intermediate.int_analytics_consents_resolved "
+            "set has_analytics_consent = false where person_id = $p",
+            {"p": NO_PERSONALIZATION},
+        )
+        coded = read_interactions(con)
+        plain = con.execute(INTERACTIONS_SQL).df()
+    finally:
+        con.close()
+    categories = coded["person_id"].cat.categories
+    assert categories.is_monotonic_increasing and NO_PERSONALIZATION in categories
+    assert NO_PERSONALIZATION not in set(plain["person_id"]) and len(plain) > 100
+    assert coded["item_id"].cat.categories.is_monotonic_increasing
+    coded = coded.astype({"person_id": str, "item_id": str})
+    pd.testing.assert_frame_equal(coded, plain, check_dtype=False)
+
+
 def test_every_consenting_person_gets_k_clean_ranked_items(warehouse):
     recs = _frame(warehouse, "select * from ml.recommendations")
     k = load_tunables().recommendations["top_k"]

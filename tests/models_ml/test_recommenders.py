@@ -780,3 +780,75 @@ def test_scoring_in_threads_gives_the_rows_of_one_thread(monkeypatch, algorithm)
         fitted[threads] = model.fit(interactions, **kwargs).recommend_k_items(k=5)
     assert len(fitted[1]) > 1_000
     pd.testing.assert_frame_equal(fitted[2], fitted[1])
+
+
+@pytest.mark.parametrize("sorted_categories", [True, False])
+def test_categorical_ids_select_fit_and_serve_as_their_values(sorted_categories):
+    """The nightly step reads ids as categoricals (some categories unused, e.g. a person
+    whose rows are not read); the selection, the fitted chain and the lists are those of
+    the plain ids. Unsorted categories take the plain path."""
+    from models_ml.recommenders.serving import fit_serving_chain, serve
+    from models_ml.rules import RecommendationRules
+
+    plain = _two_taste_groups().sort_values(["person_id", "item_id", "occurred_at"])
+    plain = plain.reset_index(drop=True)
+    coded = plain.copy()
+    for column, unused in (("person_id", ["p000a", "zz"]), ("item_id", ["i00x"])):
+        categories = sorted(set(plain[column]) | set(unused))
+        if not sorted_categories:
+            categories = categories[::-1]
+        coded[column] = pd.Categorical(plain[column], categories=categories)
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{j:02d}" for j in range(40)],
+            "title": [f"thing {j % 7}" for j in range(40)],
+            "category": [f"c{j % 3}" for j in range(40)],
+            "tags": [f"t{j % 5}" for j in range(40)],
+        }
+    )
+    settings = {
+        "candidates": ["popularity", "item_cooccurrence", "ease", "content"],
+        "top_k": 5,
+        "half_life_days": 30,
+    }
+    as_of = pd.Timestamp("2024-04-20")  # some rows are after it
+    people = [f"p{i:03d}" for i in range(0, 300, 3)] + ["p000a", "new"]
+    served = {}
+    for name, frame in (("plain", plain), ("coded", coded)):
+        serving = fit_serving_chain(frame, items, settings, as_of=as_of)
+        rows = pd.concat(list(serve(serving, people, RecommendationRules.from_dict({}))))
+        timings = [c for c in serving.evaluation.columns if c.endswith("_seconds")]
+        served[name] = (serving.evaluation.drop(columns=timings), rows.astype(str))
+    pd.testing.assert_frame_equal(served["coded"][0], served["plain"][0])
+    pd.testing.assert_frame_equal(served["coded"][1], served["plain"][1])
+    assert served["plain"][1]["algorithm"].nunique() >= 2
+
+
+def test_summed_csr_is_the_csr_of_coo_cells_sorted_or_not():
+    from models_ml.recommenders._base import summed_csr
+
+    rng = np.random.default_rng(11)
+    rows, columns = rng.integers(0, 50, 2_000), rng.integers(0, 30, 2_000)
+    data = rng.normal(size=2_000)
+    order = np.lexsort((columns, rows))
+    for r, c, d in ((rows[order], columns[order], data[order]), (rows, columns, data)):
+        for values in (d, np.ones(len(d), dtype=bool)):
+            expected = sparse.coo_array((values, (r, c)), shape=(60, 30)).tocsr()
+            got = summed_csr(values, r, c, (60, 30))
+            assert got.has_canonical_format
+            np.testing.assert_array_equal(got.indptr, expected.indptr)
+            np.testing.assert_array_equal(got.indices, expected.indices)
+            np.testing.assert_array_equal(got.data, expected.data)
+    empty = summed_csr(np.zeros(0), np.zeros(0, int), np.zeros(0, int), (3, 4))
+    assert empty.shape == (3, 4) and empty.nnz == 0
+
+
+def test_age_in_days_is_pandas_timedelta_arithmetic():
+    from models_ml.recommenders._base import age_in_days
+
+    occurred = pd.Series(
+        pd.to_datetime(["2024-03-01 10:00:00.5", "2024-03-10 00:00:00.0", "2024-04-01 00:00:00.0"])
+    )
+    as_of = pd.Timestamp("2024-04-01 06:00")
+    expected = ((as_of - occurred) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    np.testing.assert_allclose(age_in_days(occurred, as_of), expected, rtol=1e-14)

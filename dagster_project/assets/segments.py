@@ -64,9 +64,29 @@ LATEST_CENTROIDS_SQL = """
     where run_at = (select max(run_at) from ml.cluster_centroids)
 """
 AS_OF_SQL = "select max(as_of) from intermediate.int_run_settings_resolved"
+# The end of both propensity frames: the label (the target event in ($cutoff, $cutoff +
+# $horizon days]) and the ratios, from `features`.
+_LABELLED_FRAME_SQL = """
+    labelled as (
+        select distinct person_id
+        from marts.events
+        where event_type = $target
+            and occurred_at > $cutoff
+            and occurred_at <= $cutoff + to_days($horizon)
+    )
+    select
+        f.*,
+        f.n_sessions / greatest(f.tenure_days, 1.0) as sessions_per_day,
+        f.n_target_events / greatest(f.n_sessions, 1) as target_per_session,
+        l.person_id is not null as label
+    from features as f
+    left join labelled as l using (person_id)
+    order by f.person_id
+"""
 # Features of consenting people from their events up to $cutoff, and whether the target event
 # happens in ($cutoff, $cutoff + $horizon days]. Nothing after the cutoff enters a feature.
-PROPENSITY_FRAME_SQL = """
+PROPENSITY_FRAME_SQL = (
+    """
     with people as (
         select person_id from marts.user_features where has_personalization_consent
     ),
@@ -96,22 +116,57 @@ PROPENSITY_FRAME_SQL = """
         from history
         group by person_id
     ),
-    labelled as (
-        select distinct person_id
-        from marts.events
-        where event_type = $target
-            and occurred_at > $cutoff
-            and occurred_at <= $cutoff + to_days($horizon)
-    )
-    select
-        f.*,
-        f.n_sessions / greatest(f.tenure_days, 1.0) as sessions_per_day,
-        f.n_target_events / greatest(f.n_sessions, 1) as target_per_session,
-        l.person_id is not null as label
-    from features as f
-    left join labelled as l using (person_id)
-    order by f.person_id
 """
+    + _LABELLED_FRAME_SQL
+)
+# The score window's frame (cutoff = the run's as-of time) of PROPENSITY_FRAME_SQL for the
+# purchase target, from int_person_activity: its columns are the sums of each person's events
+# up to the as-of time, kept per person by dbt, so only the events of the last `horizon` days
+# are read (the recent sessions and cart adds), not all 17M at L. The same rows; the monetary
+# sum may differ in its last bits (summed per session first). Used when int_person_activity
+# was last built with this as-of time (`_score_frame_sql`).
+PROPENSITY_SCORE_FROM_ACTIVITY_SQL = (
+    """
+    with people as (
+        select person_id from marts.user_features where has_personalization_consent
+    ),
+    activity as (
+        select a.*
+        from intermediate.int_person_activity as a
+        inner join people using (person_id)
+        where a.n_events > 0
+    ),
+    recent as (
+        select
+            e.person_id,
+            count(distinct e.session_id) as n_recent_sessions,
+            count(*) filter (where e.event_type = 'add_to_cart') as n_recent_cart_adds
+        from marts.events as e
+        inner join people using (person_id)
+        where e.occurred_at <= $cutoff
+            and e.occurred_at > $cutoff - to_days($horizon)
+        group by e.person_id
+    ),
+    features as (
+        select
+            a.person_id,
+            date_diff('second', a.last_event_at, $cutoff) / 86400.0 as recency_days,
+            date_diff('second', a.first_event_at, $cutoff) / 86400.0 as tenure_days,
+            date_diff('second', a.last_purchase_at, $cutoff) / 86400.0 as days_since_target,
+            a.n_events,
+            a.n_sessions,
+            coalesce(r.n_recent_sessions, 0) as n_recent_sessions,
+            a.n_product_views,
+            a.n_cart_adds,
+            coalesce(r.n_recent_cart_adds, 0) as n_recent_cart_adds,
+            a.n_purchases as n_target_events,
+            coalesce(a.purchase_value, 0) as monetary
+        from activity as a
+        left join recent as r using (person_id)
+    ),
+"""
+    + _LABELLED_FRAME_SQL
+)
 LABEL = "label"
 CLUSTERING_STEP, PROPENSITY_STEP = "clustering", "propensity"  # rows of audit.model_selection
 
@@ -348,8 +403,23 @@ def propensity_frames(
         back = PROPENSITY_WINDOWS[name]
         cutoff = pd.Timestamp(as_of) - pd.Timedelta(days=back * horizon_days)
         params = {"cutoff": cutoff.to_pydatetime(), "target": target, "horizon": horizon_days}
-        frames[name] = read_frame(con, PROPENSITY_FRAME_SQL, params).set_index("person_id")
+        sql = _frame_sql(con, target, cutoff.to_pydatetime())
+        frames[name] = read_frame(con, sql, params).set_index("person_id")
     return frames
+
+
+def _frame_sql(con: duckdb.DuckDBPyConnection, target: str, cutoff: datetime) -> str:
+    """PROPENSITY_SCORE_FROM_ACTIVITY_SQL for the purchase target at the as-of time
+    int_person_activity was last built with (the nightly score window); else
+    PROPENSITY_FRAME_SQL, from the events."""
+    if target != "purchase" or not _exists(con, "intermediate.int_person_activity"):
+        return PROPENSITY_FRAME_SQL
+    built_as_of = con.execute(
+        "select max(_as_of) from intermediate.int_person_activity"
+    ).fetchall()[0][0]
+    if built_as_of is None or pd.Timestamp(built_as_of) != pd.Timestamp(cutoff):
+        return PROPENSITY_FRAME_SQL
+    return PROPENSITY_SCORE_FROM_ACTIVITY_SQL
 
 
 @multi_asset(

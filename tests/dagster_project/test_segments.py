@@ -351,3 +351,31 @@ def test_between_selections_the_selections_model_scores(warehouse, two_runs, tmp
     refitted = _frame(data_dir, "select fitted_at from ml.fitted_models")["fitted_at"].iloc[0]
     assert refitted > stored["fitted_at"].iloc[0]
     assert _propensity_run(data_dir).startswith("stored model fitted ")  # and kept
+
+
+def test_the_nightly_score_frame_from_person_activity_is_the_one_from_the_events(warehouse):
+    """At the as-of time int_person_activity was built with, the propensity score frame is
+    read from it (and the events of the last horizon); it equals the frame computed from every
+    event. At another cutoff (a selection's past windows) the events are read."""
+    from dagster_project.assets.segments import (
+        PROPENSITY_FRAME_SQL,
+        PROPENSITY_SCORE_FROM_ACTIVITY_SQL,
+        _as_of,
+        _frame_sql,
+    )
+
+    con = duckdb.connect(str(warehouse / "warehouse/warehouse.duckdb"), read_only=True)
+    try:
+        as_of = _as_of(con)
+        assert _frame_sql(con, "purchase", as_of) == PROPENSITY_SCORE_FROM_ACTIVITY_SQL
+        earlier = as_of - pd.Timedelta(days=7)
+        assert _frame_sql(con, "purchase", earlier) == PROPENSITY_FRAME_SQL
+        assert _frame_sql(con, "add_to_cart", as_of) == PROPENSITY_FRAME_SQL
+        params = {"cutoff": as_of, "target": "purchase", "horizon": 7}
+        fast = con.execute(PROPENSITY_SCORE_FROM_ACTIVITY_SQL, params).df()
+        slow = con.execute(PROPENSITY_FRAME_SQL, params).df()
+    finally:
+        con.close()
+    assert len(slow) > 100 and slow["n_recent_sessions"].gt(0).any()
+    assert slow["days_since_target"].notna().any() and slow["days_since_target"].isna().any()
+    pd.testing.assert_frame_equal(fast, slow, check_dtype=False, rtol=1e-12)

@@ -59,6 +59,8 @@ _CODE_GLOBS = (
     "models/intermediate/int_events_*.sql",
     "models/intermediate/int_sessions.sql",
     "models/intermediate/int_person_activity.sql",
+    "models/intermediate/int_interactions_weighted.sql",
+    "models/marts/user_category_affinity.sql",
     "models/intermediate/int_profiles_survived.sql",
     "models/intermediate/int_erased_identifiers.sql",
     # kept per key (macros/inputs_fingerprint.sql): a new column fails
@@ -72,6 +74,8 @@ _CONFIG_QUERIES = {
     "categorical_map": "select field, raw_key, value from config.categorical_map",
     "identity_junk_values": "select value from config.identity_junk_values",
     "session_gap": "select session_gap_minutes from config.run_settings",
+    # int_interactions_weighted is kept per person: its weights apply to every stored row
+    "interaction_weights": "select * from config.interaction_weights",
 }
 
 

@@ -18,7 +18,8 @@
       as-of time is earlier than the stored one recomputes everyone (historical runs).
     A recomputed person without events is deleted (post-hook). Erasure deletes the erased
     people's rows like every table's; a rebuilt event chain rebuilds this too
-    (dagster_project/incremental.py).
+    (dagster_project/incremental.py). `_built_at` says which build recomputed a row:
+    int_interactions_weighted recomputes the same people after it.
 -#}
 {{ config(
     post_hook=[
@@ -221,7 +222,8 @@ final as (
         people.last_abandoned_at,
         identifiers._identifiers_hash,
         run_settings.as_of as _as_of,
-        people._identified_at
+        people._identified_at,
+        {{ _built_at() }} as _built_at
     from people
     cross join run_settings
     left join most_viewed
@@ -237,7 +239,7 @@ final as (
         touched.person_id,
         null, null, 0, null, null, null, 0, 0, 0, 0, 0, null,
         0, 0, 0, 0, 0, 0, 0,
-        0, 0, null, null, null, null
+        0, 0, null, null, null, null, {{ _built_at() }}
     from touched
     anti join people
         on touched.person_id = people.person_id

@@ -29,7 +29,8 @@ must hold every night (consent, out-of-stock items, contexts) still do.
 
 `ml.recommendations_served` keeps, per person in `ml.recommendations`, what they were served
 with: `served_at`, `history` (the fingerprint), `segment_id`, `in_context` and `served_with`
-(a digest of the settings, rules and chosen algorithm).
+(a digest of the settings, rules and chosen algorithm), and `history_built_at` (when
+int_person_activity last recomputed the person, as the fingerprint was taken).
 """
 
 from __future__ import annotations
@@ -60,10 +61,17 @@ _NOT_SERVED_WITH = (
 # of the interaction rows the recommenders read for them (the same rows as INTERACTIONS_SQL:
 # rows of people with neither consent are not read, so they are not here either), their cluster
 # segment and whether they are in a context. A person's rows are fingerprinted by count and an
-# order-independent XOR of row hashes.
+# order-independent XOR of row hashes. int_interactions_weighted recomputes a person's rows
+# only when int_person_activity recomputes them (a new `_built_at`), so a person whose
+# `_built_at` is the one their stored fingerprint was taken at keeps it ({reused}): at L that
+# hashes the rows of the 4 % of people a night changed, not all 11.7M (about 2 s).
 _TONIGHT_SQL = """
 create or replace table {tonight} as
 with people as ({people}),
+built as (
+    select person_id, _built_at from {activity}
+),
+reused as ({reused}),
 history as (
     select
         interactions.person_id,
@@ -72,22 +80,35 @@ history as (
         ))) as history
     from intermediate.int_interactions_weighted as interactions
     semi join people on interactions.person_id = people.person_id
+    anti join reused on interactions.person_id = reused.person_id
     where interactions.item_id is not null
     group by interactions.person_id
 ),
 segments as ({segments})
 select
     people.person_id,
-    coalesce(history.history, 0::ubigint) as history,
+    coalesce(reused.history, history.history, 0::ubigint) as history,
+    built._built_at as history_built_at,
     segments.segment_id,
     people.person_id in (select person_id from {contexts}) as in_context
 from people
+left join reused on people.person_id = reused.person_id
 left join history on people.person_id = history.person_id
+left join built on people.person_id = built.person_id
 left join (
     select person_id, min(segment_id) as segment_id from segments group by person_id
 ) as segments
     on people.person_id = segments.person_id
 """
+ACTIVITY_TABLE = "intermediate.int_person_activity"
+_REUSED_SQL = """
+select served.person_id, served.history
+from {served} as served
+inner join built
+    on served.person_id = built.person_id
+    and served.history_built_at = built._built_at
+"""
+_NOTHING_REUSED_SQL = "select null::varchar as person_id, null::ubigint as history where false"
 
 _CHANGED_SQL = """
 select tonight.person_id
@@ -137,18 +158,43 @@ def prepare_tonight(
     people_sql: str,
     segments_sql: str,
     contexts: pd.Series,
+    reuse: bool = True,
 ) -> None:
-    """Tonight's state of every person who may be served, in the table `TONIGHT`."""
+    """Tonight's state of every person who may be served, in the table `TONIGHT`; with
+    `reuse`, a person whose interactions were not recomputed since their stored state keeps
+    its fingerprint (`_TONIGHT_SQL`)."""
     con.execute("create schema if not exists ml")
+    has_activity = table_exists(con, ACTIVITY_TABLE) and _has_column(
+        con, ACTIVITY_TABLE, "_built_at"
+    )
+    reused = _NOTHING_REUSED_SQL
+    if reuse and has_activity and _has_column(con, SERVED_TABLE, "history_built_at"):
+        reused = _REUSED_SQL.format(served=SERVED_TABLE)
+    activity = (
+        ACTIVITY_TABLE
+        if has_activity
+        else "(select null::varchar as person_id, null::timestamp as _built_at where false)"
+    )
     register_frame(con, "_pz_contexts", pd.DataFrame({"person_id": contexts.astype(object)}))
     try:
         con.execute(
             _TONIGHT_SQL.format(
-                tonight=TONIGHT, people=people_sql, segments=segments_sql, contexts="_pz_contexts"
+                tonight=TONIGHT,
+                people=people_sql,
+                segments=segments_sql,
+                contexts="_pz_contexts",
+                activity=activity,
+                reused=reused,
             )
         )
     finally:
         con.unregister("_pz_contexts")
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    if not table_exists(con, table):
+        return False
+    return column in {row[0] for row in con.execute(f"describe {table}").fetchall()}
 
 
 def plan_serving(
@@ -204,8 +250,8 @@ def store_served(
     """
     state = (
         f"select tonight.person_id, now()::timestamp as served_at, tonight.history, "
-        f"tonight.segment_id, tonight.in_context, '{digest}' as served_with from {TONIGHT} "
-        "as tonight"
+        f"tonight.segment_id, tonight.in_context, '{digest}' as served_with, "
+        f"tonight.history_built_at from {TONIGHT} as tonight"
     )
     con.execute("begin transaction")
     try:
@@ -235,7 +281,7 @@ def store_served(
                 "case when fresh.person_id is null then served.served_at "
                 "else now()::timestamp end as served_at, "
                 "tonight.history, tonight.segment_id, tonight.in_context, "
-                f"'{digest}' as served_with "
+                f"'{digest}' as served_with, tonight.history_built_at "
                 f"from {TONIGHT} as tonight "
                 f"left join {SERVED_TABLE} as served on tonight.person_id = served.person_id "
                 "left join _pz_served_people_t as fresh on tonight.person_id = fresh.person_id"

@@ -417,3 +417,61 @@ def test_a_night_between_selections_serves_only_the_people_whose_list_may_have_c
         .reset_index(drop=True)
         .equals(after[~after.person_id.isin(expected)].reset_index(drop=True))
     )
+
+
+def test_tonights_fingerprints_are_reused_for_the_people_whose_interactions_were_not_rebuilt(
+    warehouse, tmp_path
+):
+    """A person whose int_person_activity `_built_at` is the one their stored fingerprint was
+    taken at keeps it; the others are hashed again, and the state equals one taken from
+    scratch. (P02's rows are changed behind the model's back, without a new `_built_at`, to
+    show that its stored fingerprint is what is kept.)"""
+    from dagster_project import recommendation_refresh as refresh
+    from dagster_project.assets.recommendations import PEOPLE_SQL, SEGMENTS_SQL
+
+    shutil.copytree(warehouse, tmp_path / "copy")
+    con = duckdb.connect(str(tmp_path / "copy" / "warehouse" / "warehouse.duckdb"))
+
+    def tonight(reuse: bool) -> pd.DataFrame:
+        contexts = pd.Series(["P03"])
+        refresh.prepare_tonight(
+            con, people_sql=PEOPLE_SQL, segments_sql=SEGMENTS_SQL, contexts=contexts, reuse=reuse
+        )
+        return con.execute(f"select * from {refresh.TONIGHT} order by person_id").df()
+
+    try:
+        con.execute(
+            "create table intermediate.int_person_activity as select distinct person_id, "
+            "timestamp '2024-03-01' as _built_at from intermediate.int_interactions_weighted"
+        )
+        first = tonight(reuse=False)
+        con.execute(f"create or replace table {refresh.SERVED_TABLE} as from first")
+        # P01 gets a new interaction and is recomputed; P02's rows change unannounced
+        for person in ("P01", "P02"):
+            con.execute(
+                "insert into intermediate.int_interactions_weighted (person_id, item_id, "
+                "event_type, weight, occurred_at) select person_id, item_id, event_type, "
+                "weight + 1, occurred_at from intermediate.int_interactions_weighted "
+                "where person_id = $p limit 1",
+                {"p": person},
+            )
+        con.execute(
+            "update intermediate.int_person_activity set _built_at = timestamp '2024-03-02' "
+            "where person_id = 'P01'"
+        )
+        reused, scratch = tonight(reuse=True), tonight(reuse=False)
+    finally:
+        con.close()
+    by_person = {
+        name: frame.set_index("person_id")
+        for name, frame in (("first", first), ("reused", reused), ("scratch", scratch))
+    }
+    assert by_person["reused"].loc["P01", "history"] == by_person["scratch"].loc["P01", "history"]
+    assert by_person["reused"].loc["P01", "history"] != by_person["first"].loc["P01", "history"]
+    assert by_person["reused"].loc["P02", "history"] == by_person["first"].loc["P02", "history"]
+    assert by_person["scratch"].loc["P02", "history"] != by_person["first"].loc["P02", "history"]
+    others = scratch[~scratch["person_id"].isin(["P02"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        reused[~reused["person_id"].isin(["P02"])].reset_index(drop=True), others
+    )
+    assert len(others) > 30 and others["history_built_at"].notna().sum() > 30

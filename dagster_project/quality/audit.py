@@ -24,7 +24,10 @@ A night should not profile 17M events to learn about the 0.7M it loaded. So, per
   values with the same hash would count once: at 17M values, about one chance in 100,000.
 - **Profiled whole** otherwise: the first audit, a deleted raw row (erasure, a replaced
   file), a changed view, config row or audit SQL, a full refresh (`make full-refresh`, the run
-  tag `pz/full_refresh`). Its distinct values are kept again from scratch.
+  tag `pz/full_refresh`). Its distinct values are kept again from scratch. The audit runs
+  after the identity step, whose erasure check deletes the raw rows of erased people it
+  finds through their identifiers: profiled before it, the next night would find rows
+  deleted and profile the source whole again.
 
 A raw table's rows are known by their load keys (`_file`, `_line`, `_loaded_at`), not by their
 content: the pipeline changes a raw table only by loading rows (each load has its own

@@ -255,11 +255,15 @@ class KMeansSegmenter(BaseEstimator):
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = values.shape[1]
         self.medians_ = _column_medians(values)
-        filled = _fill_missing(values, self.medians_)
-        self.scaler_ = StandardScaler()
-        standardized = self.scaler_.fit_transform(filled) if len(filled) else filled
-        self.varying_ = filled.std(axis=0) > 0 if len(filled) else np.zeros(values.shape[1], bool)
-        embedded = self._embed_fit(standardized[:, self.varying_])
+        # One matrix, changed in place: filled, then standardized. At 1.09M people x 25
+        # features each whole-matrix temporary cost about a second on a 2-core VM.
+        standardized = _fill_missing(values, self.medians_)
+        self.scaler_ = _fitted_scaler(standardized)
+        self.varying_ = _varying(standardized)
+        _transform_in_place(self.scaler_, standardized)
+        embedded = self._embed_fit(
+            standardized if self.varying_.all() else standardized[:, self.varying_]
+        )
         self.embedding_ = embedded
         self.algorithm_used_ = self._resolved_algorithm(len(embedded))
 
@@ -271,7 +275,10 @@ class KMeansSegmenter(BaseEstimator):
         self.quality_[IS_CHOSEN] = self.quality_[K] == self.k_
 
         raw_labels = _nearest(embedded, raw_centroids)
-        means = _group_means(filled, raw_labels, len(raw_centroids))
+        # The clusters' standardized means are their effects; in original units, the means
+        # the next run matches its clusters to.
+        effects = _group_means(standardized, raw_labels, len(raw_centroids))
+        means = effects * self.scaler_.scale_ + self.scaler_.mean_
         ids = self._stable_ids(raw_labels, means)
         order = np.argsort(ids)
         self.cluster_ids_ = ids[order]
@@ -280,7 +287,8 @@ class KMeansSegmenter(BaseEstimator):
         self.cluster_centers_ = pd.DataFrame(
             means[order], index=pd.Index(self.cluster_ids_, name="cluster"), columns=list(X.columns)
         )
-        self._describe_clusters(standardized)
+        sizes = np.bincount(raw_labels, minlength=len(raw_centroids))[order]
+        self._describe_clusters(effects[order], sizes)
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -304,17 +312,19 @@ class KMeansSegmenter(BaseEstimator):
                 n_components=self.pca_variance,
                 svd_solver=pca_solver(*standardized.shape),
                 random_state=self.random_state,
-            )
-            return self.pca_.fit_transform(standardized)
+            ).fit(standardized)
+            return _pca_transform(self.pca_, standardized)
         return standardized
 
     def _embed(self, X: pd.DataFrame) -> np.ndarray:
         values = _numeric_values(X[list(self.feature_names_in_)])
         if not len(values):
             return np.zeros((0, self.centroids_.shape[1]))
-        standardized = self.scaler_.transform(_fill_missing(values, self.medians_))
-        standardized = standardized[:, self.varying_]
-        return self.pca_.transform(standardized) if self.pca_ is not None else standardized
+        standardized = _fill_missing(values, self.medians_)
+        _transform_in_place(self.scaler_, standardized)
+        if not self.varying_.all():
+            standardized = standardized[:, self.varying_]
+        return _pca_transform(self.pca_, standardized) if self.pca_ is not None else standardized
 
     def _sample(self, n: int, size: int) -> np.ndarray:
         if n <= size:
@@ -453,15 +463,11 @@ class KMeansSegmenter(BaseEstimator):
                 ids[raw] = next(fresh)
         return ids
 
-    def _describe_clusters(self, standardized: np.ndarray) -> None:
+    def _describe_clusters(self, effects: np.ndarray, sizes: np.ndarray) -> None:
+        """Effects, names and profiles of the clusters (`effects`, `sizes`: one row each, in
+        `cluster_ids_` order)."""
         features = list(self.feature_names_in_)
         clusters = self.cluster_ids_
-        position = np.searchsorted(clusters, self.labels_)
-        sizes = np.bincount(position, minlength=len(clusters))
-        if len(standardized):
-            effects = _group_means(standardized, position, len(clusters))
-        else:
-            effects = np.zeros((len(clusters), len(features)))
         self.feature_effects_ = pd.DataFrame(effects, index=clusters, columns=features)
         self.feature_effects_.index.name = "cluster"
         if self.k_ == 1:
@@ -506,9 +512,10 @@ def cluster_segments(
     """
     if col_person in features.columns:
         features = features.set_index(col_person)
-    if not hasattr(segmenter, "k_"):
-        segmenter.fit(features)
-    distances = segmenter.transform(features)
+    if hasattr(segmenter, "k_"):
+        distances = segmenter.transform(features)
+    else:  # fitted on these rows: their embedding is at hand
+        distances = _distances(segmenter.fit(features).embedding_, segmenter.centroids_)
     nearest = distances.argmin(axis=1) if len(features) else np.zeros(0, dtype=np.int64)
     clusters = segmenter.cluster_ids_
     names = np.array([segmenter.cluster_names_[int(c)] for c in clusters], dtype=object)
@@ -527,6 +534,7 @@ def cluster_segments(
 
 
 def _numeric_values(X: pd.DataFrame) -> np.ndarray:
+    """The features as a float matrix of its own (changed in place by the callers)."""
     not_numeric = [
         c
         for c, dtype in X.dtypes.items()
@@ -534,7 +542,7 @@ def _numeric_values(X: pd.DataFrame) -> np.ndarray:
     ]
     if not_numeric:
         raise ValueError(f"features must be numeric or boolean; not: {not_numeric}")
-    return X.to_numpy(dtype=float, na_value=np.nan)
+    return X.to_numpy(dtype=float, na_value=np.nan, copy=True)
 
 
 def _column_medians(values: np.ndarray) -> np.ndarray:
@@ -547,8 +555,56 @@ def _column_medians(values: np.ndarray) -> np.ndarray:
         return np.nan_to_num(np.nanmedian(values, axis=0), nan=0.0)
 
 
+# Rows of a block the whole-matrix passes work on at once (x 25 features: 13 MB): their
+# temporaries are reused instead of first-touching a fresh matrix-sized one each time.
+CHUNK_ROWS = 65_536
+
+
+def _chunks(n: int) -> list[slice]:
+    return [slice(start, min(start + CHUNK_ROWS, n)) for start in range(0, n, CHUNK_ROWS)]
+
+
 def _fill_missing(values: np.ndarray, fill: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(values), fill, values)
+    """`values` with each NaN replaced by its column's `fill`, in place."""
+    for rows in _chunks(len(values)):
+        block = values[rows]
+        np.copyto(block, fill, where=np.isnan(block))
+    return values
+
+
+def _fitted_scaler(values: np.ndarray) -> StandardScaler:
+    """A StandardScaler fitted on `values` block by block (the same mean and variance, up to
+    float rounding: its incremental fit combines them)."""
+    scaler = StandardScaler()
+    if not len(values):  # nothing to learn: the identity
+        scaler.mean_, scaler.var_ = np.zeros(values.shape[1]), np.zeros(values.shape[1])
+        scaler.scale_, scaler.n_samples_seen_ = np.ones(values.shape[1]), 0
+        return scaler
+    for rows in _chunks(len(values)):
+        scaler.partial_fit(values[rows])
+    return scaler
+
+
+def _transform_in_place(scaler: StandardScaler, values: np.ndarray) -> None:
+    for rows in _chunks(len(values)):
+        block = values[rows]
+        block -= scaler.mean_
+        block /= scaler.scale_
+
+
+def _varying(values: np.ndarray) -> np.ndarray:
+    """Whether each column takes more than one value."""
+    if not len(values):
+        return np.zeros(values.shape[1], dtype=bool)
+    return values.max(axis=0) > values.min(axis=0)
+
+
+def _pca_transform(pca: PCA, values: np.ndarray) -> np.ndarray:
+    """`pca.transform(values)` block by block (it centers a copy of its input)."""
+    out = np.empty((len(values), pca.n_components_))
+    for rows in _chunks(len(values)):
+        out[rows] = pca.transform(values[rows])
+    return out
 
 
 def _count_distinct_rows(values: np.ndarray, cap: int) -> int:
@@ -571,10 +627,14 @@ def silhouette_scores(points: np.ndarray, labelings: list[np.ndarray]) -> list[f
     for code, offset in zip(codes, offsets, strict=False):
         members[np.arange(n), offset + code] = 1.0
     totals = np.zeros(len(labelings))
+    squared_norms = (points**2).sum(axis=1)
+    buffer = np.empty((min(SILHOUETTE_CHUNK_ROWS, n), n))  # one for every chunk
     for start in range(0, n if any(valid) else 0, SILHOUETTE_CHUNK_ROWS):
         stop = min(start + SILHOUETTE_CHUNK_ROWS, n)
         rows = np.arange(stop - start)
-        distances = _distances(points[start:stop], points)
+        distances = _distances(
+            points[start:stop], points, out=buffer[: stop - start], centroid_norms=squared_norms
+        )
         distances[rows, rows + start] = 0.0
         sums = distances @ members  # per row: distance sums to each cluster of each labeling
         for i, (code, count, offset) in enumerate(zip(codes, counts, offsets, strict=False)):
@@ -606,12 +666,22 @@ def _nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return out
 
 
-def _distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    # |p|^2 - 2 p.c + |c|^2, in place: the silhouette calls this on 500 x 10k blocks
-    squared = points @ centroids.T
+def _distances(
+    points: np.ndarray,
+    centroids: np.ndarray,
+    *,
+    out: np.ndarray | None = None,
+    centroid_norms: np.ndarray | None = None,
+) -> np.ndarray:
+    """Euclidean distance of every point to every centroid: |p|^2 - 2 p.c + |c|^2, in place
+    (in `out` when given). The silhouette calls this on 500 x 10k blocks, with one `out` and
+    the squared norms of the 10k (`centroid_norms`) computed once."""
+    squared = np.matmul(points, centroids.T, out=out)
     squared *= -2.0
     squared += (points**2).sum(axis=1)[:, None]
-    squared += (centroids**2).sum(axis=1)[None, :]
+    if centroid_norms is None:
+        centroid_norms = (centroids**2).sum(axis=1)
+    squared += centroid_norms[None, :]
     return np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared)
 
 

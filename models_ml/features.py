@@ -8,6 +8,8 @@ cluster namer understands (`share_<dimension>_<value>`, `affinity_<category>`, `
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -62,6 +64,19 @@ def clustering_matrix(
     return matrix
 
 
+def affinity_columns(categories: pd.Index) -> pd.Index:
+    """The `affinity_<slug>` column of each category: lowercase, runs of other characters than
+    `a-z0-9` as one `_`, stripped of `_` at the ends."""
+    slugs = (
+        pd.Index(categories)
+        .astype(str)
+        .str.lower()
+        .str.replace(r"[^a-z0-9]+", "_", regex=True)
+        .str.strip("_")
+    )
+    return AFFINITY_PREFIX + slugs
+
+
 def _affinity_columns(
     affinity: pd.DataFrame, people: pd.Index, col_person: str, col_category: str, col_affinity: str
 ) -> pd.DataFrame:
@@ -69,17 +84,86 @@ def _affinity_columns(
     with that slug summed, 0 where none. Grouped by integer codes (millions of rows): the
     strings are hashed once, and each distinct category slugged once."""
     category = affinity[col_category].astype("category")
-    slugs = (
-        category.cat.categories.astype(str)
-        .str.lower()
-        .str.replace(r"[^a-z0-9]+", "_", regex=True)
-        .str.strip("_")
-    )
-    columns = pd.Index(sorted(set(AFFINITY_PREFIX + slugs)))
-    column = columns.get_indexer(AFFINITY_PREFIX + slugs)[category.cat.codes.to_numpy()]
+    slugs = affinity_columns(category.cat.categories)
+    columns = pd.Index(sorted(set(slugs)))
+    column = columns.get_indexer(slugs)[category.cat.codes.to_numpy()]
     row = people.get_indexer(affinity[col_person])
     known = row >= 0  # people without features get no row
     sums = affinity.loc[known, col_affinity].groupby([row[known], column[known]]).sum()
     wide = np.zeros((len(people), len(columns)))
     wide[sums.index.get_level_values(0), sums.index.get_level_values(1)] = sums.to_numpy()
     return pd.DataFrame(wide, index=people, columns=columns)
+
+
+# DuckDB types that read as numbers (booleans as 0/1).
+_SQL_NUMERIC = re.compile(
+    r"(BOOLEAN|TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|U(TINY|SMALL|BIG|HUGE)?INT(EGER)?"
+    r"|FLOAT|REAL|DOUBLE|DECIMAL(\(.*\))?)",
+    re.IGNORECASE,
+)
+
+
+def clustering_matrix_sql(
+    feature_columns: list[tuple[str, str]],
+    categories: list[str],
+    *,
+    people_sql: str,
+    affinity_sql: str,
+    col_person: str = PERSON_ID,
+    col_category: str = CATEGORY,
+    col_affinity: str = AFFINITY,
+) -> str:
+    """`clustering_matrix` as one DuckDB query, ordered by `col_person`: the same columns and
+    values (up to float rounding), computed where the rows are instead of in pandas.
+
+    Args:
+        feature_columns: (name, DuckDB type) of the columns of `people_sql`'s rows, in order;
+            the numeric and boolean ones (except `col_person` and `NOT_FEATURES`) are features.
+        categories: the distinct non-null categories of `affinity_sql`'s rows.
+        people_sql: the people (one row each, with the feature columns).
+        affinity_sql: the people's (col_person, col_category, col_affinity) rows; a person not
+            in `people_sql` is ignored (left out of the group by, it would materialize the
+            people read twice).
+    """
+    expressions = []
+    for name, sql_type in feature_columns:
+        if name == col_person or name in NOT_FEATURES or not _SQL_NUMERIC.fullmatch(sql_type):
+            continue
+        value = f"{_quoted(name)}::double"
+        if name in LOG_SCALED or name.startswith(LOG_SCALED_PREFIX):
+            # not greatest(): DuckDB's ignores a null, pandas' clip keeps it
+            value = f"case when {value} < 0 then 0.0 else ln(1 + {value}) end"
+        if name == "recency_days":
+            value = f"coalesce({value}, max({value}) over ())"
+        expressions.append(f"{value} as {_quoted(name)}")
+    slugs = pd.Series(list(affinity_columns(pd.Index(categories))), index=categories, dtype=object)
+    columns = sorted(set(slugs))
+    pivot = "".join(
+        f", sum(a.{col_affinity}::double) filter (where a.{col_category} in "
+        f"({', '.join(_literal(c) for c in slugs.index[slugs == column])})) as {_quoted(column)}"
+        for column in columns
+    )
+    filled = "".join(f", coalesce(affinity.{_quoted(c)}, 0.0) as {_quoted(c)}" for c in columns)
+    return f"""
+        with people as (
+            select p.{col_person}{"".join(", " + e for e in expressions)}
+            from ({people_sql}) as p
+        ),
+        affinity as (
+            select a.{col_person}{pivot}
+            from ({affinity_sql}) as a
+            group by a.{col_person}
+        )
+        select people.*{filled}
+        from people
+        left join affinity using ({col_person})
+        order by {col_person}
+    """
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"

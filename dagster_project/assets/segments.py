@@ -38,7 +38,7 @@ from dagster_project.tunables import load_tunables
 from dagster_project.warehouse_io import append_frame, read_frame, write_frame
 from models_ml.clustering import KMeansSegmenter, cluster_segments
 from models_ml.drift import feature_bins, feature_drift, segment_share_drift, segment_shares
-from models_ml.features import clustering_matrix
+from models_ml.features import clustering_matrix_sql
 from models_ml.plots import pca_scatter_png, silhouette_by_k_png
 from models_ml.propensity import (
     MODEL_FAMILIES,
@@ -48,16 +48,24 @@ from models_ml.propensity import (
     select_propensity_model,
 )
 
-# Ordered: k-means depends on row order, and DuckDB does not keep one between builds.
-FEATURES_SQL = (
-    "select * from marts.user_features where has_personalization_consent order by person_id"
-)
-AFFINITY_SQL = """
+# The clustering matrix's inputs: the consenting people's features and category affinities.
+# `clustering_matrix_sql` computes the matrix from them in DuckDB, ordered by person (k-means
+# depends on row order, and DuckDB does not keep one between builds).
+CONSENTING_FEATURES_SQL = "select * from marts.user_features where has_personalization_consent"
+CONSENTING_AFFINITY_SQL = """
     select a.person_id, a.category, a.affinity
     from marts.user_category_affinity as a
     inner join marts.user_features as f using (person_id)
     where f.has_personalization_consent
-    order by a.person_id, a.category
+"""
+# The same rows for `models_ml.features.clustering_matrix` (pandas): the reference the test
+# compares the query with.
+FEATURES_SQL = f"{CONSENTING_FEATURES_SQL} order by person_id"
+AFFINITY_SQL = f"{CONSENTING_AFFINITY_SQL} order by a.person_id, a.category"
+FEATURE_COLUMNS_SQL = """
+    select column_name, data_type from information_schema.columns
+    where table_schema = 'marts' and table_name = 'user_features'
+    order by ordinal_position
 """
 LATEST_CENTROIDS_SQL = """
     select cluster, feature, value from ml.cluster_centroids
@@ -270,8 +278,8 @@ def cluster_segments_asset(context: AssetExecutionContext, warehouse: WarehouseR
     settings = load_tunables().clustering
     run_at = _now()
     with warehouse.connect() as con:
-        matrix = clustering_matrix(read_frame(con, FEATURES_SQL), read_frame(con, AFFINITY_SQL))
-        store_clustering_matrix(con, matrix, _run_id(context))
+        con.execute(f"drop table if exists {_OLD_CLUSTERING_MATRIX_TABLE}")
+        matrix = read_clustering_matrix(con)
         as_of = _as_of(con)
         k, why = previous_k(con, settings, as_of, forced=_full_refresh(context))
         context.log.info(
@@ -279,12 +287,12 @@ def cluster_segments_asset(context: AssetExecutionContext, warehouse: WarehouseR
             f"model selection: {_selection_metadata(k, why)}"
         )
         fit_on = settings if k is None else {**settings, "k_min": k, "k_max": k}
-        segmenter = segmenter_from_settings(fit_on, previous_centroids(con)).fit(matrix)
+        segmenter = segmenter_from_settings(fit_on, previous_centroids(con))
+        segments = cluster_segments(matrix, segmenter)  # fits the segmenter
         if k is None:
             model_selection.record_selection(
                 con, CLUSTERING_STEP, settings, as_of, str(int(segmenter.k_))
             )
-        segments = cluster_segments(matrix, segmenter)
         quality = segmenter.quality_.copy()
         quality.insert(0, "run_at", run_at)
         write_frame(con, "ml.user_segments", segments)
@@ -555,56 +563,42 @@ PROPENSITY_SCORES_SQL = """
 PEOPLE_COUNT_SQL = "select count(*) from marts.user_features"
 
 
-# The clustering step's matrix, kept for the drift step of the same run (internal; an erasure
-# sweeps it like every table with a person_id).
-CLUSTERING_MATRIX_TABLE = "ml._pz_clustering_matrix"
+# Until session 42 the clustering step stored its matrix here for the drift step of its run.
+# The matrix is now one query, cheaper to run again than to store (1.3-1.6 s at L) and read
+# back: the clustering step drops a table left by an earlier version.
+_OLD_CLUSTERING_MATRIX_TABLE = "ml._pz_clustering_matrix"
 
 
-def _run_id(context: AssetExecutionContext) -> str | None:
-    return context.run.run_id if context.run else None
+def clustering_matrix_query(con: duckdb.DuckDBPyConnection) -> str:
+    """The query of `clustering_matrix` over the consenting people's features and affinities
+    (`models_ml.features.clustering_matrix_sql`)."""
+    categories = con.execute(
+        f"select distinct category from ({CONSENTING_AFFINITY_SQL}) "
+        "where category is not null order by category"
+    ).fetchall()
+    return clustering_matrix_sql(
+        con.execute(FEATURE_COLUMNS_SQL).fetchall(),
+        [category for (category,) in categories],
+        people_sql=CONSENTING_FEATURES_SQL,
+        affinity_sql=CONSENTING_AFFINITY_SQL,
+    )
 
 
-def store_clustering_matrix(
-    con: duckdb.DuckDBPyConnection, matrix: pd.DataFrame, run_id: str | None
-) -> None:
-    """Keep the matrix the clustering step fitted on, marked with its run, for the drift step:
-    at L (1.09M people, 2.2M affinities) reading and pivoting again took 3.6-5.3 s, storing
-    it takes 1.3-1.6 s and reading it back 0.4-0.9 s."""
-    if run_id is None:
-        return
-    write_frame(con, CLUSTERING_MATRIX_TABLE, matrix.reset_index().assign(_run_id=run_id))
-
-
-def stored_clustering_matrix(
-    con: duckdb.DuckDBPyConnection, run_id: str | None
-) -> pd.DataFrame | None:
-    """The clustering matrix this run's clustering step stored, or None (another run's, or
-    none: the drift step materialized alone computes it again)."""
-    if run_id is None or not _exists(con, CLUSTERING_MATRIX_TABLE):
-        return None
-    stored_run = con.execute(
-        f"select any_value(_run_id) from {CLUSTERING_MATRIX_TABLE}"
-    ).fetchall()[0][0]
-    if stored_run != run_id:
-        return None
-    matrix = read_frame(
-        con, f"select * exclude (_run_id) from {CLUSTERING_MATRIX_TABLE} order by person_id"
-    ).set_index("person_id")
+def read_clustering_matrix(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The clustering matrix of the consenting people, computed by DuckDB. At L (1.09M
+    people, 2.2M affinities) 1.2-1.4 s; reading the features and affinities into pandas and
+    pivoting them there (`clustering_matrix`, the same values) took 5.5-7 s."""
+    matrix = read_frame(con, clustering_matrix_query(con)).set_index("person_id")
     matrix.columns.name = None
     return matrix
 
 
-def drift_inputs(
-    con: duckdb.DuckDBPyConnection, run_id: str | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(segment shares of all people; numeric distributions: clustering features, scores).
-    The clustering features are those the clustering step of run `run_id` stored, if it did."""
+def drift_inputs(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(segment shares of all people; numeric distributions: clustering features, scores)."""
     n_people = con.execute(PEOPLE_COUNT_SQL).fetchall()[0][0]
     members = read_frame(con, SEGMENT_MEMBERS_SQL).set_index("subject")["members"]
     shares = segment_shares(members, n_people)
-    matrix = stored_clustering_matrix(con, run_id)
-    if matrix is None:
-        matrix = clustering_matrix(read_frame(con, FEATURES_SQL), read_frame(con, AFFINITY_SQL))
+    matrix = read_clustering_matrix(con)
     scores = read_frame(con, PROPENSITY_SCORES_SQL).pivot(
         index="person_id", columns="subject", values="score"
     )
@@ -636,7 +630,7 @@ def segment_drift_asset(context: AssetExecutionContext, warehouse: WarehouseReso
     threshold = float(settings.get("psi_warn_threshold", 0.2))
     run_at = _now()
     with warehouse.connect() as con:
-        shares, distributions = drift_inputs(con, _run_id(context))
+        shares, distributions = drift_inputs(con)
         drift, previous_run_at = compare_with_previous(con, shares, distributions)
         drift.insert(0, "run_at", run_at)
         drift.insert(

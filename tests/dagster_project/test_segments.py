@@ -22,19 +22,22 @@ from dagster import materialize
 from dagster_project.assets.identity import identity_assets
 from dagster_project.assets.ingest import ingest_assets, pipeline_config
 from dagster_project.assets.segments import (
-    CLUSTERING_MATRIX_TABLE,
+    AFFINITY_SQL,
+    FEATURES_SQL,
     cluster_segments_asset,
     drift_inputs,
     previous_k,
     previous_propensity_evaluation,
     propensity_segments_asset,
+    read_clustering_matrix,
     segment_assets,
     segment_checks,
-    stored_clustering_matrix,
 )
 from dagster_project.resources import WarehouseResource
 from dagster_project.sample_data import generate
 from dagster_project.tunables import load_tunables
+from dagster_project.warehouse_io import read_frame
+from models_ml.features import clustering_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 DBT = str(Path(sys.executable).with_name("dbt"))
@@ -189,20 +192,60 @@ def test_identical_runs_do_not_drift_and_a_shift_is_flagged(warehouse, two_runs)
     assert _frame(warehouse, "select count(*) as n from marts.segment_drift")["n"].iloc[0] > 0
 
 
-def test_the_drift_step_reads_the_matrix_its_runs_clustering_step_stored(warehouse, two_runs):
-    con = duckdb.connect(str(warehouse / "warehouse/warehouse.duckdb"))
+def _pandas_matrix(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return clustering_matrix(read_frame(con, FEATURES_SQL), read_frame(con, AFFINITY_SQL))
+
+
+def test_the_clustering_matrix_query_gives_the_pandas_matrix(warehouse, two_runs):
+    con = duckdb.connect(str(warehouse / "warehouse/warehouse.duckdb"), read_only=True)
     try:
-        (run_id,) = con.execute(
-            f"select distinct _run_id from {CLUSTERING_MATRIX_TABLE}"
-        ).fetchall()[0]
-        stored = stored_clustering_matrix(con, run_id)
-        shares, reused = drift_inputs(con, run_id)
-        _, recomputed = drift_inputs(con)  # no run: the reads and the pivot again
-        assert stored_clustering_matrix(con, "another run") is None
+        computed, expected = read_clustering_matrix(con), _pandas_matrix(con)
+        shares, distributions = drift_inputs(con)
+        tables = con.execute("select table_name from duckdb_tables() where schema_name = 'ml'")
+        assert "_pz_clustering_matrix" not in {name for (name,) in tables.fetchall()}
     finally:
         con.close()
-    assert stored is not None and len(stored) > 0 and len(shares) > 0
-    pd.testing.assert_frame_equal(reused, recomputed)
+    assert len(computed) > 100 and any(c.startswith("affinity_") for c in computed.columns)
+    pd.testing.assert_frame_equal(computed, expected)
+    assert len(shares) > 0
+    assert list(distributions.columns[: computed.shape[1]]) == list(computed.columns)
+
+
+def test_the_clustering_matrix_query_on_edge_cases():
+    """Categories whose slugs meet, a category only a person without consent has, null and
+    negative values, a person without affinities, a text and a timestamp column."""
+    con = duckdb.connect()
+    con.execute("create schema marts")
+    con.execute(
+        """create table marts.user_features as select * from (values
+            ('p2', null::double, 3::bigint, -5.0::double, null::bigint, true, 'x', now(), 30, true),
+            ('p1', 2.0, null, 120.0, 4, false, 'y', now(), null, true),
+            ('p3', 9.0, 0, 0.0, 7, false, 'z', now(), 50, false),
+            ('p4', 5.0, 1, 10.0, 0, true, null, now(), 40, true)
+        ) as t(person_id, recency_days, frequency, monetary, n_events, is_member, segment_note,
+               updated_at, age, has_personalization_consent)"""
+    )
+    con.execute(
+        """create table marts.user_category_affinity as select * from (values
+            ('p1', 'Home & Garden', 0.5), ('p1', 'home garden', 0.25), ('p1', null, 0.1),
+            ('p2', 'Toys', null), ('p2', 'books', 1.0), ('p3', 'Only Unconsented', 0.9)
+        ) as t(person_id, category, affinity)"""
+    )
+    computed, expected = read_clustering_matrix(con), _pandas_matrix(con)
+    assert list(computed.columns) == [
+        "recency_days",
+        "frequency",
+        "monetary",
+        "n_events",
+        "is_member",
+        "age",
+        "affinity_books",
+        "affinity_home_garden",
+        "affinity_toys",
+    ]
+    pd.testing.assert_frame_equal(computed, expected)
+    assert computed.loc["p1", "affinity_home_garden"] == 0.75
+    assert computed.loc["p2", "recency_days"] == 5.0  # missing: the largest recency
 
 
 def _selections(data_dir: Path) -> pd.DataFrame:

@@ -33,7 +33,11 @@ from models_ml.recommenders.ease import EASERecommender
 from models_ml.recommenders.hybrid import recommend_chain
 from models_ml.recommenders.popularity import PopularityRecommender
 from models_ml.recommenders.segment_popularity import SegmentPopularityRecommender
-from models_ml.recommenders.selection import chosen_algorithm, evaluate_recommenders
+from models_ml.recommenders.selection import (
+    chosen_algorithm,
+    evaluate_recommenders,
+    sample_people_rows,
+)
 from models_ml.rules import RecommendationRules, apply_rules
 
 # Algorithms that need no history of the person: they serve everyone in the fallback chain.
@@ -178,9 +182,15 @@ def fit_serving_chain(
         )
 
     if evaluation is None:
+        sample_people = (
+            int(settings["eval_sample_people"]) if settings.get("eval_sample_people") else None
+        )
+        selected = aggregatable(interactions)
+        if sample_people is not None:  # before plain_ids: only the sample's ids are converted
+            selected = sample_people_rows(selected, sample_people)
         evaluation = evaluate_recommenders(
             build_candidates(settings),
-            aggregatable(plain_ids(interactions)),
+            plain_ids(selected),
             items,
             k=int(settings.get("eval_k", 10)),
             min_history=int(settings.get("min_history", 2)) + 1,
@@ -189,10 +199,8 @@ def fit_serving_chain(
             max_people=int(settings["eval_max_people"])
             if settings.get("eval_max_people")
             else None,
-            sample_people=int(settings["eval_sample_people"])
-            if settings.get("eval_sample_people")
-            else None,
         )
+        del selected
     chosen = chosen_algorithm(evaluation, default="popularity")
     chain_names = list(dict.fromkeys([chosen, "content", popularity_fallback(evaluation)]))
     every = build_candidates({**settings, "candidates": chain_names})

@@ -810,6 +810,7 @@ def test_categorical_ids_select_fit_and_serve_as_their_values(sorted_categories)
         "candidates": ["popularity", "item_cooccurrence", "ease", "content"],
         "top_k": 5,
         "half_life_days": 30,
+        "eval_sample_people": 200,  # drawn from the codes, then turned into values
     }
     as_of = pd.Timestamp("2024-04-20")  # some rows are after it
     people = [f"p{i:03d}" for i in range(0, 300, 3)] + ["p000a", "new"]
@@ -822,6 +823,23 @@ def test_categorical_ids_select_fit_and_serve_as_their_values(sorted_categories)
     pd.testing.assert_frame_equal(served["coded"][0], served["plain"][0])
     pd.testing.assert_frame_equal(served["coded"][1], served["plain"][1])
     assert served["plain"][1]["algorithm"].nunique() >= 2
+
+
+def test_a_sample_of_coded_people_is_the_sample_of_their_values():
+    from models_ml.recommenders.selection import sample_people_rows
+
+    plain = _two_taste_groups().sample(frac=1.0, random_state=5).reset_index(drop=True)
+    coded = plain.assign(
+        person_id=pd.Categorical(
+            plain["person_id"], categories=sorted(set(plain["person_id"]) | {"unused"})
+        )
+    )
+    for n in (50, 150):
+        expected = sample_people_rows(plain, n, seed=7)
+        got = sample_people_rows(coded, n, seed=7)
+        assert expected["person_id"].nunique() == n
+        pd.testing.assert_frame_equal(got.assign(person_id=got["person_id"].astype(str)), expected)
+    assert sample_people_rows(coded, 10_000) is coded
 
 
 def test_summed_csr_is_the_csr_of_coo_cells_sorted_or_not():

@@ -21,6 +21,7 @@ from dagster_project.quality.expectations import (
     _duplicate_rows,
     load_suites,
     referenced_columns,
+    suite_rows,
 )
 from dagster_project.quality.reconciliation import reconcile_source
 from tests.conftest import TEST_PII_KEY
@@ -523,3 +524,24 @@ def test_a_source_that_only_gained_rows_merges_them_into_its_last_profile(con):
     assert erased.merged == () and erased.reused == ()
     assert erased_rows["item_id"]["distinct_values"] == 4
     assert erased_rows["price"]["min_value"] == "1.0"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # text, with a null; integers with and without nulls; a date with a null; timestamps,
+        # with and without a zone; doubles; booleans; a text and an integer that are all null
+        "select case when i % 3 = 0 then null else 'v' || i end as text, i::bigint as n, "
+        "case when i % 2 = 0 then i::integer end as nullable_int, "
+        "case when i % 4 = 0 then null else date '2024-01-01' + i::integer end as day, "
+        "timestamp '2024-01-01' + to_seconds(i) as at, "
+        "timestamptz '2024-01-01 00:00:00+00' + to_seconds(i) as at_utc, "
+        "i / 7 as ratio, i % 2 = 0 as flag, null::varchar as no_text, null::smallint as no_int "
+        "from range(50) as r(i)",
+        "select 'x'::varchar as text, 1::integer as n, date '2024-01-01' as day "
+        "from range(3) where false",  # no rows
+    ],
+)
+def test_suite_rows_are_typed_as_duckdbs_df(sql):
+    con = duckdb.connect()
+    pd.testing.assert_frame_equal(suite_rows(con, sql), con.execute(sql).df())

@@ -222,6 +222,21 @@ def test_a_raw_suite_validates_the_rows_loaded_since_the_last_build(tmp_path):
     assert len(everything.frame) == 4 + RECHECK_MAX_ROWS + 500 and everything.window is None
 
 
+def _validate_from_mark(connection, suite: dict, docs: Path, run_id: str, at: datetime):
+    """Validate a `meta.window` suite from its last mark, and move the mark if it passed."""
+    from dagster_project.quality.expectations import (
+        last_passed_through,
+        read_suite_frame,
+        record_passed_windows,
+        validate_suites,
+    )
+
+    frame = read_suite_frame(connection, suite, since=last_passed_through(connection, suite))
+    (outcome,) = validate_suites([suite], {suite["name"]: frame}, {}, docs)
+    record_passed_windows(connection, [suite], {suite["name"]: frame}, [outcome], run_id, at)
+    return frame, outcome
+
+
 def test_a_windowed_suite_validates_the_rows_rewritten_since_it_last_passed(tmp_path):
     """A suite with `meta.window` reads its projection's table: first every row, then only
     the rows rewritten after the mark of its last pass; a failure keeps the mark (the bad rows
@@ -229,8 +244,6 @@ def test_a_windowed_suite_validates_the_rows_rewritten_since_it_last_passed(tmp_
     from dagster_project.quality.expectations import (
         last_passed_through,
         read_suite_frame,
-        record_passed_windows,
-        validate_suites,
     )
 
     connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
@@ -259,10 +272,7 @@ def test_a_windowed_suite_validates_the_rows_rewritten_since_it_last_passed(tmp_
     }
 
     def validate(run_id: str, at: datetime):
-        frame = read_suite_frame(connection, suite, since=last_passed_through(connection, suite))
-        (outcome,) = validate_suites([suite], {"marts_things": frame}, {}, tmp_path / "docs")
-        record_passed_windows(connection, [suite], {"marts_things": frame}, [outcome], run_id, at)
-        return frame, outcome
+        return _validate_from_mark(connection, suite, tmp_path / "docs", run_id, at)
 
     assert last_passed_through(connection, suite) is None  # never validated: every row
     first, outcome = validate("r1", datetime(2024, 3, 1, 1))
@@ -524,6 +534,86 @@ def test_a_source_that_only_gained_rows_merges_them_into_its_last_profile(con):
     assert erased.merged == () and erased.reused == ()
     assert erased_rows["item_id"]["distinct_values"] == 4
     assert erased_rows["price"]["min_value"] == "1.0"
+
+
+def test_a_keyed_window_validates_the_lists_of_the_people_marked_since_it_last_passed(tmp_path):
+    """A suite whose `meta.window` has a `key` reads the rows of its own relation whose key
+    was marked (served) after its last pass; uniqueness counts every row of those keys, which
+    is the whole table's count: only a key marked since can repeat."""
+    from dagster_project.quality.expectations import (
+        _duplicate_rows,
+        last_passed_through,
+        read_suite_frame,
+    )
+
+    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    connection.execute("create schema ml; create schema marts")
+    connection.execute(
+        "create table marts.lists as select 'p' || (range // 3) as person_id, "
+        "range % 3 + 1 as rank, 'i' || range as item_id from range(30)"
+    )
+    connection.execute(
+        "create table ml.served as select distinct person_id, "
+        "timestamp '2024-03-01' as served_at from marts.lists"
+    )
+    suite = {
+        "name": "marts_lists",
+        "meta": {
+            "group": "ml_marts",
+            "relation": "marts.lists",
+            "asset_key": ["marts", "lists"],
+            "window": {"relation": "ml.served", "column": "served_at", "key": "person_id"},
+        },
+        "expectations": [
+            {
+                "type": "expect_compound_columns_to_be_unique",
+                "kwargs": {"column_list": ["person_id", "rank"]},
+            },
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "item_id"}},
+        ],
+    }
+
+    def validate(run_id: str, at: datetime):
+        return _validate_from_mark(connection, suite, tmp_path / "docs", run_id, at)
+
+    first, outcome = validate("r1", datetime(2024, 3, 1, 1))
+    assert len(first.frame) == 30 and first.window is None and outcome.success
+    assert last_passed_through(connection, suite) == datetime(2024, 3, 1)
+
+    # a night serves p1 again, with a repeated rank and a missing item; p2's rows stay
+    connection.execute("delete from marts.lists where person_id = 'p1'")
+    connection.execute(
+        "insert into marts.lists values ('p1', 1, 'x'), ('p1', 1, 'y'), ('p1', 2, null)"
+    )
+    connection.execute("update ml.served set served_at = '2024-03-02' where person_id = 'p1'")
+    second, outcome = validate("r2", datetime(2024, 3, 2, 1))
+    assert set(second.frame["person_id"]) == {"p1"} and len(second.frame) == 3
+    assert second.window == "person_ids with served_at after 2024-03-01 00:00:00"
+    by_type = {o.expectation: o for o in outcome.outcomes}
+    unique = by_type["expect_compound_columns_to_be_unique"]
+    assert (
+        unique.unexpected_count
+        == 2
+        == _duplicate_rows(connection, "marts.lists", ["person_id", "rank"])
+    )
+    assert not by_type["expect_column_values_to_not_be_null"].success
+    assert last_passed_through(connection, suite) == datetime(2024, 3, 1)  # failed: kept
+
+    # p1 served again, fixed, and p3 served: both nights' people are read, and it passes
+    connection.execute("delete from marts.lists where person_id = 'p1'")
+    connection.execute(
+        "insert into marts.lists values ('p1', 1, 'x'), ('p1', 2, 'y'), ('p1', 3, 'z')"
+    )
+    connection.execute(
+        "update ml.served set served_at = '2024-03-03' where person_id in ('p1', 'p3')"
+    )
+    third, outcome = validate("r3", datetime(2024, 3, 3, 1))
+    assert set(third.frame["person_id"]) == {"p1", "p3"} and outcome.success
+    assert last_passed_through(connection, suite) == datetime(2024, 3, 3)
+
+    # nobody served since: the lists of the people served last are read again
+    again = read_suite_frame(connection, suite, since=last_passed_through(connection, suite))
+    assert set(again.frame["person_id"]) == {"p1", "p3"} and "none newer" in again.window
 
 
 @pytest.mark.parametrize(

@@ -153,8 +153,8 @@ def _duplicate_rows(
     """Rows sharing their key with another row, as GX counts them (rows whose key columns are
     all null are ignored). With `among` (a query of key columns), only the rows whose key is
     one of its keys: all of them when no other key can repeat (the rows rewritten since the
-    relation last had no duplicate). At L, for a night's 0.3M rewritten events of 17M, [TODO]
-    instead of 2.0 s."""
+    relation last had no duplicate). At L, the event ids of 0.3M of 17M events: 0.8 s against
+    3.1 s over every row."""
     keys = _keys(columns)
     not_all_null = " or ".join(f"{quote_identifier(c)} is not null" for c in columns)
     if among is not None:

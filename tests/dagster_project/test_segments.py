@@ -24,6 +24,7 @@ from dagster_project.assets.ingest import ingest_assets, pipeline_config
 from dagster_project.assets.segments import (
     AFFINITY_SQL,
     FEATURES_SQL,
+    PROPENSITY_SCORES_SQL,
     cluster_segments_asset,
     drift_inputs,
     previous_k,
@@ -201,6 +202,7 @@ def test_the_clustering_matrix_query_gives_the_pandas_matrix(warehouse, two_runs
     try:
         computed, expected = read_clustering_matrix(con), _pandas_matrix(con)
         shares, distributions = drift_inputs(con)
+        scores = read_frame(con, PROPENSITY_SCORES_SQL)
         tables = con.execute("select table_name from duckdb_tables() where schema_name = 'ml'")
         assert "_pz_clustering_matrix" not in {name for (name,) in tables.fetchall()}
     finally:
@@ -208,7 +210,10 @@ def test_the_clustering_matrix_query_gives_the_pandas_matrix(warehouse, two_runs
     assert len(computed) > 100 and any(c.startswith("affinity_") for c in computed.columns)
     pd.testing.assert_frame_equal(computed, expected)
     assert len(shares) > 0
-    assert list(distributions.columns[: computed.shape[1]]) == list(computed.columns)
+    # the drift step's features: the matrix and each propensity score, pivoted in DuckDB
+    pivoted = scores.pivot(index="person_id", columns="subject", values="score")
+    assert len(pivoted.columns) > 0
+    pd.testing.assert_frame_equal(distributions, expected.join(pivoted), check_names=False)
 
 
 def test_the_clustering_matrix_query_on_edge_cases():

@@ -69,6 +69,8 @@ PURCHASED_SQL = """
 """
 OUT_OF_STOCK_SQL = "select item_id from marts.items where is_in_stock = false order by item_id"
 NO_ITEMS_SQL = "select null::varchar as item_id where false"
+# Only the curated items' events are counted (at L 0.6 s, against 1.8-2.1 s counting every
+# item's events and keeping the curated ones after).
 CURATED_SQL = """
     select i.item_id from marts.items as i
     left join (
@@ -77,6 +79,7 @@ CURATED_SQL = """
         inner join intermediate.int_analytics_consents_resolved as analytics
             on events.person_id = analytics.person_id
         where analytics.has_analytics_consent
+            and events.item_id in (select item_id from marts.items where is_curated)
         group by events.item_id
     ) as e
         using (item_id)

@@ -8,6 +8,7 @@ from models_ml.clustering import (
     SINGLE_CLUSTER_NAME,
     KMeansSegmenter,
     _column_medians,
+    _nearest,
     cluster_segments,
     feature_word,
     name_cluster,
@@ -316,3 +317,22 @@ def test_a_tall_matrix_is_reduced_through_the_covariance_with_the_components_of_
     np.testing.assert_allclose(by_covariance.pca_.components_, by_svd.pca_.components_, atol=1e-9)
     np.testing.assert_allclose(by_covariance.embedding_, by_svd.embedding_, atol=1e-9)
     np.testing.assert_array_equal(by_covariance.labels_, by_svd.labels_)
+
+
+def test_a_single_k_is_scored_once_after_its_refit_on_everyone():
+    """A night that reuses the selection's k fits it on the search sample, refits it on
+    everyone, and reports the silhouette and Davies-Bouldin of the refit's labelling of the
+    scored sample (the sample's own score is not computed)."""
+    rng = np.random.default_rng(0)
+    centers = np.repeat([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]], 700, axis=0)
+    X = pd.DataFrame(centers + rng.normal(0, 0.4, size=centers.shape), columns=["a", "b"])
+    segmenter = KMeansSegmenter(
+        k_min=3, k_max=3, search_sample_size=600, silhouette_sample_size=300, pca_variance=None
+    ).fit(X)
+    (row,) = segmenter.quality_.to_dict("records")
+    search = segmenter.embedding_[segmenter._sample(len(X), 600)]
+    scored = search[segmenter._sample(len(search), 300)]
+    labels = _nearest(scored, segmenter.centroids_)
+    assert row["k"] == 3 and row["is_chosen"]
+    assert row["silhouette"] == pytest.approx(silhouette_score(scored, labels), abs=1e-9)
+    assert row["silhouette"] > 0.5 and row["davies_bouldin"] > 0

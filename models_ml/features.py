@@ -121,9 +121,9 @@ def clustering_matrix_sql(
             the numeric and boolean ones (except `col_person` and `NOT_FEATURES`) are features.
         categories: the distinct non-null categories of `affinity_sql`'s rows.
         people_sql: the people (one row each, with the feature columns).
-        affinity_sql: the people's (col_person, col_category, col_affinity) rows; a person not
-            in `people_sql` is ignored (left out of the group by, it would materialize the
-            people read twice).
+        affinity_sql: the people's (col_person, col_category, col_affinity) rows. A person not
+            in `people_sql` is dropped by the final left join (filtering the affinities by the
+            people first would read the people twice, and DuckDB would materialize them).
     """
     expressions = []
     for name, sql_type in feature_columns:

@@ -8,9 +8,10 @@ Time-based, leak-free protocol (the caller builds the frames from events):
   choice of family does).
 Two model families compete, logistic regression (on standardized features) and gradient-boosted
 trees; each is fitted once and calibrated with isotonic regression (sigmoid below
-`ISOTONIC_MIN_ROWS` rows) on its cross-validated, out-of-fold predictions, and the one with the
-better held-out AUC is kept. Calibration is reported as the Brier score, the expected calibration
-error and a reliability table.
+`ISOTONIC_MIN_ROWS` rows), and the one with the better held-out AUC is kept. A window with more
+people than a model is fitted on (`max_rows`) calibrates it on its predictions for a held-out
+sample of the others; a smaller one, on cross-validated, out-of-fold predictions. Calibration
+is reported as the Brier score, the expected calibration error and a reliability table.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
@@ -35,6 +37,9 @@ from models_ml.columns import PERSON_ID, SCORE, SEGMENT_ID, SEGMENT_NAME, SEGMEN
 PROPENSITY_SEGMENT_TYPE = "propensity"
 MODEL_FAMILIES = ("logistic_regression", "gradient_boosting")
 ISOTONIC_MIN_ROWS = 1000
+# A held-out calibration sample needs this many people of its rarer class; else the model is
+# calibrated on cross-validated predictions of the rows it is fitted on.
+MIN_CALIBRATION_MINORITY = 50
 CALIBRATION_BINS = 10
 
 
@@ -71,9 +76,14 @@ class PropensityModel(BaseEstimator):
         max_rows: fit on a seeded random sample of this many rows when there are more (None:
             all). On the L bench tier (549k people, 4.4 % buyers) 200k rows fitted the trees in
             7 s instead of 19 s, with the same held-out AUC (0.845) and calibration error.
+            The model is then calibrated on a seeded sample of the other rows (at most
+            `calibration_rows`) when it holds `MIN_CALIBRATION_MINORITY` people of each class:
+            the model is fitted once, where calibrating on out-of-fold predictions fits it `cv`
+            more times, on two thirds of the rows each.
+        calibration_rows: the largest held-out calibration sample (None: `max_rows`).
 
     Fitted attributes: model_ (the calibrated classifier), feature_names_in_, base_rate_,
-    n_rows_fitted_.
+    n_rows_fitted_, n_rows_calibrated_ (0: calibrated on out-of-fold predictions).
     """
 
     def __init__(
@@ -82,45 +92,63 @@ class PropensityModel(BaseEstimator):
         cv: int = 3,
         random_state=42,
         max_rows: int | None = None,
+        calibration_rows: int | None = None,
     ):
         self.family = family
         self.cv = cv
         self.random_state = random_state
         self.max_rows = max_rows
+        self.calibration_rows = calibration_rows
 
     def fit(self, X: pd.DataFrame, y) -> PropensityModel:
         y = np.asarray(y, dtype=int)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.base_rate_ = float(y.mean()) if len(y) else 0.0
+        held_out = None
         if self.max_rows is not None and len(y) > self.max_rows:
-            rows = np.random.default_rng(self.random_state).choice(
-                len(y), int(self.max_rows), replace=False
-            )
+            rng = np.random.default_rng(self.random_state)
+            rows = rng.choice(len(y), int(self.max_rows), replace=False)
             rows.sort()
+            held_out = _held_out_rows(rng, len(y), rows, self.calibration_rows or self.max_rows)
+            if _minority(y[held_out]) < MIN_CALIBRATION_MINORITY:
+                held_out = None
+            else:
+                X_calibration, y_calibration = X.iloc[held_out], y[held_out]
             X, y = X.iloc[rows], y[rows]
         self.n_rows_fitted_ = int(len(y))
-        n_minority = int(min(y.sum(), len(y) - y.sum()))
-        if n_minority < self.cv:
+        self.n_rows_calibrated_ = 0
+        if _minority(y) < self.cv:
             self.model_ = None  # one class (or almost): predict the base rate
             return self
-        method = "isotonic" if len(y) >= ISOTONIC_MIN_ROWS else "sigmoid"
-        # One model, fitted on all the rows, calibrated on the folds' out-of-fold predictions
-        # (`ensemble=False`), instead of one calibrated model per fold averaged: scoring runs
-        # one model, not `cv`. On the L bench tier (gradient boosting, 200k rows fitted, 786k
-        # scored) scoring took 4.3 s instead of 13.4 and fitting 11.9 s instead of 8.9, with
-        # held-out AUC 0.8442 (0.8449), Brier 0.0366 (0.0365), calibration error 0.0040
-        # (0.0041). A night scores everyone with the stored model; fitting is weekly.
-        self.model_ = CalibratedClassifierCV(
-            _base_model(self.family, self.random_state),
-            method=method,
-            cv=self.cv,
-            ensemble=False,
-        )
         # Below SINGLE_THREAD_BELOW rows OpenMP threads cost more than they give: on a shared
         # 2-core machine they stall at every boosting iteration (12.5 s -> 1.0 s for 10k rows).
         threads = 1 if len(y) < SINGLE_THREAD_BELOW else None
         with warnings.catch_warnings(), threadpool_limits(limits=threads):
             warnings.simplefilter("ignore", UserWarning)
+            if held_out is not None:
+                # Fitted once; the calibrator learns from its predictions for people it was not
+                # fitted on (the frozen model is not fitted again by the calibration's folds).
+                base = _base_model(self.family, self.random_state)
+                base.fit(_values(X, self.feature_names_in_), y)
+                self.model_ = CalibratedClassifierCV(
+                    FrozenEstimator(base), method=_method(len(y_calibration)), cv=self.cv
+                )
+                self.model_.fit(_values(X_calibration, self.feature_names_in_), y_calibration)
+                self.n_rows_calibrated_ = int(len(y_calibration))
+                return self
+            # One model, fitted on all the rows, calibrated on the folds' out-of-fold
+            # predictions (`ensemble=False`), instead of one calibrated model per fold averaged:
+            # scoring runs one model, not `cv`. On the L bench tier (gradient boosting, 200k
+            # rows fitted, 786k scored) scoring took 4.3 s instead of 13.4 and fitting 11.9 s
+            # instead of 8.9, with held-out AUC 0.8442 (0.8449), Brier 0.0366 (0.0365),
+            # calibration error 0.0040 (0.0041). A night scores everyone with the stored model;
+            # fitting is weekly.
+            self.model_ = CalibratedClassifierCV(
+                _base_model(self.family, self.random_state),
+                method=_method(len(y)),
+                cv=self.cv,
+                ensemble=False,
+            )
             self.model_.fit(_values(X, self.feature_names_in_), y)
         return self
 
@@ -130,6 +158,27 @@ class PropensityModel(BaseEstimator):
             p = np.full(len(X), self.base_rate_)
             return np.column_stack([1 - p, p])
         return self.model_.predict_proba(_values(X, self.feature_names_in_))
+
+
+def _minority(y: np.ndarray) -> int:
+    """People of the rarer class of the 0/1 labels `y`."""
+    return int(min(y.sum(), len(y) - y.sum()))
+
+
+def _method(n_rows: int) -> str:
+    return "isotonic" if n_rows >= ISOTONIC_MIN_ROWS else "sigmoid"
+
+
+def _held_out_rows(
+    rng: np.random.Generator, n_rows: int, fitted: np.ndarray, size: int
+) -> np.ndarray:
+    """A sorted sample of at most `size` of the `n_rows` positions not in `fitted`."""
+    rest = np.ones(n_rows, dtype=bool)
+    rest[fitted] = False
+    others = np.flatnonzero(rest)
+    if len(others) > size:
+        others = np.sort(rng.choice(others, int(size), replace=False))
+    return others
 
 
 def calibration_table(y_true, probability, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:

@@ -493,6 +493,8 @@ def propensity_segments_asset(context: AssetExecutionContext, warehouse: Warehou
             "model_selection": _selection_metadata(previous, why),
             "auc": float(chosen["auc"]),
             "people_fitted": int(model.n_rows_fitted_),
+            # 0: calibrated on out-of-fold predictions (or a model stored before this was kept)
+            "people_calibrated": int(getattr(model, "n_rows_calibrated_", 0)),
             "model_fitted": fitted,
             "mean_score": float(segments["score"].mean()) if len(segments) else float("nan"),
         },

@@ -1,9 +1,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.frozen import FrozenEstimator
 
 from models_ml.propensity import (
     PropensityModel,
+    _base_model,
+    _held_out_rows,
     calibration_table,
     evaluate,
     expected_calibration_error,
@@ -125,3 +128,67 @@ def test_a_model_fitted_on_a_sample_of_rows_scores_everyone_about_as_well():
         train_X, train_y, test_X, test_y, random_state=0, max_rows=1200
     )
     assert (evaluation["n_people"] == len(test_y)).all()  # scored on the whole test period
+
+
+def test_a_model_fitted_on_a_sample_is_calibrated_on_people_it_was_not_fitted_on():
+    """With more rows than `max_rows`, the model is fitted once, on its sample, and calibrated
+    on a seeded sample of the other rows (as many at most, or `calibration_rows`): as well
+    calibrated as on out-of-fold predictions, and the same for the same seed."""
+    train_X, train_y = _period(6000, 1)
+    test_X, test_y = _period(4000, 2)
+    model = fit_propensity_model(
+        "gradient_boosting", train_X, train_y, random_state=0, max_rows=2000
+    )
+    assert model.n_rows_fitted_ == 2000 and model.n_rows_calibrated_ == 2000
+    (calibrated,) = model.model_.calibrated_classifiers_
+    assert isinstance(calibrated.estimator, FrozenEstimator)  # fitted once, not once per fold
+    # fitted on the sample a fit of `max_rows` rows draws, and only on it
+    rows = np.sort(np.random.default_rng(0).choice(len(train_y), 2000, replace=False))
+    alone = _base_model("gradient_boosting", 0).fit(
+        train_X.iloc[rows].to_numpy(float), train_y[rows]
+    )
+    np.testing.assert_array_equal(
+        calibrated.estimator.predict_proba(test_X.to_numpy(float)),
+        alone.predict_proba(test_X.to_numpy(float)),
+    )
+    scores = model.predict_proba(test_X)[:, 1]
+    again = fit_propensity_model(
+        "gradient_boosting", train_X, train_y, random_state=0, max_rows=2000
+    )
+    np.testing.assert_array_equal(scores, again.predict_proba(test_X)[:, 1])
+    # as good as calibrating on out-of-fold predictions of the sample
+    folds = fit_propensity_model(
+        "gradient_boosting", train_X.iloc[rows], train_y[rows], random_state=0
+    )
+    assert folds.n_rows_calibrated_ == 0
+    on_folds = evaluate(test_y, folds.predict_proba(test_X)[:, 1])
+    held_out = evaluate(test_y, scores)
+    assert held_out["auc"] == pytest.approx(on_folds["auc"], abs=0.01)
+    assert held_out["ece"] < 0.06 and held_out["brier"] < on_folds["brier"] + 0.005
+
+    smaller = PropensityModel(
+        family="logistic_regression", random_state=0, max_rows=2000, calibration_rows=700
+    ).fit(train_X, train_y)
+    assert smaller.n_rows_calibrated_ == 700
+
+
+def test_held_out_rows_are_a_sorted_sample_of_the_rows_not_fitted():
+    rng = np.random.default_rng(0)
+    fitted = np.array([1, 4, 5, 8])
+    np.testing.assert_array_equal(_held_out_rows(rng, 10, fitted, 100), [0, 2, 3, 6, 7, 9])
+    sample = _held_out_rows(rng, 10, fitted, 3)
+    assert len(sample) == 3 and set(sample) <= {0, 2, 3, 6, 7, 9}
+    assert (np.diff(sample) > 0).all()
+
+
+def test_a_held_out_sample_with_too_few_of_a_class_calibrates_on_folds():
+    train_X, _ = _period(6000, 1)
+    labels = np.zeros(6000, dtype=int)
+    labels[:2000:20] = 1  # 100 buyers, all among the first rows
+    labels[2000::200] = 1  # 20 more among the rest
+    model = fit_propensity_model(
+        "logistic_regression", train_X, labels, random_state=0, max_rows=2000
+    )
+    assert model.n_rows_fitted_ == 2000
+    assert model.n_rows_calibrated_ == 0  # under MIN_CALIBRATION_MINORITY of them held out
+    assert len(model.model_.calibrated_classifiers_) == 1

@@ -13,7 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dagster_project.ingest.loader import ensure_tables, ingest_source
+from dagster_project.ingest.loader import _tokens_per_value, ensure_tables, ingest_source
+from dagster_project.ingest.sources import SOURCES
 from dagster_project.ingest.sql import install_macros
 from tests.conftest import TEST_PII_KEY
 
@@ -388,6 +389,42 @@ def test_pii_is_tokenized_and_plaintext_stays_in_the_pii_zone(con, landing):
     ]
     assert rows(con, "select line, raw_record is null from audit.quarantine") == [(2, True)]
     assert rows(con, "select count(*) from pii.main.quarantine") == [(1,)]
+
+
+def test_repeated_pii_values_are_tokenized_once_per_value_with_the_same_tokens(con, landing):
+    """A column with few distinct values (the first names here) is tokenized per value and
+    joined back; one with a value per row (emails) row by row: every row's token is the HMAC
+    of its own normalized value either way, blanks and nulls have none, rows keep their order."""
+    names = ["Ann", " ann ", "Bob", "", "Ann", None, "Bob", "Cy"] * 25
+    lines = ["record_id,email,first_name"] + [
+        f"r{i},user{i}@example.com,{'' if name is None else name}" for i, name in enumerate(names)
+    ]
+    (landing / "profiles" / "crm.csv").write_text("\n".join(lines) + "\n")
+
+    con.execute(
+        "create temp table _pz_checked as select record_id, email, null::varchar as phone, "
+        "first_name, null::varchar as last_name, null::varchar as address, '' as _reason "
+        "from read_csv(?, all_varchar = true)",
+        [str(landing / "profiles" / "crm.csv")],
+    )
+    assert _tokens_per_value(con, SOURCES["profiles"]) == ["first_name"]
+    con.execute("drop table _pz_checked")
+
+    ingest_source(con, "profiles", landing, LOADED_AT)
+
+    def token(value: str) -> str:
+        return hmac.new(TEST_PII_KEY.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+    expected = [
+        (
+            f"r{i}",
+            token(f"user{i}@example.com"),
+            token(" ".join(name.split()).lower()) if name and name.strip() else None,
+        )
+        for i, name in enumerate(names)
+    ]
+    loaded = rows(con, "select record_id, email_token, first_name_token from raw.profiles")
+    assert loaded == expected  # in file order
 
 
 def test_parquet_with_typed_columns_and_nested_properties(con, landing):

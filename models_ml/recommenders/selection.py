@@ -89,26 +89,37 @@ def evaluate_recommenders(
     return table
 
 
-def sample_people_rows(interactions: pd.DataFrame, n_people: int, seed: int = 42) -> pd.DataFrame:
+def sample_people_rows(
+    interactions: pd.DataFrame,
+    n_people: int,
+    seed: int = 42,
+    *,
+    among: np.ndarray | None = None,
+) -> pd.DataFrame:
     """The rows of a seeded sample of `n_people` people (every row when there are no more).
 
     The people are drawn from the distinct ids in order of appearance, so categorical ids
     (what the nightly step reads) draw the same people as their values: sampling them before
-    turning them into values converts the sample's rows only (at L, 2.7M of 11.5M)."""
+    turning them into values converts the sample's rows only (at L, 2.7M of 11.5M).
+
+    `among` (a boolean mask of the rows) samples `interactions[among]` without copying it
+    first: the same rows, taken in one step (at L, filtering the 11.7M rows to those that may
+    count in aggregates cost 2.8 s before the sample took 2.7M of them)."""
     ids = interactions[PERSON_ID]
+    keep_rows = np.ones(len(ids), dtype=bool) if among is None else np.asarray(among, dtype=bool)
     if isinstance(ids.dtype, pd.CategoricalDtype):
         codes = ids.cat.codes.to_numpy()
-        everyone = pd.unique(codes[codes >= 0])
+        everyone = pd.unique(codes[keep_rows & (codes >= 0)])
         if len(everyone) <= n_people:
-            return interactions
+            return interactions if among is None else interactions[keep_rows]
         keep = np.zeros(len(ids.cat.categories), dtype=bool)
         keep[np.random.default_rng(seed).choice(everyone, n_people, replace=False)] = True
-        return interactions[(codes >= 0) & keep[codes]]
-    everyone = ids.unique()
+        return interactions[keep_rows & (codes >= 0) & keep[codes]]
+    everyone = ids[keep_rows].unique()
     if len(everyone) <= n_people:
-        return interactions
+        return interactions if among is None else interactions[keep_rows]
     sampled = np.random.default_rng(seed).choice(everyone, n_people, replace=False)
-    return interactions[isin(ids, sampled)]
+    return interactions[keep_rows & isin(ids, sampled)]
 
 
 def chosen_algorithm(evaluation: pd.DataFrame, default: str) -> str:

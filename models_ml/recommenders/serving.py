@@ -185,9 +185,12 @@ def fit_serving_chain(
         sample_people = (
             int(settings["eval_sample_people"]) if settings.get("eval_sample_people") else None
         )
-        selected = aggregatable(interactions)
         if sample_people is not None:  # before plain_ids: only the sample's ids are converted
-            selected = sample_people_rows(selected, sample_people)
+            selected = sample_people_rows(
+                interactions, sample_people, among=aggregatable_rows(interactions)
+            )
+        else:
+            selected = aggregatable(interactions)
         evaluation = evaluate_recommenders(
             build_candidates(settings),
             plain_ids(selected),
@@ -306,5 +309,11 @@ def aggregatable(interactions: pd.DataFrame) -> pd.DataFrame:
     """The interactions that may count in aggregates (all when there is no consent column)."""
     if HAS_ANALYTICS_CONSENT not in interactions.columns:
         return interactions
-    counts = interactions[HAS_ANALYTICS_CONSENT].to_numpy(dtype=bool, na_value=False)
-    return interactions[counts]
+    return interactions[aggregatable_rows(interactions)]
+
+
+def aggregatable_rows(interactions: pd.DataFrame) -> np.ndarray:
+    """Which rows may count in aggregates, as a boolean mask (every row without the column)."""
+    if HAS_ANALYTICS_CONSENT not in interactions.columns:
+        return np.ones(len(interactions), dtype=bool)
+    return interactions[HAS_ANALYTICS_CONSENT].to_numpy(dtype=bool, na_value=False)

@@ -840,6 +840,14 @@ def test_a_sample_of_coded_people_is_the_sample_of_their_values():
         assert expected["person_id"].nunique() == n
         pd.testing.assert_frame_equal(got.assign(person_id=got["person_id"].astype(str)), expected)
     assert sample_people_rows(coded, 10_000) is coded
+    # `among`: the sample of the masked rows, without filtering them first
+    among = np.random.default_rng(3).random(len(plain)) < 0.7
+    for frame in (plain, coded):
+        for n in (50, 10_000):
+            pd.testing.assert_frame_equal(
+                sample_people_rows(frame, n, seed=7, among=among),
+                sample_people_rows(frame[among], n, seed=7),
+            )
 
 
 def test_summed_csr_is_the_csr_of_coo_cells_sorted_or_not():

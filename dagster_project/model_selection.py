@@ -88,19 +88,22 @@ def record_selection(
     chosen: str,
     *,
     ignore: Iterable[str] = (REUSE_KEY,),
-) -> None:
-    """Remember that `step` chose `chosen` tonight, on data up to `as_of`."""
+) -> datetime:
+    """Remember that `step` chose `chosen` tonight, on data up to `as_of`; returns the
+    selection's `selected_at` (what a model stored for it is kept under)."""
     _ensure_table(con)
+    selected_at = datetime.now(UTC).replace(tzinfo=None)
     con.execute(
         f"insert into {SELECTION_TABLE} values ($step, $at, $as_of, $chosen, $sha)",
         {
             "step": step,
-            "at": datetime.now(UTC).replace(tzinfo=None),
+            "at": selected_at,
             "as_of": as_of,
             "chosen": chosen,
             "sha": settings_sha256(settings, ignore),
         },
     )
+    return selected_at
 
 
 def _table_type(con: duckdb.DuckDBPyConnection, qualified: str) -> str | None:

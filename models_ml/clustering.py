@@ -47,6 +47,7 @@ feature gives a single cluster named `SINGLE_CLUSTER_NAME`.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -291,6 +292,58 @@ class KMeansSegmenter(BaseEstimator):
         self._describe_clusters(effects[order], sizes)
         return self
 
+    def refresh(self, X: pd.DataFrame) -> KMeansSegmenter:
+        """Assign the rows of `X` (the features of `fit`, in its order) to the fitted clusters
+        without fitting anything: what a night between model selections does with the
+        segmenter its selection fitted. The fill values, scaler, PCA, centroids, cluster ids
+        and names stay the fit's; labels_, embedding_, quality_ (one row: the silhouette and
+        Davies-Bouldin of this assignment, on a seeded sample), cluster_centers_,
+        feature_effects_ and cluster_profiles_ become those of `X`."""
+        check_is_fitted(self, "k_")
+        if list(X.columns) != list(self.feature_names_in_):
+            raise ValueError(
+                "refresh needs the features the segmenter was fitted on, in the same order"
+            )
+        values = _numeric_values(X)
+        standardized = _fill_missing(values, self.medians_)
+        _transform_in_place(self.scaler_, standardized)
+        varying = standardized if self.varying_.all() else standardized[:, self.varying_]
+        embedded = _pca_transform(self.pca_, varying) if self.pca_ is not None else varying
+        self.embedding_ = embedded
+        positions = _nearest(embedded, self.centroids_)  # index into cluster_ids_
+        self.labels_ = self.cluster_ids_[positions]
+        if self.k_ > 1:
+            scored = embedded[self._sample(len(embedded), self.silhouette_sample_size)]
+            score = self._scores(scored, [self.centroids_])[0]
+        else:
+            score = {SILHOUETTE: np.nan, DAVIES_BOULDIN: np.nan}
+        self.quality_ = pd.DataFrame(
+            [_quality_row(self.k_, score[SILHOUETTE], score[DAVIES_BOULDIN])],
+            columns=[K, SILHOUETTE, DAVIES_BOULDIN],
+        )
+        self.quality_.insert(0, ALGORITHM, self.algorithm_used_)
+        self.quality_[N_PEOPLE] = len(values)
+        self.quality_[IS_CHOSEN] = True
+        k = len(self.cluster_ids_)
+        effects = _group_means(standardized, positions, k)
+        means = effects * self.scaler_.scale_ + self.scaler_.mean_
+        self.cluster_centers_ = pd.DataFrame(
+            means, index=pd.Index(self.cluster_ids_, name="cluster"), columns=list(X.columns)
+        )
+        self._describe_clusters(
+            effects, np.bincount(positions, minlength=k), names=self.cluster_names_
+        )
+        return self
+
+    def without_rows(self) -> KMeansSegmenter:
+        """A copy without the per-row attributes (labels_, embedding_): what is worth storing
+        (at 1M people the embedding alone is about 90 MB)."""
+        check_is_fitted(self, "k_")
+        stored = copy.copy(self)
+        for name in ("labels_", "embedding_"):
+            stored.__dict__.pop(name, None)
+        return stored
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "k_")
         return self.cluster_ids_[_nearest(self._embed(X), self.centroids_)]
@@ -476,14 +529,18 @@ class KMeansSegmenter(BaseEstimator):
                 ids[raw] = next(fresh)
         return ids
 
-    def _describe_clusters(self, effects: np.ndarray, sizes: np.ndarray) -> None:
+    def _describe_clusters(
+        self, effects: np.ndarray, sizes: np.ndarray, names: dict[int, str] | None = None
+    ) -> None:
         """Effects, names and profiles of the clusters (`effects`, `sizes`: one row each, in
-        `cluster_ids_` order)."""
+        `cluster_ids_` order; `names`: keep these names instead of naming them again)."""
         features = list(self.feature_names_in_)
         clusters = self.cluster_ids_
         self.feature_effects_ = pd.DataFrame(effects, index=clusters, columns=features)
         self.feature_effects_.index.name = "cluster"
-        if self.k_ == 1:
+        if names is not None:
+            self.cluster_names_ = dict(names)
+        elif self.k_ == 1:
             self.cluster_names_ = {int(clusters[0]): SINGLE_CLUSTER_NAME}
         else:
             self.cluster_names_ = {
@@ -510,12 +567,15 @@ def cluster_segments(
     segmenter: KMeansSegmenter,
     *,
     col_person: str = PERSON_ID,
+    refresh: bool = False,
 ) -> pd.DataFrame:
     """Cluster people into `ml.user_segments` rows.
 
     Args:
         features: numeric features indexed by person_id (or with a person_id column).
         segmenter: fitted here on `features` unless it is already fitted, then only predicts.
+        refresh: a fitted segmenter is `refresh`ed with `features` (its per-run attributes
+            describe them), then assigns them.
 
     Returns:
         person_id, segment_type="cluster", segment_id ("cluster_<n>", 0 = largest),
@@ -525,7 +585,9 @@ def cluster_segments(
     """
     if col_person in features.columns:
         features = features.set_index(col_person)
-    if hasattr(segmenter, "k_"):
+    if refresh:  # assigned to the fitted clusters: their embedding is at hand
+        distances = _distances(segmenter.refresh(features).embedding_, segmenter.centroids_)
+    elif hasattr(segmenter, "k_"):
         distances = segmenter.transform(features)
     else:  # fitted on these rows: their embedding is at hand
         distances = _distances(segmenter.fit(features).embedding_, segmenter.centroids_)

@@ -348,13 +348,44 @@ def test_model_selection_is_reused_until_it_is_due(warehouse, two_runs, tmp_path
     selects_again("settings changed")
 
 
-def _propensity_run(data_dir: Path) -> str:
-    """Propensity segments materialized once: the `model_fitted` metadata."""
+def _model_fitted(data_dir: Path, asset, node: str) -> str:
+    """`asset` materialized once: the `model_fitted` metadata of its first materialization."""
     resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
-    result = materialize([propensity_segments_asset], resources=resources)
+    result = materialize([asset], resources=resources)
     assert result.success
-    node = "propensity_segments"
     return result.asset_materializations_for_node(node)[0].metadata["model_fitted"].text
+
+
+def _propensity_run(data_dir: Path) -> str:
+    return _model_fitted(data_dir, propensity_segments_asset, "propensity_segments")
+
+
+def _clustering_run(data_dir: Path) -> str:
+    return _model_fitted(data_dir, cluster_segments_asset, "cluster_segments")
+
+
+def _replace_stored_model(data_dir: Path, step: str, model) -> None:
+    con = duckdb.connect(str(data_dir / "warehouse/warehouse.duckdb"))
+    try:
+        con.execute(
+            "update ml.fitted_models set model = $m where step = $step",
+            {"m": pickle.dumps(model), "step": step},
+        )
+    finally:
+        con.close()
+
+
+def _erasure_after_the_stored_model(data_dir: Path, step: str) -> None:
+    con = duckdb.connect(str(data_dir / "warehouse/warehouse.duckdb"))
+    try:
+        con.execute(
+            "insert into audit.erasure_registry (subject_token, identifier_type, registered_at) "
+            "select 't', 'user_id', fitted_at + interval 1 second from ml.fitted_models "
+            "where step = $step",
+            {"step": step},
+        )
+    finally:
+        con.close()
 
 
 def test_between_selections_the_selections_model_scores(warehouse, two_runs, tmp_path):
@@ -364,31 +395,24 @@ def test_between_selections_the_selections_model_scores(warehouse, two_runs, tmp
     data_dir = tmp_path / "copy"
     shutil.copytree(warehouse, data_dir)
     assert _propensity_run(data_dir).startswith("stored model fitted ")
-    stored = _frame(data_dir, "select * from ml.fitted_models")
-    assert stored[["step", "name"]].values.tolist() == [["propensity", "propensity_purchase_7d"]]
+    stored = _frame(data_dir, "select * from ml.fitted_models order by step")
+    assert stored[["step", "name"]].values.tolist() == [
+        ["clustering", "segmenter"],
+        ["propensity", "propensity_purchase_7d"],
+    ]
+    stored = stored[stored["step"] == "propensity"]
     selection = _frame(data_dir, "select max(run_at) as at from ml.propensity_evaluation")
     assert stored["selection_run_at"].iloc[0] == selection["at"].iloc[0]
 
     # the stored model is what scores: one that predicts its base rate gives that to everyone
     model = pickle.loads(stored["model"].iloc[0])
     model.model_, model.base_rate_ = None, 0.123
-    con = duckdb.connect(str(data_dir / "warehouse/warehouse.duckdb"))
-    try:
-        con.execute("update ml.fitted_models set model = $m", {"m": pickle.dumps(model)})
-    finally:
-        con.close()
+    _replace_stored_model(data_dir, "propensity", model)
     assert _propensity_run(data_dir).startswith("stored model fitted ")
     scores = _frame(data_dir, "select score from ml.propensity_segments")["score"]
     assert len(scores) and (scores == 0.123).all()
 
-    con = duckdb.connect(str(data_dir / "warehouse/warehouse.duckdb"))
-    try:  # an erasure after the model was fitted
-        con.execute(
-            "insert into audit.erasure_registry (subject_token, identifier_type, registered_at) "
-            "select 't', 'user_id', fitted_at + interval 1 second from ml.fitted_models"
-        )
-    finally:
-        con.close()
+    _erasure_after_the_stored_model(data_dir, "propensity")
     said = _propensity_run(data_dir)
     assert said == (
         "refitted on the latest labelled window (an erasure was registered after the stored "
@@ -396,9 +420,61 @@ def test_between_selections_the_selections_model_scores(warehouse, two_runs, tmp
     )
     scores = _frame(data_dir, "select score from ml.propensity_segments")["score"]
     assert scores.nunique() > 1
-    refitted = _frame(data_dir, "select fitted_at from ml.fitted_models")["fitted_at"].iloc[0]
+    refitted = _frame(data_dir, "select fitted_at from ml.fitted_models where step = 'propensity'")[
+        "fitted_at"
+    ].iloc[0]
     assert refitted > stored["fitted_at"].iloc[0]
     assert _propensity_run(data_dir).startswith("stored model fitted ")  # and kept
+
+
+def test_between_selections_people_are_assigned_to_the_selections_clusters(
+    warehouse, two_runs, tmp_path
+):
+    """The segmenter a clustering selection fitted is kept in ml.fitted_models (without its
+    per-person rows) and assigns everyone on the nights until the next selection; it is fitted
+    again (the chosen k) when the features changed or an erasure was registered since."""
+    data_dir = tmp_path / "copy"
+    shutil.copytree(warehouse, data_dir)
+    assert _clustering_run(data_dir).startswith("stored model fitted ")
+    stored = _frame(data_dir, "select * from ml.fitted_models where step = 'clustering'")
+    selection = _selections(data_dir).set_index("step").loc["clustering"]
+    assert stored["selection_run_at"].iloc[0] == selection["selected_at"]
+    segmenter = pickle.loads(stored["model"].iloc[0])
+    assert not hasattr(segmenter, "embedding_")
+    assert segmenter.k_ == int(selection["chosen"])
+
+    # the stored segmenter is what assigns: its names are tonight's segment names
+    segmenter.cluster_names_ = {c: f"renamed {c}" for c in segmenter.cluster_names_}
+    _replace_stored_model(data_dir, "clustering", segmenter)
+    assert _clustering_run(data_dir).startswith("stored model fitted ")
+    segments = _frame(
+        data_dir, "select * from ml.user_segments where segment_type = 'cluster' order by person_id"
+    )
+    con = duckdb.connect(str(data_dir / "warehouse/warehouse.duckdb"), read_only=True)
+    try:
+        matrix = read_clustering_matrix(con)
+    finally:
+        con.close()
+    expected = segmenter.predict(matrix.loc[segments["person_id"]])
+    assert segments["segment_id"].tolist() == [f"cluster_{c}" for c in expected]
+    assert segments["segment_name"].tolist() == [f"renamed {c}" for c in expected]
+    quality = _frame(data_dir, "select * from ml.segment_quality order by run_at")
+    assert quality[quality["run_at"] == quality["run_at"].max()]["k"].tolist() == [segmenter.k_]
+
+    # features it was not fitted on: the chosen k is fitted again, and kept
+    segmenter.feature_names_in_ = segmenter.feature_names_in_[::-1]
+    _replace_stored_model(data_dir, "clustering", segmenter)
+    assert _clustering_run(data_dir) == (
+        "the chosen k fitted again (the features changed since the stored segmenter was fitted)"
+    )
+    names = _frame(data_dir, "select distinct segment_name from ml.user_segments")
+    assert not names["segment_name"].str.startswith("renamed").any()
+    assert _clustering_run(data_dir).startswith("stored model fitted ")
+
+    _erasure_after_the_stored_model(data_dir, "clustering")
+    assert _clustering_run(data_dir) == (
+        "the chosen k fitted again (an erasure was registered after the stored model was fitted)"
+    )
 
 
 def test_the_nightly_score_frame_from_person_activity_is_the_one_from_the_events(warehouse):

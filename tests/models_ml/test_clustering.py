@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -336,3 +338,48 @@ def test_a_single_k_is_scored_once_after_its_refit_on_everyone():
     assert row["k"] == 3 and row["is_chosen"]
     assert row["silhouette"] == pytest.approx(silhouette_score(scored, labels), abs=1e-9)
     assert row["silhouette"] > 0.5 and row["davies_bouldin"] > 0
+
+
+def test_refresh_assigns_new_people_to_the_fitted_clusters_without_fitting():
+    """A night between model selections: the stored segmenter assigns tonight's people (its
+    scaler, PCA, centroids, ids and names unchanged) and describes tonight's clusters: their
+    means, sizes, and the silhouette of this assignment."""
+    features, _ = _blobs(seed=0)
+    segmenter = KMeansSegmenter(random_state=0).fit(features)
+    stored = pickle.loads(pickle.dumps(segmenter.without_rows()))
+    assert not hasattr(stored, "embedding_") and not hasattr(stored, "labels_")
+    assert hasattr(segmenter, "embedding_")  # the fitted one keeps them
+    centroids, ids, names = (
+        stored.centroids_.copy(),
+        stored.cluster_ids_.copy(),
+        stored.cluster_names_,
+    )
+
+    tonight, _ = _blobs(n_per_blob=30, seed=1)
+    tonight = tonight.iloc[: 30 + 30 + 12]  # fewer of the third group tonight
+    tonight.iloc[0, 3] = np.nan  # a missing value takes the fit's median
+    segments = cluster_segments(tonight, stored, refresh=True)
+
+    np.testing.assert_array_equal(stored.centroids_, centroids)
+    np.testing.assert_array_equal(stored.cluster_ids_, ids)
+    assert stored.cluster_names_ == names
+    np.testing.assert_array_equal(stored.labels_, segmenter.predict(tonight))
+    expected = pd.Series(stored.labels_).map(lambda c: f"cluster_{c}")
+    assert segments["segment_id"].tolist() == expected.tolist()
+    assert segments["segment_name"].tolist() == [names[c] for c in stored.labels_]
+
+    filled = tonight.fillna(pd.Series(stored.medians_, index=tonight.columns))
+    means = filled.groupby(stored.labels_).mean()
+    np.testing.assert_allclose(stored.cluster_centers_.loc[means.index].to_numpy(), means)
+    sizes = stored.cluster_profiles_["size"].to_dict()
+    assert sizes == pd.Series(stored.labels_).value_counts().to_dict()
+    quality = stored.quality_
+    assert len(quality) == 1 and quality["is_chosen"].all() and quality["k"].tolist() == [3]
+    assert quality["n_people"].tolist() == [len(tonight)]
+    assert quality["silhouette"].iloc[0] == pytest.approx(
+        silhouette_score(stored.embedding_, stored.labels_)
+    )
+    assert len(stored.embedding_) == len(tonight)
+
+    with pytest.raises(ValueError, match="features"):
+        stored.refresh(tonight[FEATURES[::-1]])

@@ -329,24 +329,36 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _purge_table(con: duckdb.DuckDBPyConnection, source: str, files: list[str] | None) -> int:
+def _purge_table(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    files: list[str] | None,
+    *,
+    by_new_identifiers: bool = False,
+) -> int:
     """Delete the rows of raw.<source> (of `files` only, unless None) holding any registered
-    identifier."""
+    identifier; with `by_new_identifiers`, those holding an identifier of `_pz_erased_ids` (in
+    plaintext: the source was checked against every older token, see `_checked_against_registry`).
+    """
     columns = _IDENTIFIER_COLUMNS.get(source)
     if not columns:
         return 0
     scope = _in_files(files)
-    # Hash each distinct value once, not each row: a person has many events, an id one token.
-    matches = (
-        f"{scope} and ("
-        + " or ".join(
+    if by_new_identifiers:
+        matches = " or ".join(
+            f"({expression}) in (select {_subject()} from _pz_erased_ids "
+            f"where identifier_type = '{identifier_type}' and identifier is not null)"
+            for identifier_type, expression in columns
+        )
+    else:
+        # Hash each distinct value once, not each row: a person has many events, an id one token.
+        matches = " or ".join(
             f"({expression}) in (select v from (select distinct ({expression}) as v "
             f"from raw.{source} where {scope}) where v is not null and "
             f"{_token(identifier_type, 'v')} in (select subject_token from _pz_registry))"
             for identifier_type, expression in columns
         )
-        + ")"
-    )
+    matches = f"{scope} and ({matches})"
     if source == "profiles":
         # What identity resolution needs of a purged record beside the PII zone's plaintext.
         # The matching rows are found once (hashing 1.4M record keys took 3 s at L), then
@@ -475,12 +487,15 @@ def _purge_warehouse(
     *,
     by_plaintext: bool,
     files: list[str] | None = None,
+    by_new_identifiers: frozenset[str] = frozenset(),
 ) -> bool:
     """Purge what the registry names from `sources` (by token), the quarantine and
     person-keyed tables; or, with `by_plaintext`, every raw and derived table by the plaintext
     identifiers of `_pz_erased_ids`. With `files`, only rows loaded from those files (the rest
-    was purged against this same registry before; person-keyed tables too). Return whether
-    the registry names anything."""
+    was purged against this same registry before; person-keyed tables too). The sources of
+    `by_new_identifiers` were checked against every token but those just registered from
+    `_pz_erased_ids`: they are purged of its identifiers, in plaintext. Return whether the
+    registry names anything."""
     con.execute(
         "create or replace temp table _pz_registry as "
         "select distinct subject_token from audit.erasure_registry"
@@ -497,7 +512,9 @@ def _purge_warehouse(
         outcome.rows_removed.update(_sweep_tables(con))
     else:
         for source in sources:
-            outcome.rows_removed[f"raw.{source}"] = _purge_table(con, source, files)
+            outcome.rows_removed[f"raw.{source}"] = _purge_table(
+                con, source, files, by_new_identifiers=source in by_new_identifiers
+            )
     # A record purged for its user id, email or phone is the erased person's: remember it (its
     # PII-zone row and later deliveries go by that token). Its other identifiers are for
     # identity resolution to judge (a junk email is nobody's).
@@ -535,15 +552,32 @@ def _register_and_purge(
     `register` added a token (then every row is checked)."""
     con.execute("begin transaction")
     try:
+        checked = (
+            frozenset()
+            if by_plaintext
+            else frozenset(s for s in sources if _checked_against_registry(con, s))
+        )
         register()
+        by_new_identifiers: frozenset[str] = frozenset()
         if outcome.identifiers_registered:
             files = None
+            # The tokens `register` added are of identifiers of `_pz_erased_ids`: a source
+            # checked against all the others before is matched with those in plaintext, not
+            # by hashing each of its values: the first run's erasure step at L purged the
+            # context (6.4M event ids) and consent rows in 0.2 s instead of 6.1 s.
+            by_new_identifiers = checked
             # hashes of identifiers, some of them tonight's erased people's: the next check
             # after identity resolution checks every identifier against the grown registry
             con.execute(f"drop table if exists {CHECKED_IDENTIFIERS}")
             con.execute(f"drop table if exists {CHECKED_AGAINST}")
         purged = _purge_warehouse(
-            con, sources, outcome, now, by_plaintext=by_plaintext, files=files
+            con,
+            sources,
+            outcome,
+            now,
+            by_plaintext=by_plaintext,
+            files=files,
+            by_new_identifiers=by_new_identifiers,
         )
         con.execute("commit")
     except BaseException:
@@ -592,6 +626,24 @@ def _last_checked(con: duckdb.DuckDBPyConnection, sources: list[str]) -> datetim
     if any(source not in checked for source in sources):
         return None
     return min(checked[source] for source in sources)
+
+
+def _checked_against_registry(con: duckdb.DuckDBPyConnection, source: str) -> bool:
+    """Whether every row of raw.<source> was checked against every token of the registry: its
+    last check came after the newest token was registered and after its newest rows were
+    loaded (a source with no rows was never checked, and need not be)."""
+    last = _last_checked(con, [source])
+    newest_row, rows = con.execute(
+        f"select max(_loaded_at), count(*) from raw.{source}"
+    ).fetchall()[0]
+    if last is None:
+        return not rows
+    newest_token = con.execute("select max(registered_at) from audit.erasure_registry").fetchall()[
+        0
+    ][0]
+    return (newest_token is None or newest_token <= last) and (
+        newest_row is None or newest_row <= last
+    )
 
 
 def _registry_grew_since_last(con: duckdb.DuckDBPyConnection, sources: list[str]) -> bool:

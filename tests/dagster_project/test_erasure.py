@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from dagster_project.ingest.erasure import (
+    _checked_against_registry,
     drop_erased_people,
     enforce_erasures,
     ensure_erasure_tables,
@@ -221,6 +222,60 @@ def test_enforcement_checks_only_new_files_until_the_registry_grows(con, tmp_pat
     assert enforce(8, []).skipped
     # Unknown new files (None) mean: check everything.
     assert not enforce_erasures(con, ["events"], datetime(2026, 11, 9), "events").skipped
+
+
+def test_a_new_request_is_matched_in_plaintext_only_where_every_older_token_was_checked(
+    con, tmp_path
+):
+    """A request's identifiers are known in plaintext while it is registered: a source whose
+    rows were all checked against every older token is purged of them by value, without
+    hashing its values. A source that loaded rows, or whose registry gained a token (the
+    identity step's), since its last check is checked against every token, by hashing."""
+    raw = tmp_path / "raw"
+    jsonl(
+        raw / "events" / "day1.jsonl",
+        [ev("e1", user="user-1"), ev("e2", user="user-2", session="s2")],
+    )
+    jsonl(
+        raw / "context" / "ctx.jsonl",
+        [{"session_id": "s1", "device_type": "mobile"}, {"session_id": "s9", "device_type": "tv"}],
+    )
+    for source in ("events", "context"):
+        ingest_source(con, source, raw, AT, progress=lambda _: None)
+        enforce_erasures(con, [source], AT, source)
+    # what the identity step does: a token without its plaintext, after the events' last check
+    con.execute(
+        "insert into audit.erasure_registry values "
+        "(pz_hmac('user_id:user-2'), 'user_id', '2026-11-02'::timestamp)"
+    )
+    # context rows loaded after the context's last check, of an event erased before it
+    con.execute(
+        "insert into audit.erasure_registry values "
+        "(pz_hmac('session_id:s9'), 'session_id', '2026-10-31'::timestamp)"
+    )
+    con.execute(
+        "insert into raw.context (session_id, _file, _loaded_at) "
+        "values ('s9', 'context/late.jsonl', '2026-11-02'::timestamp)"
+    )
+    (raw / "erasure").mkdir(parents=True)
+    (raw / "erasure" / "requests.csv").write_text("user_id,requested_at\nuser-1,2026-11-02\n")
+    at = datetime(2026, 11, 3)
+    ingest_source(con, "erasure", raw, at, progress=lambda _: None)
+    outcome = enforce_erasures(
+        con, list(SOURCES), at, "erasure", new_files=["erasure/requests.csv"]
+    )
+    assert outcome.identifiers_registered == 3  # user-1, its event and session
+    # user-1's event by value, user-2's by its token; the late context row (s9) by its token,
+    # and s1 (user-1's session) by value
+    assert con.execute("select count(*) from raw.events").fetchall() == [(0,)]
+    assert con.execute("select count(*) from raw.context").fetchall() == [(0,)]
+    # Both sources are now checked against every token: the next request goes by value.
+    assert _checked_against_registry(con, "events") and _checked_against_registry(con, "context")
+    con.execute(
+        "insert into audit.erasure_registry values "
+        "(pz_hmac('user_id:user-7'), 'user_id', '2026-11-04'::timestamp)"
+    )
+    assert not _checked_against_registry(con, "events")
 
 
 def test_erase_people_removes_a_resolved_person_from_every_table(con, tmp_path):

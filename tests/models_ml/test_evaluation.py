@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -104,3 +105,44 @@ def test_latest_holdout_keeps_each_persons_newest_item_out_of_train():
     train, test = latest_holdout(interactions, n_latest=1, min_history=3)
     assert test.values.tolist() == [["p1", "c"]], "p2 has too little history"
     assert train.values[:, :2].tolist() == [["p1", "a"], ["p1", "b"], ["p2", "a"], ["p2", "b"]]
+
+
+@pytest.mark.parametrize("ids", ["text", "categorical"])
+def test_latest_holdout_on_codes_splits_as_grouping_the_values_does(ids):
+    """The integer-code path gives pandas' split: the same rows held out, the same test pairs
+    in the same order, with ties in time, missing ids and categories in no sorted order."""
+    from models_ml.evaluation import _latest_holdout_codes, _latest_holdout_frames
+
+    rng = np.random.default_rng(7)
+    n = 5000
+    person = rng.choice([f"p{i:03d}" for i in range(300)], n).astype(object)
+    item = rng.choice([f"i{i:02d}" for i in range(40)], n).astype(object)
+    person[rng.choice(n, 50, replace=False)] = None
+    item[rng.choice(n, 50, replace=False)] = None
+    day = pd.Timestamp("2024-01-01")
+    interactions = pd.DataFrame(
+        {
+            "person_id": person,
+            "item_id": item,
+            # whole days: many ties, broken by the item id
+            "occurred_at": day + pd.to_timedelta(rng.integers(0, 20, n), unit="D"),
+            "weight": rng.random(n),
+        }
+    )
+    if ids == "categorical":
+        for column in ("person_id", "item_id"):
+            values = interactions[column].dropna().unique()
+            interactions[column] = pd.Categorical(
+                interactions[column], categories=rng.permutation(values)
+            )
+    for n_latest, min_history in [(1, 3), (2, 1), (3, 5)]:
+        by_codes = _latest_holdout_codes(
+            interactions, n_latest, min_history, "person_id", "item_id", "occurred_at"
+        )
+        by_values = _latest_holdout_frames(
+            interactions, n_latest, min_history, "person_id", "item_id", "occurred_at"
+        )
+        assert by_codes is not None
+        assert len(by_codes[1]) > 0
+        for got, expected in zip(by_codes, by_values, strict=True):
+            pd.testing.assert_frame_equal(got, expected)

@@ -432,22 +432,36 @@ def _purge_pii_zone(
     keep_evidence: bool,
     now: datetime,
     files: list[str] | None = None,
+    *,
+    by_new_identifiers: bool = False,
 ) -> dict[str, int]:
     """Delete PII-zone rows of erased records; blank quarantined rows naming an erased one
     (rows of `files` only, unless None).
 
     With `keep_evidence`, a deleted profile row moves to `pii.main.erasure_evidence` first (with
     the user id and tokens its raw row had), for the next identity resolution.
+
+    With `by_new_identifiers` (the profiles were checked against every token but those just
+    registered), the erased records are those of `_pz_erased_ids` and the ones just purged
+    from the raw profiles (`_pz_purged_records`), matched by value.
     """
-    erased = _token("record_id", "coalesce(source_system, '') || ':' || record_id")
+    record = "coalesce(source_system, '') || ':' || record_id"
+    if by_new_identifiers:
+        erased = (
+            f"{record} in (select {_subject()} from _pz_erased_ids "
+            "where identifier_type = 'record_id' and identifier is not null "
+            "union all select coalesce(source_system, '') || ':' || identifier "
+            "from _pz_purged_records)"
+        )
+    else:
+        erased = f"{_token('record_id', record)} in (select subject_token from _pz_registry)"
     profile_columns = ", ".join(f"p.{c}" for c in SOURCES["profiles"].pii_zone_columns)
     con.execute("begin transaction")
     try:
         # The erased rows are found once (a token per row), then copied and deleted by rowid.
         con.execute(
             "create or replace temp table _pz_erased_rows as select rowid as row "
-            f"from pii.main.profiles where {_in_files(files)} "
-            f"and {erased} in (select subject_token from _pz_registry)"
+            f"from pii.main.profiles where {_in_files(files)} and {erased}"
         )
         if keep_evidence:
             con.execute(
@@ -584,7 +598,15 @@ def _register_and_purge(
         con.execute("rollback")
         raise
     if purged:
-        outcome.rows_removed.update(_purge_pii_zone(con, keep_evidence, now, files))
+        outcome.rows_removed.update(
+            _purge_pii_zone(
+                con,
+                keep_evidence,
+                now,
+                files,
+                by_new_identifiers="profiles" in by_new_identifiers,
+            )
+        )
     con.execute(
         "insert into audit.erasure_log (processed_at, trigger_source, requests_processed, "
         "identifiers_registered, rows_removed, detail, sources_checked) "

@@ -48,16 +48,9 @@ def pipeline_config(context: AssetExecutionContext, warehouse: WarehouseResource
 
 def _build_ingest_asset(source: str):
     spec = SOURCES[source]
-    # Erasure requests are read after every other source has loaded: a request then finds
-    # tonight's rows of the person too (records, devices, events), and every source, checked
-    # against all older tokens when it loaded, is purged of the request's identifiers by value
-    # (`enforce_erasures`). Read first, a request made each source loaded after it hash every
-    # identifier it held once (at L, 7 s for the events and profiles of a first run).
-    deps = [AssetKey(["raw", other]) for other in SOURCES if other != source]
 
     @asset(
         key=AssetKey(["raw", source]),
-        deps=deps if source == "erasure" else None,
         group_name="ingest",
         kinds={"duckdb", "python"},
         owners=["team:data-platform"],

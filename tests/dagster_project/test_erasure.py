@@ -634,13 +634,3 @@ def test_the_identity_check_hashes_only_the_identifiers_it_has_not_checked(con):
     tables = "select count(*) from duckdb_tables() where table_name like 'erasure_checked%'"
     assert con.execute(tables).fetchall() == [(0,)]
 
-
-def test_erasure_requests_are_read_after_every_other_source():
-    """The erasure source's step runs after the other sources have loaded, so that a request
-    finds tonight's rows too and purges every source by the request's identifiers."""
-    from dagster import AssetKey
-
-    from dagster_project.definitions import defs
-
-    parents = defs.resolve_asset_graph().get(AssetKey(["raw", "erasure"])).parent_keys
-    assert parents == {AssetKey(["raw", source]) for source in SOURCES if source != "erasure"}

@@ -234,9 +234,11 @@ def _rewritten_delta(
         return False
     table = f"pz_snapshot.main.{quote_identifier(name)}"
     key = quote_identifier(key)
+    # A row stays when its key is still there and was not written since: one anti-join (a key
+    # written since, or gone, as two conditions joined the keys twice)
     con.execute(
-        f"delete from {table} where {key} in (select {key} from {source} where {mark} > $w) "
-        f"or {key} not in (select {key} from {source})",
+        f"delete from {table} where {key} not in (select {key} from {source} "
+        f"where {key} is not null and ({mark} > $w) is not true)",
         {"w": through},
     )
     columns = ", ".join(quote_identifier(c) for c in published)

@@ -633,4 +633,3 @@ def test_the_identity_check_hashes_only_the_identifiers_it_has_not_checked(con):
     assert erase_people(con, "ml.identity_assignments", AT, trigger="test").people_erased == 1
     tables = "select count(*) from duckdb_tables() where table_name like 'erasure_checked%'"
     assert con.execute(tables).fetchall() == [(0,)]
-

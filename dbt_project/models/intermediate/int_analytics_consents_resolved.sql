@@ -29,7 +29,8 @@ people as (
 
 person_subjects as (
     -- what a consent can name, as in user_profiles: the person's user ids and the emails of
-    -- their records (a junk email is nobody's)
+    -- their records (a junk email is nobody's). `union all`, as there: a subject named twice
+    -- ranks two equal rows
     select
         person_id,
         'user_id' as subject_type,
@@ -37,7 +38,7 @@ person_subjects as (
     from identity_map
     where identifier_type = 'user_id'
 
-    union
+    union all
 
     select
         identity_map.person_id,

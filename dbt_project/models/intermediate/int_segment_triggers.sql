@@ -77,6 +77,10 @@ segments as (
 ),
 
 members as (
+    -- `count(*)`: a person meets a condition at most once (one row per rule, tested unique
+    -- on segment and condition; one value per person and metric), so it counts the distinct
+    -- conditions met without a distinct aggregate over 1.8M rows (at 1M people the model
+    -- took 1.8-2.0 s against 2.3-3.0 s computed alone, the same rows)
     select
         conditions_met.person_id,
         conditions_met.segment_id
@@ -84,7 +88,7 @@ members as (
     inner join segments
         on conditions_met.segment_id = segments.segment_id
     group by conditions_met.person_id, conditions_met.segment_id, segments.n_conditions
-    having count(distinct conditions_met.condition_number) = segments.n_conditions
+    having count(*) = segments.n_conditions
 ),
 
 scored as (

@@ -1,3 +1,12 @@
+{#- A view: ml.identity_assignments, typed, without an identifier erased since the identity step
+    ran. As a table, every run wrote its 2.8M rows again (3.1 s of a night at 1M people, most
+    of it compressing the identifier strings); its readers (the person-level models, the event
+    chain, the publish step) filter or join it, and the view's projection and anti-join against
+    the few erased identifiers cost them little: in a night at 1M people, replayed on copies
+    of one warehouse, int_events_identified, int_person_activity and int_profiles_survived took
+    27.4 s against 28.1 s with the table, and publishing the map 2.2 s against 1.7 s. -#}
+{{ config(materialized='view') }}
+
 with
 
 identity_assignments as (

@@ -6,7 +6,11 @@
 
 with
 
-identity_map as (
+-- `not materialized`, as `survived`: each is read twice, and DuckDB would materialize every
+-- column of every row of it; inlined, each reader scans only the columns it needs. With the
+-- `union all` of `person_subjects`, the query took 2.9 s against 3.7-4.2 s at 1M people (the
+-- same rows; computed alone, without writing the table).
+identity_map as not materialized (
     select * from {{ ref('identity_map') }}
 ),
 
@@ -38,7 +42,7 @@ people as (
     group by person_id
 ),
 
-survived as (
+survived as not materialized (
     select * from {{ ref('int_profiles_survived') }}
 ),
 
@@ -55,7 +59,9 @@ aged as (
 ),
 
 person_subjects as (
-    -- everything a consent can name: the person's user ids and the emails of their records
+    -- everything a consent can name: the person's user ids and the emails of their records.
+    -- `union all`: a subject named twice joins the same consent rows twice, and the ranking
+    -- picks one of two equal rows (a `union` deduplicated 1.8M rows at 1M people)
     select
         person_id,
         'user_id' as subject_type,
@@ -63,7 +69,7 @@ person_subjects as (
     from identity_map
     where identifier_type = 'user_id'
 
-    union
+    union all
 
     select
         person_id,

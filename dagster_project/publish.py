@@ -234,8 +234,10 @@ def _rewritten_delta(
         return False
     table = f"pz_snapshot.main.{quote_identifier(name)}"
     key = quote_identifier(key)
-    # A row stays when its key is still there and was not written since: one anti-join (a key
-    # written since, or gone, as two conditions joined the keys twice)
+    # A row stays when its key is still there and was not written since: one anti-join over the
+    # keys not written since (at L, for the 1.2M rows of the history: 0.3 s against 0.4-0.65 s
+    # as two conditions, a key written since or gone; 0.9-1.1 s as `not exists`). The keys are
+    # never null (the subquery leaves null ones out: with one, `not in` would delete nothing).
     con.execute(
         f"delete from {table} where {key} not in (select {key} from {source} "
         f"where {key} is not null and ({mark} > $w) is not true)",

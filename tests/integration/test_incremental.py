@@ -185,8 +185,26 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     shutil.copytree(nightly / "raw", rebuilt / "raw")
     facts["full_mode"] = mode_of(run(rebuilt, "run1"))
     facts["full"] = keep_copy(rebuilt, "full")
+    facts["graph"] = {
+        name: identity_graph(data_dir)
+        for name, data_dir in (("nightly", nightly), ("rebuilt", rebuilt))
+    }
     facts["nightly"] = nightly
     return facts
+
+
+def identity_graph(data_dir: Path) -> dict:
+    """The identity graph's nodes and edges, without the build's bookkeeping."""
+    warehouse = data_dir / "warehouse" / "warehouse.duckdb"
+    graph = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for table in ("int_identity_nodes", "int_identity_edges"):
+            relation = f"intermediate.{table}"
+            graph[table] = con.execute(
+                f"select * exclude (_inputs_fingerprint, _events_watermark) from {relation} "
+                "order by all"
+            ).fetchall()
+    return graph
 
 
 def test_first_build_is_full_and_the_next_one_incremental(runs: dict) -> None:
@@ -208,6 +226,18 @@ def test_incremental_run_equals_a_full_rebuild(runs: dict) -> None:
     differences = table_differences(runs["incremental"], runs["full"])
     assert {t: d for t, d in differences.items() if t in DATA_TABLES} == {}
     assert "<tables>" not in differences
+
+
+def test_the_identity_graph_of_the_nightly_run_equals_a_full_rebuild(runs: dict) -> None:
+    """The identity graph is kept between builds while the profiles, consents and erasures do
+    not change (tests/dbt_project/test_identity_graph_kept.py); here the first run's identity
+    step erased people after the graph was built, so the second one wrote it again. Either
+    way it holds the rows of building it from all the files at once, the new login among them.
+    """
+    nightly, rebuilt = runs["graph"]["nightly"], runs["graph"]["rebuilt"]
+    for table in ("int_identity_nodes", "int_identity_edges"):
+        assert nightly[table] == rebuilt[table], table
+    assert any("U-LOGIN-NEW" in row[0] for row in nightly["int_identity_nodes"])
 
 
 def test_a_new_login_moves_the_earlier_events_of_its_device(runs: dict) -> None:

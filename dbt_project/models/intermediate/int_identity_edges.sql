@@ -1,4 +1,16 @@
-{{ config(materialized='table') }}
+{#- Kept between builds while the profiles, junk values and erasures are unchanged
+    (macros/identity_graph.sql): a night adds the login stitches of the events deduplicated
+    since the last build that are not edges yet. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_unless_fingerprint() }}",
+) }}
+
+{%- set fingerprint = identity_graph_fingerprint() %}
+{%- set appending = stored_rows_current(fingerprint) %}
+{%- set events_watermark = stored_watermark('_events_watermark') if appending else '-infinity' %}
 
 with
 
@@ -8,8 +20,15 @@ profiles as not materialized (
     select * from {{ ref('int_profiles_deduplicated') }}
 ),
 
-events as (
+events as not materialized (
     select * from {{ ref('int_events_deduplicated') }}
+),
+
+-- the events deduplicated since the last build (every event on a full one): a literal bound,
+-- so zone maps skip the older blocks
+events_since as (
+    select * from events
+    where _deduplicated_at > timestamp '{{ events_watermark }}'
 ),
 
 junk_values as (
@@ -17,6 +36,7 @@ junk_values as (
 ),
 
 candidate_links as (
+    {%- if not appending %}
     select
         'record_id' as type_a,
         profiles.source_system as source_system_a,
@@ -53,18 +73,19 @@ candidate_links as (
     where profiles.phone_token is not null
 
     union all
+    {%- endif %}
 
     -- an event carrying both a device and a user id: the device logged in as that user
     select distinct
         'anonymous_id' as type_a,
-        null as source_system_a,
-        events.anonymous_id as identifier_a,
+        null::varchar as source_system_a,
+        events_since.anonymous_id as identifier_a,
         'user_id' as type_b,
-        events.user_id as identifier_b,
+        events_since.user_id as identifier_b,
         'login_stitch' as method
-    from events
-    where events.anonymous_id is not null
-        and events.user_id is not null
+    from events_since
+    where events_since.anonymous_id is not null
+        and events_since.user_id is not null
 ),
 
 without_junk as (
@@ -87,6 +108,21 @@ keyed as (
         method,
         cast(1.0 as double) as match_probability
     from without_junk
+),
+
+final as (
+    select
+        keyed.*,
+        -- what the build was made of (macros/identity_graph.sql), and the events it read up to
+        '{{ fingerprint }}' as _inputs_fingerprint,
+        (select max(_deduplicated_at) from events) as _events_watermark
+    from keyed
+    {%- if appending %}
+    anti join {{ this }} as stored
+        on keyed.node_key_a = stored.node_key_a
+        and keyed.node_key_b = stored.node_key_b
+        and keyed.method = stored.method
+    {%- endif %}
 )
 
-select * from keyed
+select * from final

@@ -1,4 +1,16 @@
-{{ config(materialized='table') }}
+{#- Kept between builds while the profiles, consents, junk values and erasures are unchanged
+    (macros/identity_graph.sql): a night adds the identifiers of the events deduplicated since
+    the last build that are not nodes yet. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_unless_fingerprint(with_consents=true) }}",
+) }}
+
+{%- set fingerprint = identity_graph_fingerprint(with_consents=true) %}
+{%- set appending = stored_rows_current(fingerprint) %}
+{%- set events_watermark = stored_watermark('_events_watermark') if appending else '-infinity' %}
 
 with
 
@@ -14,6 +26,13 @@ events as not materialized (
     select * from {{ ref('int_events_deduplicated') }}
 ),
 
+-- the events deduplicated since the last build (every event on a full one): a literal bound,
+-- so zone maps skip the older blocks
+events_since as not materialized (
+    select * from events
+    where _deduplicated_at > timestamp '{{ events_watermark }}'
+),
+
 consents as (
     select * from {{ ref('int_consent_current') }}
 ),
@@ -23,6 +42,7 @@ junk_values as (
 ),
 
 seen_identifiers as (
+    {%- if not appending %}
     select
         'record_id' as identifier_type,
         record_id as identifier,
@@ -34,7 +54,7 @@ seen_identifiers as (
     select
         'user_id' as identifier_type,
         user_id as identifier,
-        null as source_system
+        null::varchar as source_system
     from profiles
     where user_id is not null
 
@@ -44,7 +64,7 @@ seen_identifiers as (
     select
         'email_token' as identifier_type,
         email_token as identifier,
-        null as source_system
+        null::varchar as source_system
     from profiles
     where email_token is not null
 
@@ -53,18 +73,28 @@ seen_identifiers as (
     select
         'phone_token' as identifier_type,
         phone_token as identifier,
-        null as source_system
+        null::varchar as source_system
     from profiles
     where phone_token is not null
 
     union all
 
+    select
+        'user_id' as identifier_type,
+        subject_id as identifier,
+        null::varchar as source_system
+    from consents
+    where subject_type = 'user_id'
+
+    union all
+    {%- endif %}
+
     -- distinct per branch: 17M events name about 2M users and devices
     select distinct
         'user_id' as identifier_type,
         user_id as identifier,
-        null as source_system
-    from events
+        null::varchar as source_system
+    from events_since
     where user_id is not null
 
     union all
@@ -72,18 +102,9 @@ seen_identifiers as (
     select distinct
         'anonymous_id' as identifier_type,
         anonymous_id as identifier,
-        null as source_system
-    from events
+        null::varchar as source_system
+    from events_since
     where anonymous_id is not null
-
-    union all
-
-    select
-        'user_id' as identifier_type,
-        subject_id as identifier,
-        null as source_system
-    from consents
-    where subject_type = 'user_id'
 ),
 
 distinct_identifiers as (
@@ -107,6 +128,19 @@ keyed as (
     from distinct_identifiers
     left join junk_values
         on lower(distinct_identifiers.identifier) = junk_values.junk_value
+),
+
+final as (
+    select
+        keyed.*,
+        -- what the build was made of (macros/identity_graph.sql), and the events it read up to
+        '{{ fingerprint }}' as _inputs_fingerprint,
+        (select max(_deduplicated_at) from events) as _events_watermark
+    from keyed
+    {%- if appending %}
+    anti join {{ this }} as stored
+        on keyed.node_key = stored.node_key
+    {%- endif %}
 )
 
-select * from keyed
+select * from final

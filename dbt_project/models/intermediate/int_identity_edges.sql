@@ -24,11 +24,13 @@ events as not materialized (
     select * from {{ ref('int_events_deduplicated') }}
 ),
 
--- the events deduplicated since the last build (every event on a full one): a literal bound,
--- so zone maps skip the older blocks
+-- the events deduplicated since the last build (every event otherwise): a literal bound, so
+-- zone maps skip the older blocks
 events_since as (
     select * from events
+    {%- if appending %}
     where _deduplicated_at > timestamp '{{ events_watermark }}'
+    {%- endif %}
 ),
 
 junk_values as (

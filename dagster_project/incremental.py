@@ -63,7 +63,7 @@ _CODE_GLOBS = (
     "models/marts/user_category_affinity.sql",
     "models/intermediate/int_profiles_survived.sql",
     "models/intermediate/int_erased_identifiers.sql",
-    # kept between builds while their inputs but the events are unchanged (a new column fails)
+    # kept between builds by origin (macros/identity_graph.sql): a new column fails
     "models/intermediate/int_identity_nodes.sql",
     "models/intermediate/int_identity_edges.sql",
     # kept per key (macros/inputs_fingerprint.sql): a new column fails

@@ -194,16 +194,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def identity_graph(data_dir: Path) -> dict:
-    """The identity graph's nodes and edges, without the build's bookkeeping."""
+    """The identity graph's nodes and edges, without the build's bookkeeping, and per table
+    and origin how many builds wrote its rows."""
     warehouse = data_dir / "warehouse" / "warehouse.duckdb"
     graph = {}
     with duckdb.connect(str(warehouse), read_only=True) as con:
         for table in ("int_identity_nodes", "int_identity_edges"):
             relation = f"intermediate.{table}"
             graph[table] = con.execute(
-                f"select * exclude (_inputs_fingerprint, _events_watermark) from {relation} "
-                "order by all"
+                f"select * exclude (_inputs_fingerprint, _events_watermark, _built_at) "
+                f"from {relation} order by all"
             ).fetchall()
+            graph[f"{table} builds"] = dict(
+                con.execute(
+                    f"select _origin, count(distinct _built_at) from {relation} group by 1"
+                ).fetchall()
+            )
     return graph
 
 
@@ -229,14 +235,15 @@ def test_incremental_run_equals_a_full_rebuild(runs: dict) -> None:
 
 
 def test_the_identity_graph_of_the_nightly_run_equals_a_full_rebuild(runs: dict) -> None:
-    """The identity graph is kept between builds while the profiles, consents and erasures do
-    not change (tests/dbt_project/test_identity_graph_kept.py); here the first run's identity
-    step erased people after the graph was built, so the second one wrote it again. Either
-    way it holds the rows of building it from all the files at once, the new login among them.
-    """
+    """The identity graph is kept between builds by origin (macros/identity_graph.sql). Here
+    the first run's identity step erased people after the graph was built (its sweep deleted
+    their nodes and edges, and their profile records): the second run appended its events'
+    rows to the first's and wrote the profiles' again. It holds the rows of building it from
+    all the files at once, the new login among them."""
     nightly, rebuilt = runs["graph"]["nightly"], runs["graph"]["rebuilt"]
     for table in ("int_identity_nodes", "int_identity_edges"):
         assert nightly[table] == rebuilt[table], table
+        assert nightly[f"{table} builds"] == {"events": 2, "profiles": 1}, table
     assert any("U-LOGIN-NEW" in row[0] for row in nightly["int_identity_nodes"])
 
 

@@ -1,6 +1,6 @@
-{#- Kept between builds while the profiles, junk values and erasures are unchanged
-    (macros/identity_graph.sql): a night adds the login stitches of the events deduplicated
-    since the last build that are not edges yet. -#}
+{#- Kept between builds, its rows by origin (macros/identity_graph.sql): a night adds the login
+    stitches of the events deduplicated since the last build that are not edges yet, and writes
+    the profiles' links again only when the profiles changed. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
@@ -8,8 +8,10 @@
     pre_hook="{{ delete_unless_fingerprint() }}",
 ) }}
 
-{%- set fingerprint = identity_graph_fingerprint() %}
-{%- set appending = stored_rows_current(fingerprint) %}
+{%- set events_fingerprint = identity_graph_fingerprint('events') %}
+{%- set profiles_fingerprint = identity_graph_fingerprint('profiles') %}
+{%- set appending = stored_origin_current('events', events_fingerprint) %}
+{%- set profiles_kept = stored_origin_current('profiles', profiles_fingerprint) %}
 {%- set events_watermark = stored_watermark('_events_watermark') if appending else '-infinity' %}
 
 with
@@ -38,14 +40,15 @@ junk_values as (
 ),
 
 candidate_links as (
-    {%- if not appending %}
+    {%- if not profiles_kept %}
     select
         'record_id' as type_a,
         profiles.source_system as source_system_a,
         profiles.record_id as identifier_a,
         'user_id' as type_b,
         profiles.user_id as identifier_b,
-        'profile_user_id' as method
+        'profile_user_id' as method,
+        'profiles' as _origin
     from profiles
     where profiles.user_id is not null
 
@@ -57,7 +60,8 @@ candidate_links as (
         profiles.record_id as identifier_a,
         'email_token' as type_b,
         profiles.email_token as identifier_b,
-        'email' as method
+        'email' as method,
+        'profiles' as _origin
     from profiles
     where profiles.email_token is not null
 
@@ -70,7 +74,8 @@ candidate_links as (
         profiles.record_id as identifier_a,
         'phone_token' as type_b,
         profiles.phone_token as identifier_b,
-        'phone' as method
+        'phone' as method,
+        'profiles' as _origin
     from profiles
     where profiles.phone_token is not null
 
@@ -84,7 +89,8 @@ candidate_links as (
         events_since.anonymous_id as identifier_a,
         'user_id' as type_b,
         events_since.user_id as identifier_b,
-        'login_stitch' as method
+        'login_stitch' as method,
+        'events' as _origin
     from events_since
     where events_since.anonymous_id is not null
         and events_since.user_id is not null
@@ -108,18 +114,18 @@ keyed as (
         {{ identity_node_key('type_a', 'source_system_a', 'identifier_a') }} as node_key_a,
         {{ identity_node_key('type_b', 'null', 'identifier_b') }} as node_key_b,
         method,
-        cast(1.0 as double) as match_probability
+        cast(1.0 as double) as match_probability,
+        _origin
     from without_junk
 ),
 
 final as (
     select
         keyed.*,
-        -- what the build was made of (macros/identity_graph.sql), and the events it read up to
-        '{{ fingerprint }}' as _inputs_fingerprint,
-        (select max(_deduplicated_at) from events) as _events_watermark
+        {{ identity_graph_bookkeeping('keyed', events_fingerprint, profiles_fingerprint) }}
     from keyed
     {%- if appending %}
+    -- stored before (tonight's profile links replace rows the pre-hook deleted)
     anti join {{ this }} as stored
         on keyed.node_key_a = stored.node_key_a
         and keyed.node_key_b = stored.node_key_b

@@ -1,15 +1,18 @@
-{#- Kept between builds while the profiles, consents, junk values and erasures are unchanged
-    (macros/identity_graph.sql): a night adds the identifiers of the events deduplicated since
-    the last build that are not nodes yet. -#}
+{#- Kept between builds, its rows by origin (macros/identity_graph.sql): a night adds the
+    identifiers of the events deduplicated since the last build that are not nodes yet, and
+    writes the profiles' and consents' again only when those changed. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook="{{ delete_unless_fingerprint(with_consents=true) }}",
+    post_hook="{{ keep_event_nodes() }}",
 ) }}
 
-{%- set fingerprint = identity_graph_fingerprint(with_consents=true) %}
-{%- set appending = stored_rows_current(fingerprint) %}
+{%- set events_fingerprint = identity_graph_fingerprint('events') %}
+{%- set profiles_fingerprint = identity_graph_fingerprint('profiles', with_consents=true) %}
+{%- set appending = stored_origin_current('events', events_fingerprint) %}
+{%- set profiles_kept = stored_origin_current('profiles', profiles_fingerprint) %}
 {%- set events_watermark = stored_watermark('_events_watermark') if appending else '-infinity' %}
 
 with
@@ -43,8 +46,8 @@ junk_values as (
     select * from {{ ref('stg_config__identity_junk_values') }}
 ),
 
-seen_identifiers as (
-    {%- if not appending %}
+profile_identifiers as (
+    {%- if not profiles_kept %}
     select
         'record_id' as identifier_type,
         record_id as identifier,
@@ -87,10 +90,14 @@ seen_identifiers as (
         null::varchar as source_system
     from consents
     where subject_type = 'user_id'
-
-    union all
+    {%- else %}
+    select null::varchar as identifier_type, null::varchar as identifier,
+        null::varchar as source_system
+    where false
     {%- endif %}
+),
 
+event_identifiers as (
     -- distinct per branch: 17M events name about 2M users and devices
     select distinct
         'user_id' as identifier_type,
@@ -113,8 +120,27 @@ distinct_identifiers as (
     select distinct
         identifier_type,
         identifier,
-        source_system
-    from seen_identifiers
+        source_system,
+        'events' as _origin
+    from event_identifiers
+
+    union all
+
+    -- a node the events name is theirs (macros/identity_graph.sql)
+    select distinct
+        profile_identifiers.identifier_type,
+        profile_identifiers.identifier,
+        profile_identifiers.source_system,
+        'profiles' as _origin
+    from profile_identifiers
+    anti join event_identifiers
+        on profile_identifiers.identifier_type = event_identifiers.identifier_type
+        and profile_identifiers.identifier = event_identifiers.identifier
+    {%- if appending %}
+    anti join {{ this }} as stored
+        on stored._origin = 'events'
+        and stored.node_key = {{ identity_node_key('profile_identifiers.identifier_type', 'profile_identifiers.source_system', 'profile_identifiers.identifier') }}
+    {%- endif %}
 ),
 
 keyed as (
@@ -126,7 +152,8 @@ keyed as (
         distinct_identifiers.source_system,
         -- junk record ids are still records; junk user / device / email values link nothing
         distinct_identifiers.identifier_type <> 'record_id'
-            and junk_values.junk_value is not null as is_junk
+            and junk_values.junk_value is not null as is_junk,
+        distinct_identifiers._origin
     from distinct_identifiers
     left join junk_values
         on lower(distinct_identifiers.identifier) = junk_values.junk_value
@@ -135,13 +162,13 @@ keyed as (
 final as (
     select
         keyed.*,
-        -- what the build was made of (macros/identity_graph.sql), and the events it read up to
-        '{{ fingerprint }}' as _inputs_fingerprint,
-        (select max(_deduplicated_at) from events) as _events_watermark
+        {{ identity_graph_bookkeeping('keyed', events_fingerprint, profiles_fingerprint) }}
     from keyed
     {%- if appending %}
     anti join {{ this }} as stored
-        on keyed.node_key = stored.node_key
+        on keyed._origin = 'events'
+        and stored._origin = 'events'
+        and keyed.node_key = stored.node_key
     {%- endif %}
 )
 

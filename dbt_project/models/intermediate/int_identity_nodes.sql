@@ -116,13 +116,26 @@ event_identifiers as (
     where anonymous_id is not null
 ),
 
+-- the events' nodes stored before (an events node has no source system: its type and value
+-- are its key)
+stored_event_identifiers as not materialized (
+    {%- if appending %}
+    select identifier_type, identifier from {{ this }} where _origin = 'events'
+    {%- else %}
+    select null::varchar as identifier_type, null::varchar as identifier where false
+    {%- endif %}
+),
+
 distinct_identifiers as (
     select distinct
-        identifier_type,
-        identifier,
-        source_system,
+        event_identifiers.identifier_type,
+        event_identifiers.identifier,
+        event_identifiers.source_system,
         'events' as _origin
     from event_identifiers
+    anti join stored_event_identifiers as stored
+        on event_identifiers.identifier_type = stored.identifier_type
+        and event_identifiers.identifier = stored.identifier
 
     union all
 
@@ -136,11 +149,9 @@ distinct_identifiers as (
     anti join event_identifiers
         on profile_identifiers.identifier_type = event_identifiers.identifier_type
         and profile_identifiers.identifier = event_identifiers.identifier
-    {%- if appending %}
-    anti join {{ this }} as stored
-        on stored._origin = 'events'
-        and stored.node_key = {{ identity_node_key('profile_identifiers.identifier_type', 'profile_identifiers.source_system', 'profile_identifiers.identifier') }}
-    {%- endif %}
+    anti join stored_event_identifiers as stored
+        on profile_identifiers.identifier_type = stored.identifier_type
+        and profile_identifiers.identifier = stored.identifier
 ),
 
 keyed as (
@@ -164,12 +175,6 @@ final as (
         keyed.*,
         {{ identity_graph_bookkeeping('keyed', events_fingerprint, profiles_fingerprint) }}
     from keyed
-    {%- if appending %}
-    anti join {{ this }} as stored
-        on keyed._origin = 'events'
-        and stored._origin = 'events'
-        and keyed.node_key = stored.node_key
-    {%- endif %}
 )
 
 select * from final

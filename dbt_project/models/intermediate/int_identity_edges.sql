@@ -1,17 +1,20 @@
 {#- Kept between builds, its rows by origin (macros/identity_graph.sql): a night adds the login
-    stitches of the events deduplicated since the last build that are not edges yet, and writes
-    the profiles' links again only when the profiles changed. -#}
+    stitches of the events deduplicated since the last build that are not edges yet, and the
+    links of the records rebuilt since (the pre-hook deletes their old ones and those of the
+    records gone). -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
-    pre_hook="{{ delete_unless_fingerprint() }}",
+    pre_hook="{{ delete_unless_fingerprint('edges') }}",
 ) }}
 
 {%- set events_fingerprint = identity_graph_fingerprint('events') %}
 {%- set profiles_fingerprint = identity_graph_fingerprint('profiles') %}
 {%- set appending = stored_origin_current('events', events_fingerprint) %}
-{%- set profiles_kept = stored_origin_current('profiles', profiles_fingerprint) %}
+{%- set profiles = profiles_state() %}
+{%- set profiles_mode = profiles_rows_mode(profiles_fingerprint, profiles.state) %}
+{%- set profiles_watermark = stored_profiles_watermark() if profiles_mode == 'changed' else none %}
 {%- set events_watermark = stored_watermark('_events_watermark') if appending else '-infinity' %}
 
 with
@@ -20,6 +23,10 @@ with
 -- every row; inlined, each branch scans only the columns it needs.
 profiles as not materialized (
     select * from {{ ref('int_profiles_deduplicated') }}
+    {%- if profiles_watermark %}
+    -- the records rebuilt since the last build (macros/identity_graph.sql)
+    where _built_at > timestamp '{{ profiles_watermark }}'
+    {%- endif %}
 ),
 
 events as not materialized (
@@ -40,7 +47,7 @@ junk_values as (
 ),
 
 candidate_links as (
-    {%- if not profiles_kept %}
+    {%- if profiles_mode != 'none' %}
     select
         'record_id' as type_a,
         profiles.source_system as source_system_a,
@@ -122,7 +129,7 @@ keyed as (
 final as (
     select
         keyed.*,
-        {{ identity_graph_bookkeeping('keyed', events_fingerprint, profiles_fingerprint) }}
+        {{ identity_graph_bookkeeping('keyed', events_fingerprint, profiles_fingerprint, profiles) }}
     from keyed
     {%- if appending %}
     -- stored before (tonight's profile links replace rows the pre-hook deleted)

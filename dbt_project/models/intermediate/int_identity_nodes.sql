@@ -1,18 +1,21 @@
 {#- Kept between builds, its rows by origin (macros/identity_graph.sql): a night adds the
     identifiers of the events deduplicated since the last build that are not nodes yet, and
-    writes the profiles' and consents' again only when those changed. -#}
+    those of the records and consents rebuilt since; the pre-hook deletes the nodes no record
+    or consent names any more. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
-    pre_hook="{{ delete_unless_fingerprint(with_consents=true) }}",
+    pre_hook="{{ delete_unless_fingerprint('nodes') }}",
     post_hook="{{ keep_event_nodes() }}",
 ) }}
 
 {%- set events_fingerprint = identity_graph_fingerprint('events') %}
-{%- set profiles_fingerprint = identity_graph_fingerprint('profiles', with_consents=true) %}
+{%- set profiles_fingerprint = identity_graph_fingerprint('profiles') %}
 {%- set appending = stored_origin_current('events', events_fingerprint) %}
-{%- set profiles_kept = stored_origin_current('profiles', profiles_fingerprint) %}
+{%- set profiles = profiles_state(with_consents=true) %}
+{%- set profiles_mode = profiles_rows_mode(profiles_fingerprint, profiles.state) %}
+{%- set profiles_watermark = stored_profiles_watermark() if profiles_mode == 'changed' else none %}
 {%- set events_watermark = stored_watermark('_events_watermark') if appending else '-infinity' %}
 
 with
@@ -21,6 +24,10 @@ with
 -- every row; inlined, each branch scans only the columns it needs.
 profiles as not materialized (
     select * from {{ ref('int_profiles_deduplicated') }}
+    {%- if profiles_watermark %}
+    -- the records rebuilt since the last build (macros/identity_graph.sql)
+    where _built_at > timestamp '{{ profiles_watermark }}'
+    {%- endif %}
 ),
 
 -- `not materialized`: DuckDB materializes a CTE that is read more than once, every column of
@@ -40,6 +47,9 @@ events_since as not materialized (
 
 consents as (
     select * from {{ ref('int_consent_current') }}
+    {%- if profiles_watermark %}
+    where _built_at > timestamp '{{ profiles_watermark }}'
+    {%- endif %}
 ),
 
 junk_values as (
@@ -47,7 +57,7 @@ junk_values as (
 ),
 
 profile_identifiers as (
-    {%- if not profiles_kept %}
+    {%- if profiles_mode != 'none' %}
     select
         'record_id' as identifier_type,
         record_id as identifier,
@@ -126,6 +136,19 @@ stored_event_identifiers as not materialized (
     {%- endif %}
 ),
 
+-- the profiles' nodes kept (the pre-hook deleted those no record or consent names)
+stored_profile_identifiers as not materialized (
+    {%- if profiles_mode == 'changed' %}
+    select identifier_type, identifier, coalesce(source_system, '') as source_system_key
+    from {{ this }}
+    where _origin = 'profiles'
+    {%- else %}
+    select null::varchar as identifier_type, null::varchar as identifier,
+        null::varchar as source_system_key
+    where false
+    {%- endif %}
+),
+
 distinct_identifiers as (
     select distinct
         event_identifiers.identifier_type,
@@ -152,6 +175,10 @@ distinct_identifiers as (
     anti join stored_event_identifiers as stored
         on profile_identifiers.identifier_type = stored.identifier_type
         and profile_identifiers.identifier = stored.identifier
+    anti join stored_profile_identifiers as stored_profile
+        on profile_identifiers.identifier_type = stored_profile.identifier_type
+        and profile_identifiers.identifier = stored_profile.identifier
+        and coalesce(profile_identifiers.source_system, '') = stored_profile.source_system_key
 ),
 
 keyed as (
@@ -173,7 +200,7 @@ keyed as (
 final as (
     select
         keyed.*,
-        {{ identity_graph_bookkeeping('keyed', events_fingerprint, profiles_fingerprint) }}
+        {{ identity_graph_bookkeeping('keyed', events_fingerprint, profiles_fingerprint, profiles) }}
     from keyed
 )
 

@@ -102,7 +102,7 @@
 
 {#- True on an incremental build whose stored rows of `origin` carry `fingerprint`. -#}
 {% macro stored_origin_current(origin, fingerprint) -%}
-    {%- if execute and is_incremental() and _has_origin_column() -%}
+    {%- if execute and is_incremental() and _has_graph_bookkeeping() -%}
         {{ return(run_query(
             "select coalesce(bool_and(_inputs_fingerprint = '" ~ fingerprint ~ "'), false) from "
             ~ this ~ " where _origin = '" ~ origin ~ "'"
@@ -114,7 +114,7 @@
 
 {#- A table written before the profiles' rows were kept per record lacks `_profiles_state`: its
     rows are all deleted, and the changed SQL makes the run a full refresh. -#}
-{% macro _has_origin_column() -%}
+{% macro _has_graph_bookkeeping() -%}
     {{ return('_profiles_state' in adapter.get_columns_in_relation(this) | map(attribute='name') | list) }}
 {%- endmacro %}
 
@@ -126,11 +126,11 @@
 
 
 {#- The pre-hook: on an incremental build, delete the stored rows of each origin that another
-    fingerprint wrote (every row of a table written before origins were kept apart) and, when
+    fingerprint wrote (every row of a table without `_profiles_state`) and, when
     the profiles changed since the graph's last build, the rows of the records rebuilt or gone
     since (`table`: 'nodes' or 'edges'). -#}
 {% macro delete_unless_fingerprint(table) -%}
-    {%- if is_incremental() and _has_origin_column() -%}
+    {%- if is_incremental() and _has_graph_bookkeeping() -%}
         {%- set with_consents = table == 'nodes' -%}
         {%- set profiles_fingerprint = identity_graph_fingerprint('profiles') -%}
         {%- set profiles = profiles_state(with_consents) -%}

@@ -62,6 +62,7 @@ _CODE_GLOBS = (
     "models/intermediate/int_interactions_weighted.sql",
     "models/marts/user_category_affinity.sql",
     "models/intermediate/int_profiles_survived.sql",
+    "models/intermediate/int_user_profiles.sql",
     "models/intermediate/int_erased_identifiers.sql",
     # kept between builds by origin (macros/identity_graph.sql): a new column fails
     "models/intermediate/int_identity_nodes.sql",

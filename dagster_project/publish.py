@@ -100,6 +100,8 @@ SERVED = "ml.recommendations_served"
 # last written: a session by int_sessions, a history version opened or closed by the snapshot).
 REWRITTEN: dict[str, tuple[str, str, str]] = {
     "sessions": ("intermediate.int_sessions", "session_id", "_identified_at"),
+    # a profile recomputed per person (int_user_profiles: the people active that day, birthdays)
+    "user_profiles": ("intermediate.int_user_profiles", "person_id", "_built_at"),
     "user_profiles_history": (
         "snapshots.user_profiles_history",
         "dbt_scd_id",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -97,3 +99,68 @@ def test_a_labels_file_is_scored_like_its_frame(labelled, tmp_path):
     }
     stored = con.execute(f"select run_id, f1 from {EVALUATION_TABLE}").fetchall()
     assert stored == [("r1", pytest.approx(expected["f1"]))]
+
+
+def test_the_record_scores_are_reused_until_a_record_or_the_labels_change(labelled, tmp_path):
+    """A night that moved no record and left the labels file alone stores the last record
+    scores again; a record moved to another person, or a rewritten labels file, is scored."""
+    con, labels, expected = labelled
+    (tmp_path / "truth").mkdir()
+    labels_file = tmp_path / "truth/labels.csv"
+    labels.to_csv(labels_file, index=False)
+    config = {
+        "labels_path": "truth/labels.csv",
+        "record_id_column": "record_id",
+        "cluster_column": "true_user_id",
+        "source_system_column": "source_system",
+    }
+
+    def evaluate(run_id: str) -> dict:
+        return evaluate_against_files(con, tmp_path, config, run_id=run_id)
+
+    first = evaluate("r1")
+    assert first["record_scores_reused"] is False
+    # devices move nightly; they are not records
+    con.execute("insert into ml.identity_assignments values ('anonymous_id', 'a9', null, 'px')")
+    second = evaluate("r2")
+    assert second["record_scores_reused"] is True
+    assert {k: second[k] for k in expected} == pytest.approx(expected)
+
+    # one record joins another person: scored again, and the scores move
+    record, person = con.execute(
+        "select identifier, person_id from ml.identity_assignments "
+        "where identifier_type = 'record_id' order by identifier limit 1"
+    ).fetchall()[0]
+    other = con.execute(
+        "select person_id from ml.identity_assignments where identifier_type = 'record_id' "
+        "and person_id <> $p order by identifier limit 1",
+        {"p": person},
+    ).fetchall()[0][0]
+    con.execute(
+        "update ml.identity_assignments set person_id = $o where identifier = $r",
+        {"o": other, "r": record},
+    )
+    third = evaluate("r3")
+    assert third["record_scores_reused"] is False
+    rescored = score_records(
+        con,
+        labels,
+        record_id_column="record_id",
+        cluster_column="true_user_id",
+        source_system_column="source_system",
+    )
+    assert {k: third[k] for k in rescored} == pytest.approx(rescored)
+    assert (third["predicted_pairs"], third["true_positive_pairs"]) != (
+        first["predicted_pairs"],
+        first["true_positive_pairs"],
+    )
+
+    # a new labels file (one label changed) is scored again
+    labels.loc[0, "true_user_id"] = "someone-else"
+    labels.to_csv(labels_file, index=False)
+    os.utime(labels_file, ns=(1, 1))
+    fourth = evaluate("r4")
+    assert fourth["record_scores_reused"] is False
+    assert fourth["true_pairs"] != third["true_pairs"] or fourth["f1"] != third["f1"]
+    runs = con.execute(f"select run_id from {EVALUATION_TABLE} order by run_id").fetchall()
+    assert runs == [("r1",), ("r2",), ("r3",), ("r4",)]

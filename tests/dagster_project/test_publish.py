@@ -213,10 +213,19 @@ def test_other_tables_replace_only_their_changed_rows(con, tmp_path):
 
 
 def test_sessions_and_history_replace_the_rows_written_since_the_last_snapshot(con, tmp_path):
-    """The sessions and the profile history change only by rows written again (a newer mark)
-    and leave with their key: a night replaces the rows written since the snapshot's mark and
-    drops the keys gone, and equals a fresh snapshot; most rows written: copied."""
+    """The sessions, the profiles and the profile history change only by rows written again (a
+    newer mark) and leave with their key: a night replaces the rows written since the
+    snapshot's mark and drops the keys gone, and equals a fresh snapshot; most rows written:
+    copied."""
     con.execute("create schema snapshots")
+    con.execute(
+        "create table intermediate.int_user_profiles as select 'p' || range as person_id, "
+        "range as age, timestamp '2026-01-01' as _built_at from range(40)"
+    )
+    con.execute(
+        "create view marts.user_profiles as select person_id, age "
+        "from intermediate.int_user_profiles"
+    )
     con.execute(
         "create table intermediate.int_sessions as select 's' || range as session_id, "
         "range % 5 as person_id, timestamp '2026-01-01' as _identified_at from range(100)"
@@ -232,6 +241,7 @@ def test_sessions_and_history_replace_the_rows_written_since_the_last_snapshot(c
     tables = {
         **TABLES,
         "sessions": "marts.sessions",
+        "user_profiles": "marts.user_profiles",
         "user_profiles_history": "snapshots.user_profiles_history",
     }
     target = tmp_path / "personalization.duckdb"
@@ -269,8 +279,16 @@ def test_sessions_and_history_replace_the_rows_written_since_the_last_snapshot(c
     con.execute(
         "insert into snapshots.user_profiles_history values ('v3b', 'p3', 'y', '2026-01-02', null)"
     )
+    # a profile recomputed, a person gone, a new one
+    con.execute(
+        "update intermediate.int_user_profiles set age = 99, _built_at = '2026-01-02' "
+        "where person_id = 'p5'"
+    )
+    con.execute("delete from intermediate.int_user_profiles where person_id = 'p6'")
+    con.execute("insert into intermediate.int_user_profiles values ('p-new', 1, '2026-01-02')")
     said = night("2026-01-02 01:00")
     assert "100 rows, the rows written after 2026-01-01 00:00:00 replaced" in said["sessions"]
+    assert "40 rows, the rows written after 2026-01-01 00:00:00 replaced" in said["user_profiles"]
     assert (
         "51 rows, the rows written after 2026-01-01 00:00:00 replaced"
         in said["user_profiles_history"]

@@ -10,6 +10,7 @@ import duckdb
 
 LOADED_AT = datetime(2024, 3, 2)
 TABLE = "intermediate.int_events_identified"
+PAIRS = "intermediate.int_events_identified_pairs"
 PRE_IDENTITY = wf.PRE_IDENTITY_RUN
 POST_IDENTITY = ["run", "--select", "identity_map", "int_events_identified"]
 
@@ -18,6 +19,16 @@ def _people(warehouse) -> dict[str, tuple[str, datetime]]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         rows = con.execute(f"select event_id, person_id, _identified_at from {TABLE}").fetchall()
     return {event_id: (person, identified_at) for event_id, person, identified_at in rows}
+
+
+def _assert_pairs_match_the_events(warehouse) -> None:
+    """The pairs' people kept beside the events (macros/event_pairs.sql) are the events'."""
+    pairs = f"select user_id, anonymous_id, person_id from {PAIRS}"
+    stored = f"select distinct user_id, anonymous_id, person_id from {TABLE}"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute(f"select count(*) from {PAIRS}").fetchone()[0] > 0
+        for a, b in ((pairs, stored), (stored, pairs)):
+            assert con.execute(f"select * from ({a}) except all ({b})").fetchall() == []
 
 
 def test_events_whose_person_changed_are_identified_again(tmp_path):
@@ -59,3 +70,22 @@ def test_events_whose_person_changed_are_identified_again(tmp_path):
     }
     rewritten = {event for event in second if second[event][1] != first[event][1]}
     assert rewritten == {"e2", "e3"}
+    _assert_pairs_match_the_events(warehouse)
+
+    # u2 goes back to its first person: found through the pairs the last build kept
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "update ml.identity_assignments set person_id = ? where identifier = 'u2'",
+            [first["e2"][0]],
+        )
+    wf.dbt_ok(POST_IDENTITY, warehouse, tmp_path)
+    third = _people(warehouse)
+    assert third["e2"][0] == first["e2"][0]
+    assert {event for event in third if third[event][1] != second[event][1]} == {"e2"}
+    _assert_pairs_match_the_events(warehouse)
+
+    wf.dbt_ok([*POST_IDENTITY, "--full-refresh"], warehouse, tmp_path)
+    assert {e: p for e, (p, _) in _people(warehouse).items()} == {
+        e: p for e, (p, _) in third.items()
+    }
+    _assert_pairs_match_the_events(warehouse)

@@ -16,8 +16,9 @@
       received a new context row, taking an untouched actor's session from the stored row;
     - the person: it rewrites the other stored events whose person changed (the identity step
       merged, split or newly linked their user or device). An event's person depends only on
-      its (user_id, anonymous_id), so the stored people are compared per distinct pair (a few
-      hundred thousand at L), and only the events of a pair whose person changed are read.
+      its (user_id, anonymous_id), so the stored people are compared per distinct pair (1.7M
+      at L, kept beside the events by the post-hook: macros/event_pairs.sql), and only the
+      events of a pair whose person changed are read.
     The rows equal a full rebuild's; the rest is kept. Rows leave this table by the erasure
     step, or by a full refresh, which the pipeline runs here whenever int_events_deduplicated
     was rebuilt (dagster_project/incremental.py). `events` is the view of its published
@@ -33,6 +34,7 @@
         "drop table if exists {{ this.database }}.{{ this.schema }}.int_events_sessionized",
         "drop table if exists {{ this.database }}.{{ this.schema }}.int_events_enriched",
     ],
+    post_hook=["{{ keep_event_pairs() }}"],
 ) }}
 
 {%- set events_watermark = stored_watermark('_events_watermark') %}
@@ -532,10 +534,17 @@ people_by_anonymous_id as (
 ] %}
 
 {% if is_incremental() %}
+{%- set stored_pairs = stored_event_pairs() %}
 previous_people as (
-    -- one person per pair: every build rewrites the events of a pair whose person changed
+    -- one person per pair: every build rewrites the events of a pair whose person changed.
+    -- The post-hook keeps the pairs' people beside the events (macros/event_pairs.sql).
+    {%- if stored_pairs is not none %}
+    select user_id, anonymous_id, person_id
+    from {{ stored_pairs }}
+    {%- else %}
     select distinct user_id, anonymous_id, person_id
     from {{ this }}
+    {%- endif %}
 ),
 
 changed_people as (

@@ -1,19 +1,19 @@
-"""Nightly, `int_user_profiles` (the table `user_profiles` is a view of) recomputes the people
-whose identifiers, surviving fields, age on the as-of date, activity or personalization consent
-changed, deletes the people identity_map no longer has, keeps every other row as it was, and
-equals a full rebuild."""
+"""Nightly, `int_user_profiles` (the table `user_profiles` and `int_analytics_consents_resolved`
+are views of) recomputes the people whose identifiers, surviving fields, age on the as-of date,
+activity or consents changed, deletes the people identity_map no longer has, keeps every other
+row as it was, and equals a full rebuild."""
 
 from __future__ import annotations
 
 import shutil
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dbt_warehouse_fixture as wf
 import duckdb
 
 TABLE = "intermediate.int_user_profiles"
 BUILD = [*wf.PRE_IDENTITY_RUN, "int_run_settings_resolved"]
-POST_IDENTITY = ["run", "--select", "+user_profiles"]
+POST_IDENTITY = ["run", "--select", "+user_profiles", "int_analytics_consents_resolved"]
 
 
 def _stored(warehouse) -> dict[str, tuple]:
@@ -42,6 +42,17 @@ def _night(warehouse, tmp_path, as_of: datetime, *, assign: bool = False) -> dic
             wf.assign_identities(con)
     wf.dbt_ok(POST_IDENTITY, warehouse, tmp_path)
     return _stored(warehouse)
+
+
+def _withdraw(con, user_id: str, purpose: str, at: datetime) -> None:
+    """A consent file withdrawing `purpose` for `user_id`, recorded at `at`, loaded a day later."""
+    wf.insert_raw(
+        con,
+        "consent",
+        [{"user_id": user_id, "purpose": purpose, "granted": "no", "_recorded_at": at}],
+        file=f"consent/{purpose}-{at:%Y%m%d}.jsonl",
+        loaded_at=at + timedelta(days=1),
+    )
 
 
 def _assert_equals_full_refresh(warehouse, tmp_path, name: str) -> None:
@@ -81,20 +92,7 @@ def test_only_the_people_whose_inputs_changed_are_recomputed(tmp_path):
             file="events/day2.jsonl",
             loaded_at=datetime(2024, 5, 2),
         )
-        wf.insert_raw(
-            con,
-            "consent",
-            [
-                {
-                    "user_id": "u3",
-                    "purpose": "personalization",
-                    "granted": "no",
-                    "_recorded_at": datetime(2024, 5, 1),
-                }
-            ],
-            file="consent/day2.jsonl",
-            loaded_at=datetime(2024, 5, 2),
-        )
+        _withdraw(con, "u3", "personalization", datetime(2024, 5, 1))
         con.execute(
             "update ml.identity_assignments set person_id = ? where person_id = ?", [u2, a5]
         )
@@ -113,3 +111,20 @@ def test_only_the_people_whose_inputs_changed_are_recomputed(tmp_path):
 
     # a night with nothing new rewrites nobody
     assert _night(warehouse, tmp_path, datetime(2024, 5, 2)) == second
+
+    # an analytics withdrawal alone rewrites its person (int_analytics_consents_resolved is a
+    # view of that column)
+    with duckdb.connect(str(warehouse)) as con:
+        _withdraw(con, "u3", "analytics", datetime(2024, 5, 2))
+    fourth = _night(warehouse, tmp_path, datetime(2024, 5, 2))
+    assert {person for person in fourth if fourth[person][0] != second[person][0]} == {u3}
+    assert second[u3][1]["has_analytics_consent"] is True
+    assert fourth[u3][1]["has_analytics_consent"] is False
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        resolved = con.execute(
+            "select has_analytics_consent from intermediate.int_analytics_consents_resolved "
+            "where person_id = ?",
+            [u3],
+        ).fetchone()
+    assert resolved == (False,)
+    _assert_equals_full_refresh(warehouse, tmp_path, "fourth")

@@ -1,13 +1,14 @@
 {#-
     The master record of every person: the fields their profile records' survivorship picked
     (int_profiles_survived, kept per person while their records are unchanged), the age on the
-    as-of date, their activity (int_person_activity) and their personalization consent.
-    `user_profiles` is the view of its published columns.
+    as-of date, their activity (int_person_activity) and their personalization and analytics
+    consents. `user_profiles` is the view of its published columns,
+    `int_analytics_consents_resolved` the view of the analytics consent.
 
     Incremental, per person: a person's row depends only on their identifiers (identity_map),
     their surviving fields (int_profiles_survived's `_inputs_hash`), their age on the as-of
-    date, their activity, their personalization consent, the valid-age bounds, the consent
-    default and this SQL. `_inputs_hash` is a hash of all of them per person; a build
+    date, their activity, their two consents, the valid-age bounds, the consent defaults and
+    this SQL. `_inputs_hash` is a hash of all of them per person; a build
     recomputes the people whose hash changed or who are new, and deletes the rows of the
     people identity_map no longer has (a removal row, which the post-hook deletes). The
     consent and the age are computed for everyone (they are cheap; writing is not): at L on
@@ -104,30 +105,39 @@ person_subjects as (
     from survived
 ),
 
-ranked_personalization_consents as (
+ranked_consents as (
+    -- both purposes a person's row says (int_analytics_consents_resolved is a view of the
+    -- analytics one: one join of the subjects and the consents, where it was two models)
     select
         person_subjects.person_id,
+        consents.purpose,
         consents.is_granted,
         consents.recorded_at,
         -- the latest decision wins; on a tie a withdrawal beats a grant
         row_number() over (
-            partition by person_subjects.person_id
+            partition by person_subjects.person_id, consents.purpose
             order by consents.recorded_at desc nulls last, consents.is_granted
         ) as recency_rank
     from person_subjects
     inner join consents
         on person_subjects.subject_type = consents.subject_type
         and person_subjects.subject_id = consents.subject_id
-    where consents.purpose = 'personalization'
+    where consents.purpose in ('personalization', 'analytics')
 ),
 
-personalization_consents as (
+resolved_consents as (
+    -- per person, each purpose's deciding row (one per purpose: the aggregates pick it)
     select
         person_id,
-        is_granted,
-        recorded_at
-    from ranked_personalization_consents
+        bool_or(is_granted) filter (where purpose = 'personalization')
+            as personalization_granted,
+        max(recorded_at) filter (where purpose = 'personalization')
+            as personalization_recorded_at,
+        bool_or(is_granted) filter (where purpose = 'analytics') as analytics_granted,
+        max(recorded_at) filter (where purpose = 'analytics') as analytics_recorded_at
+    from ranked_consents
     where recency_rank = 1
+    group by person_id
 ),
 
 inputs as (
@@ -139,6 +149,7 @@ inputs as (
             {{ var('min_valid_age') }},
             {{ var('max_valid_age') }},
             {{ var('consent_default_personalization') }},
+            {{ var('consent_default_analytics') }},
             people.n_record_ids,
             people.n_user_ids,
             people.n_anonymous_ids,
@@ -148,8 +159,10 @@ inputs as (
             activity.first_seen_at,
             activity.last_seen_at,
             activity.n_events,
-            personalization_consents.is_granted,
-            personalization_consents.recorded_at
+            resolved_consents.personalization_granted,
+            resolved_consents.personalization_recorded_at,
+            resolved_consents.analytics_granted,
+            resolved_consents.analytics_recorded_at
         ) as _inputs_hash
     from people
     left join survived
@@ -158,8 +171,8 @@ inputs as (
         on people.person_id = ages.person_id
     left join activity
         on people.person_id = activity.person_id
-    left join personalization_consents
-        on people.person_id = personalization_consents.person_id
+    left join resolved_consents
+        on people.person_id = resolved_consents.person_id
 ),
 
 {% if is_incremental() %}
@@ -212,10 +225,16 @@ final as (
         people.n_anonymous_ids,
         people.n_user_ids > 0 or coalesce(survived.n_source_records, 0) > 0 as is_identified,
         coalesce(
-            personalization_consents.is_granted,
+            resolved_consents.personalization_granted,
             {{ var('consent_default_personalization') }}
         ) as has_personalization_consent,
-        personalization_consents.recorded_at as personalization_consent_recorded_at,
+        resolved_consents.personalization_recorded_at as personalization_consent_recorded_at,
+        -- may the person's data count in anonymous aggregates (int_analytics_consents_resolved)
+        coalesce(
+            resolved_consents.analytics_granted,
+            {{ var('consent_default_analytics') }}
+        ) as has_analytics_consent,
+        resolved_consents.analytics_recorded_at as analytics_consent_recorded_at,
         scoped_people._inputs_hash,
         false as _is_removal,
         -- which build (re)wrote the row: the publish step copies the rows newer than its last
@@ -229,8 +248,8 @@ final as (
         on scoped_people.person_id = ages.person_id
     left join activity
         on scoped_people.person_id = activity.person_id
-    left join personalization_consents
-        on scoped_people.person_id = personalization_consents.person_id
+    left join resolved_consents
+        on scoped_people.person_id = resolved_consents.person_id
 )
 
 select * from final

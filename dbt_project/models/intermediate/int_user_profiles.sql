@@ -105,39 +105,29 @@ person_subjects as (
     from survived
 ),
 
-ranked_consents as (
+{#- The deciding consent of a purpose: the latest recorded (a time beats none), and on a tie a
+    withdrawal beats a grant. One aggregate per person instead of a window over the 1.9M
+    (person, consent) rows of L and a grouping after it. -#}
+{%- set deciding = "struct_pack(at := coalesce(consents.recorded_at, '-infinity'::timestamp), "
+    ~ "withdrawn := not consents.is_granted)" %}
+resolved_consents as (
     -- both purposes a person's row says (int_analytics_consents_resolved is a view of the
     -- analytics one: one join of the subjects and the consents, where it was two models)
     select
         person_subjects.person_id,
-        consents.purpose,
-        consents.is_granted,
-        consents.recorded_at,
-        -- the latest decision wins; on a tie a withdrawal beats a grant
-        row_number() over (
-            partition by person_subjects.person_id, consents.purpose
-            order by consents.recorded_at desc nulls last, consents.is_granted
-        ) as recency_rank
+        {%- for purpose in ['personalization', 'analytics'] %}
+        arg_max(consents.is_granted, {{ deciding }})
+            filter (where consents.purpose = '{{ purpose }}') as {{ purpose }}_granted,
+        max(consents.recorded_at)
+            filter (where consents.purpose = '{{ purpose }}') as {{ purpose }}_recorded_at
+        {{- ',' if not loop.last }}
+        {%- endfor %}
     from person_subjects
     inner join consents
         on person_subjects.subject_type = consents.subject_type
         and person_subjects.subject_id = consents.subject_id
     where consents.purpose in ('personalization', 'analytics')
-),
-
-resolved_consents as (
-    -- per person, each purpose's deciding row (one per purpose: the aggregates pick it)
-    select
-        person_id,
-        bool_or(is_granted) filter (where purpose = 'personalization')
-            as personalization_granted,
-        max(recorded_at) filter (where purpose = 'personalization')
-            as personalization_recorded_at,
-        bool_or(is_granted) filter (where purpose = 'analytics') as analytics_granted,
-        max(recorded_at) filter (where purpose = 'analytics') as analytics_recorded_at
-    from ranked_consents
-    where recency_rank = 1
-    group by person_id
+    group by person_subjects.person_id
 ),
 
 inputs as (

@@ -497,11 +497,10 @@ def summed_csr(
     index_dtype = np.int32 if max(len(rows), *shape) < np.iinfo(np.int32).max else np.int64
     indptr = np.zeros(shape[0] + 1, dtype=index_dtype)
     np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
-    # The matrix owns its arrays (scipy changes them in place): read-only ones are copied.
-    indices = np.require(columns.astype(index_dtype, copy=False), requirements="W")
-    matrix = sparse.csr_array(
-        (np.require(data, requirements="W"), indices, indptr), shape=shape, copy=False
-    )
+    # The matrix gets copies: `sum_duplicates` compacts its data and indices in place, and the
+    # caller's arrays are read again (the aggregate matrix is made from the same weights).
+    indices = columns.astype(index_dtype, copy=True)
+    matrix = sparse.csr_array((np.array(data, copy=True), indices, indptr), shape=shape, copy=False)
     matrix.has_sorted_indices = True
     matrix.sum_duplicates()
     return matrix

@@ -25,10 +25,9 @@ from dagster_project import recommendation_refresh as refresh
 from dagster_project.assets._metadata import markdown_table
 from dagster_project.resources import WarehouseResource
 from dagster_project.tunables import load_tunables
-from dagster_project.warehouse_io import read_frame, register_frame, write_frame, write_frames
+from dagster_project.warehouse_io import read_frame, write_frame, write_frames
 from models_ml.recommenders.selection import chosen_algorithm
-from models_ml.recommenders.serving import fit_serving_chain, fits_on_totals, serve
-from models_ml.recommenders.totals import InteractionTotals
+from models_ml.recommenders.serving import fit_serving_chain, serve
 from models_ml.rules import RecommendationRules
 
 # Every read is ordered: ties in scores are broken by input order, which DuckDB does not keep
@@ -122,8 +121,10 @@ SERVING_ONLY_SETTINGS = (
 TONIGHT_ROWS = "ml._pz_recommendations_tonight"
 
 
-# Per person and item with interactions: its rank among them (the categorical code). Per person
-# also whether their rows are read at all and count in aggregates (INTERACTIONS_SQL).
+# Per person of the consent tables, and per item with interactions: its rank among them (the
+# categorical code). Per person also whether their rows are read at all and count in aggregates
+# (INTERACTIONS_SQL: a person in neither table is not read). The people come from the consent
+# tables (1.2M rows at L), not from a `distinct` over the 11.7M interactions (2.0 s).
 _PEOPLE_CODES_SQL = """
 create or replace temp table _pz_person_codes as
 select
@@ -133,23 +134,20 @@ select
     coalesce(analytics.has_analytics_consent, false)
         or coalesce(profiles.has_personalization_consent, false) as is_read
 from (
-    select distinct person_id from intermediate.int_interactions_weighted
-    where person_id is not null {people}
+    select person_id from intermediate.int_analytics_consents_resolved
+    union
+    select person_id from marts.user_profiles
 ) as people
 left join intermediate.int_analytics_consents_resolved as analytics
     on people.person_id = analytics.person_id
 left join marts.user_profiles as profiles
     on people.person_id = profiles.person_id
+where people.person_id is not null
 """
 _ITEM_CODES_SQL = """
 create or replace temp table _pz_item_codes as
 select item_id, (row_number() over (order by item_id) - 1)::integer as code
 from (select distinct item_id from intermediate.int_interactions_weighted where item_id is not null)
-"""
-_ONLY_THESE_PEOPLE = "and person_id in (select person_id from _pz_people_read)"
-_TOTALS_ITEM_CODES_SQL = """
-create or replace temp table _pz_item_codes as
-select item_id, (row_number() over (order by item_id) - 1)::integer as code from _pz_items_read
 """
 _CODED_INTERACTIONS_SQL = """
 select
@@ -166,39 +164,19 @@ order by person_code, item_code, interactions.occurred_at, interactions.weight
 """
 
 
-def read_interactions(
-    con: duckdb.DuckDBPyConnection,
-    people: pd.Series | None = None,
-    totals: InteractionTotals | None = None,
-) -> pd.DataFrame:
+def read_interactions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """The rows of INTERACTIONS_SQL, in its order, with person_id and item_id as categoricals
-    over the sorted distinct ids of int_interactions_weighted (some may have no row here).
+    over the sorted people of the consent tables and items of int_interactions_weighted (some
+    may have no row here).
 
     DuckDB codes the ids (a join with each id's rank) and sorts the rows by the codes, so each
     id's text is read once and the models take the codes as they are
     (`models_ml.recommenders._base.factorized`). At L: about 6 s against 12 s for reading the
     11.7M rows with their string ids (sorted by the strings) and factorizing them.
-
-    With `people`, only their rows; with `totals` (`read_totals`), the items are the totals'
-    items, in their order (the rows of a chain fitted on totals).
     """
     try:
-        if people is None:
-            con.execute(_PEOPLE_CODES_SQL.format(people=""))
-        else:
-            register_frame(con, "_pz_people_read", pd.DataFrame({"person_id": people}))
-            try:
-                con.execute(_PEOPLE_CODES_SQL.format(people=_ONLY_THESE_PEOPLE))
-            finally:
-                con.unregister("_pz_people_read")
-        if totals is None:
-            con.execute(_ITEM_CODES_SQL)
-        else:
-            register_frame(con, "_pz_items_read", pd.DataFrame({"item_id": totals.item_index}))
-            try:
-                con.execute(_TOTALS_ITEM_CODES_SQL)
-            finally:
-                con.unregister("_pz_items_read")
+        con.execute(_PEOPLE_CODES_SQL)
+        con.execute(_ITEM_CODES_SQL)
         ids = {
             column: pd.Index(
                 read_frame(con, f"select {column} from _pz_{table} order by code")[column]
@@ -214,95 +192,6 @@ def read_interactions(
         codes = rows[column.replace("_id", "_code")].to_numpy()
         rows.insert(position, column, pd.Categorical.from_codes(codes, ids[column]))
     return rows.drop(columns=["person_code", "item_code"])
-
-
-# The totals a chain of popularity, segment popularity and content is fitted on between model
-# selections (models_ml.recommenders.totals), from the rows INTERACTIONS_SQL reads up to $as_of.
-# Each row's weight is decayed as the models decay it (`_base.age_in_days`, then 2^(-age /
-# half-life)) and made a decimal: decimal sums are exact, so the totals are the same whatever
-# order DuckDB's threads add them in, and the same input serves the same lists.
-_TOTALS_ITEMS_SQL = """
-select distinct interactions.item_id
-from intermediate.int_interactions_weighted as interactions
-inner join _pz_person_codes as people on interactions.person_id = people.person_id
-where people.is_read and interactions.item_id is not null and interactions.occurred_at <= $as_of
-order by interactions.item_id
-"""
-# Per (person, item) of the rows that count in aggregates: a person counts in their segment's
-# size when one of their sums is not zero (a cart added then removed nets to zero).
-_TOTALS_CELLS_SQL = """
-create or replace temp table _pz_totals_cells as
-select
-    interactions.person_id,
-    interactions.item_id,
-    sum(({weight})::decimal(38, 24)) as score
-from intermediate.int_interactions_weighted as interactions
-inner join _pz_person_codes as people on interactions.person_id = people.person_id
-where people.has_analytics_consent
-    and interactions.item_id is not null
-    and interactions.occurred_at <= $as_of
-group by interactions.person_id, interactions.item_id
-"""
-_DECAYED_WEIGHT = (
-    "coalesce(interactions.weight, 0) * pow(2, -((epoch_us($as_of) "
-    "- epoch_us(interactions.occurred_at)) / 86400e6) / {half_life})"
-)
-_TOTALS_MEMBERS_SQL = """
-create or replace temp table _pz_totals_members as
-select person_id, min(segment_id) as segment_id from ({segments})
-where person_id is not null and segment_id is not null
-group by person_id
-"""
-_ITEM_TOTALS_SQL = """
-select item_id, sum(score)::double as score from _pz_totals_cells group by item_id
-"""
-_SEGMENT_TOTALS_SQL = """
-select members.segment_id, cells.item_id, sum(cells.score)::double as score
-from _pz_totals_cells as cells
-inner join _pz_totals_members as members on cells.person_id = members.person_id
-group by members.segment_id, cells.item_id
-having sum(cells.score) <> 0
-order by members.segment_id, cells.item_id
-"""
-_SEGMENT_SIZES_SQL = """
-select members.segment_id, count(distinct cells.person_id) as people
-from _pz_totals_cells as cells
-inner join _pz_totals_members as members on cells.person_id = members.person_id
-where cells.score <> 0
-group by members.segment_id
-"""
-
-
-def read_totals(
-    con: duckdb.DuckDBPyConnection, *, as_of, half_life_days: float | None, segments_sql: str
-) -> InteractionTotals:
-    """InteractionTotals of the rows INTERACTIONS_SQL reads, as of `as_of`, with the cluster
-    segments of `segments_sql` (a person's first), summed in DuckDB."""
-    params = {"as_of": pd.Timestamp(as_of).to_pydatetime()}
-    weight = (
-        "coalesce(interactions.weight, 0)"
-        if half_life_days is None
-        else _DECAYED_WEIGHT.format(half_life=float(half_life_days))
-    )
-    try:
-        con.execute(_PEOPLE_CODES_SQL.format(people=""))
-        items = pd.Index(read_frame(con, _TOTALS_ITEMS_SQL, params)["item_id"]).rename(None)
-        con.execute(_TOTALS_CELLS_SQL.format(weight=weight), params)
-        con.execute(_TOTALS_MEMBERS_SQL.format(segments=segments_sql))
-        item_scores = read_frame(con, _ITEM_TOTALS_SQL).set_index("item_id")["score"]
-        segment_scores = read_frame(con, _SEGMENT_TOTALS_SQL)
-        sizes = read_frame(con, _SEGMENT_SIZES_SQL).set_index("segment_id")["people"]
-    finally:
-        for table in ("_pz_person_codes", "_pz_totals_cells", "_pz_totals_members"):
-            con.execute(f"drop table if exists temp.{table}")
-    return InteractionTotals(
-        as_of=pd.Timestamp(as_of),
-        half_life_days=half_life_days,
-        item_index=items,
-        item_scores=item_scores.reindex(items, fill_value=0.0).to_numpy(dtype=float),
-        segment_scores=segment_scores,
-        segment_sizes=sizes.astype("int64"),
-    )
 
 
 def selection_fingerprint(settings: dict) -> str:
@@ -414,6 +303,7 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
     # Everything is read first and the connection closed before any model is fitted: DuckDB's
     # buffers (the blocks and sorts of these reads) would otherwise stay on top of the models.
     with warehouse.connect() as con:
+        interactions = read_interactions(con)
         items = read_frame(con, ITEMS_SQL)
         people = read_frame(con, PEOPLE_SQL)["person_id"]
         segments = read_frame(con, SEGMENTS_SQL)
@@ -447,47 +337,14 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
             out_of_stock_sql=OUT_OF_STOCK_SQL if rules.exclude_out_of_stock else NO_ITEMS_SQL,
             catalog_sql=ITEMS_SQL,
         )
-        # Between model selections, a chain that needs of other people's interactions only
-        # their sums is fitted on those (summed here) and the served people's rows.
-        totals = None
-        if (
-            previous is not None
-            and not plan.everyone
-            and as_of is not None
-            and fits_on_totals(previous)
-        ):
-            totals = read_totals(
-                con,
-                as_of=as_of,
-                half_life_days=settings.get("half_life_days"),
-                segments_sql=SEGMENTS_SQL,
-            )
-            interactions = read_interactions(con, people=plan.people, totals=totals)
-        else:
-            interactions = read_interactions(con)
     context.log.info(
         f"model selection: {why}" if previous is not None else f"model selection runs: {why}"
     )
     context.log.info(f"serving {plan.why}")
-    context.log.info(
-        f"interactions read: {len(interactions):,} rows"
-        + (
-            f" of the people served, with item totals over everyone's ({len(totals.item_index):,}"
-            " items) summed in DuckDB"
-            if totals is not None
-            else ""
-        )
-    )
     if not plan.everyone:
         people = plan.people
     serving = fit_serving_chain(
-        interactions,
-        items,
-        settings,
-        segments=segments,
-        as_of=as_of,
-        evaluation=previous,
-        totals=totals,
+        interactions, items, settings, segments=segments, as_of=as_of, evaluation=previous
     )
     del interactions, segments  # each fitted model keeps what it needs
     context.log.info(
@@ -539,11 +396,6 @@ def recommendations(context: AssetExecutionContext, warehouse: WarehouseResource
             "people_served_tonight": len(people),
             "rows_served_tonight": served_rows,
             "served": plan.why,
-            "fitted_on": (
-                "item totals summed in DuckDB and the served people's interactions"
-                if totals is not None
-                else "every interaction"
-            ),
             "chosen_algorithm": serving.chosen,
             "by_reason": markdown_table(by_reason),
             "preview": markdown_table(preview),

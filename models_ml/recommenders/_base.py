@@ -70,22 +70,17 @@ class InteractionRecommender(BaseEstimator):
     def reason(self) -> str:
         return f"{self.algorithm}: {self.reason_text}"
 
-    def _index_interactions(
-        self, interactions: pd.DataFrame, as_of, item_index: pd.Index | None = None
-    ) -> None:
+    def _index_interactions(self, interactions: pd.DataFrame, as_of) -> None:
         """Set person_index_, item_index_, affinity_ (decayed weight sums), seen_, as_of_ and
         aggregate_affinity_ (affinity_ of the rows that may count in aggregates).
 
         With `as_of` given, interactions after it are ignored (fitting "as of" a past date must
         not see the future). Time decay needs occurred_at; without decay it is optional.
-        `item_index` (sorted, holding every item of the rows) is the items instead of the
-        rows' own: a model fitted on some people's rows and totals over everyone's
-        (`models_ml.recommenders.totals`) has the items of everyone's.
         """
         has_time = self.col_timestamp is not None and self.col_timestamp in interactions.columns
         if not has_time and self.half_life_days is not None:
             raise ValueError(f"time decay needs the {self.col_timestamp!r} column")
-        indexed = self._indexed_rows(interactions, as_of, has_time, item_index)
+        indexed = self._indexed_rows(interactions, as_of, has_time)
         (
             df,
             occurred,
@@ -139,13 +134,7 @@ class InteractionRecommender(BaseEstimator):
                 aggregate.eliminate_zeros()
         return seen, affinity, aggregate
 
-    def _indexed_rows(
-        self,
-        interactions: pd.DataFrame,
-        as_of,
-        has_time: bool,
-        item_index: pd.Index | None = None,
-    ) -> tuple:
+    def _indexed_rows(self, interactions: pd.DataFrame, as_of, has_time: bool) -> tuple:
         """(rows kept but for their person and item, their times or None, as_of_, person
         codes, person index, item codes, item index) of `interactions`: rows with a person and
         an item, up to `as_of` when they are timed. Shared within `shared_indexing()`."""
@@ -155,15 +144,9 @@ class InteractionRecommender(BaseEstimator):
             self.col_item,
             self.col_timestamp if has_time else None,
             None if as_of is None else pd.Timestamp(as_of),
-            None if item_index is None else id(item_index),
         )
         shared = _SHARED_INDEXES.get()
-        if (
-            shared is not None
-            and key in shared
-            and shared[key][0] is interactions
-            and shared[key][2] is item_index
-        ):
+        if shared is not None and key in shared and shared[key][0] is interactions:
             return shared[key][1]
         df = interactions.dropna(subset=[self.col_person, self.col_item])
         occurred, as_of_ = None, None
@@ -173,10 +156,7 @@ class InteractionRecommender(BaseEstimator):
             keep = (occurred <= as_of_).to_numpy()
             df, occurred = df[keep], occurred[keep]
         person_codes, person_index = factorized(df[self.col_person])
-        if item_index is None:
-            item_codes, items = factorized(df[self.col_item])
-        else:
-            item_codes, items = indexed_in(df[self.col_item], item_index), item_index
+        item_codes, item_index = factorized(df[self.col_item])
         indexed = (
             df.drop(columns=[self.col_person, self.col_item]),  # coded: the text is not kept
             occurred,
@@ -184,10 +164,10 @@ class InteractionRecommender(BaseEstimator):
             person_codes,
             person_index,
             item_codes,
-            items,
+            item_index,
         )
-        if shared is not None:  # the objects held: their ids stay their own
-            shared[key] = (interactions, indexed, item_index)
+        if shared is not None:
+            shared[key] = (interactions, indexed)  # the frame held: its id stays its own
         return indexed
 
     def _requested(self, person_ids) -> pd.Index:
@@ -549,18 +529,6 @@ def factorized(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
         values = values.astype(categories.dtype)
     codes, uniques = pd.factorize(values, sort=True)
     return codes, pd.Index(uniques)
-
-
-def indexed_in(values: pd.Series, index: pd.Index) -> np.ndarray:
-    """Positions of `values` (ids without nulls) in a sorted, unique `index` holding them all.
-    A categorical over `index` itself is coded already."""
-    if isinstance(values.dtype, pd.CategoricalDtype) and values.cat.categories.equals(index):
-        codes = values.cat.codes.to_numpy()
-    else:
-        codes = index.get_indexer(values)
-    if len(codes) and codes.min() < 0:
-        raise ValueError("every id must be in the given index (and none null)")
-    return codes
 
 
 def as_index(values) -> pd.Index:

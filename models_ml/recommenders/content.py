@@ -26,7 +26,6 @@ from models_ml.columns import (
     WEIGHT,
 )
 from models_ml.recommenders._base import ScoringRecommender
-from models_ml.recommenders.totals import InteractionTotals
 
 TITLE, TAGS = "title", "tags"
 
@@ -115,21 +114,9 @@ class ContentRecommender(ScoringRecommender):
         self.col_in_aggregates = col_in_aggregates
 
     def fit(
-        self,
-        interactions: pd.DataFrame,
-        y=None,
-        as_of=None,
-        items: pd.DataFrame | None = None,
-        totals: InteractionTotals | None = None,
+        self, interactions: pd.DataFrame, y=None, as_of=None, items: pd.DataFrame | None = None
     ) -> ContentRecommender:
-        """With `totals`, the items are theirs (everyone's interacted items) and
-        `interactions` need hold only the rows of the people to recommend for: nothing else
-        here is a statistic over people."""
-        if totals is not None:
-            totals.check_fit(as_of, self.half_life_days)
-        self._index_interactions(
-            interactions, as_of, item_index=None if totals is None else totals.item_index
-        )
+        self._index_interactions(interactions, as_of)
         catalog = (
             items.drop_duplicates(self.col_item)
             if items is not None

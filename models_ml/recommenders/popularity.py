@@ -15,7 +15,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from models_ml.columns import HAS_ANALYTICS_CONSENT, ITEM_ID, OCCURRED_AT, PERSON_ID, WEIGHT
 from models_ml.recommenders._base import BLOCK_CELLS, Cells, InteractionRecommender
-from models_ml.recommenders.totals import InteractionTotals
 
 
 class PopularityRecommender(InteractionRecommender):
@@ -56,25 +55,9 @@ class PopularityRecommender(InteractionRecommender):
         self.col_timestamp = col_timestamp
         self.col_in_aggregates = col_in_aggregates
 
-    def fit(
-        self,
-        interactions: pd.DataFrame,
-        y=None,
-        as_of=None,
-        totals: InteractionTotals | None = None,
-    ) -> PopularityRecommender:
-        """With `totals` (sums over everyone's interactions, made with this model's decay as of
-        `as_of`), `interactions` need hold only the rows of the people to recommend for: the
-        item scores are the totals' (models_ml.recommenders.totals)."""
-        if totals is None:
-            self._index_interactions(interactions, as_of)
-            self.item_scores_ = np.asarray(
-                self.aggregate_affinity_.sum(axis=0), dtype=float
-            ).ravel()
-        else:
-            totals.check_fit(as_of, self.half_life_days)
-            self._index_interactions(interactions, as_of, item_index=totals.item_index)
-            self.item_scores_ = np.asarray(totals.item_scores, dtype=float)
+    def fit(self, interactions: pd.DataFrame, y=None, as_of=None) -> PopularityRecommender:
+        self._index_interactions(interactions, as_of)
+        self.item_scores_ = np.asarray(self.aggregate_affinity_.sum(axis=0), dtype=float).ravel()
         self.ranking_ = popularity_ranking(self.item_scores_)
         return self
 

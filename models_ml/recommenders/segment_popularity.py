@@ -29,7 +29,6 @@ from models_ml.recommenders.popularity import (
     first_k_allowed,
     popularity_ranking,
 )
-from models_ml.recommenders.totals import InteractionTotals
 
 OVERALL_LABEL = (
     PopularityRecommender.algorithm,
@@ -93,11 +92,8 @@ class SegmentPopularityRecommender(PopularityRecommender):
         y=None,
         as_of=None,
         segments: pd.DataFrame | None = None,
-        totals: InteractionTotals | None = None,
     ) -> SegmentPopularityRecommender:
-        """With `totals` (made with the same `segments`), `interactions` need hold only the
-        rows of the people to recommend for, as in PopularityRecommender.fit."""
-        super().fit(interactions, as_of=as_of, totals=totals)
+        super().fit(interactions, as_of=as_of)
         columns = [self.col_person, self.col_segment]
         if segments is None:
             segments = pd.DataFrame(columns=columns)
@@ -108,23 +104,15 @@ class SegmentPopularityRecommender(PopularityRecommender):
         self.person_segments_ = codes.astype(np.int64)
 
         n_segments, n_people = len(self.segment_index_), len(self.person_index_)
-        if totals is not None:
-            self.segment_item_scores_ = totals.segment_item_scores(
-                self.segment_index_, self.item_index_
-            )
-            sizes = totals.segment_sizes.reindex(self.segment_index_, fill_value=0)
-            self.segment_sizes_ = sizes.to_numpy(dtype=np.int64)
-        else:
-            segment_of = self._segment_of(self.person_index_)
-            member = np.flatnonzero(segment_of >= 0)
-            membership = sparse.csr_array(
-                (np.ones(len(member)), (segment_of[member], member)),
-                shape=(n_segments, n_people),
-            )
-            aggregate = self.aggregate_affinity_
-            self.segment_item_scores_ = np.asarray((membership @ aggregate).toarray(), dtype=float)
-            counted = member[np.diff(aggregate.indptr)[member] > 0]
-            self.segment_sizes_ = np.bincount(segment_of[counted], minlength=n_segments)
+        segment_of = self._segment_of(self.person_index_)
+        member = np.flatnonzero(segment_of >= 0)
+        membership = sparse.csr_array(
+            (np.ones(len(member)), (segment_of[member], member)), shape=(n_segments, n_people)
+        )
+        aggregate = self.aggregate_affinity_
+        self.segment_item_scores_ = np.asarray((membership @ aggregate).toarray(), dtype=float)
+        counted = member[np.diff(aggregate.indptr)[member] > 0]
+        self.segment_sizes_ = np.bincount(segment_of[counted], minlength=n_segments)
 
         # One pass per segment (tens of them), each a few vector operations over the items.
         self.segment_rankings_, heads = [], []

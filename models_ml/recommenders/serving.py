@@ -38,7 +38,6 @@ from models_ml.recommenders.selection import (
     evaluate_recommenders,
     sample_people_rows,
 )
-from models_ml.recommenders.totals import FITTED_ON_TOTALS, InteractionTotals
 from models_ml.rules import RecommendationRules, apply_rules
 
 # Algorithms that need no history of the person: they serve everyone in the fallback chain.
@@ -168,31 +167,19 @@ def fit_serving_chain(
     segments: pd.DataFrame | None = None,
     as_of=None,
     evaluation: pd.DataFrame | None = None,
-    totals: InteractionTotals | None = None,
 ) -> ServingChain:
     """Steps 1-2 of the module docstring: evaluate every candidate, fit the serving chain.
 
     Each evaluated model is dropped as soon as it is scored, so at most one selection model
     and then the serving chain are held at a time. With `evaluation` (an earlier run's rows,
     `is_chosen` marking its winner), step 1 is skipped: its choices serve, refitted on
-    tonight's interactions. With `totals` as well (sums over everyone's interactions, for a
-    chain of algorithms in FITTED_ON_TOTALS: `fits_on_totals`), `interactions` need hold only
-    the rows of the people to be served.
+    tonight's interactions.
     """
-    if totals is not None:
-        if evaluation is None:
-            raise ValueError("a chain fits on totals between model selections: pass evaluation")
-        if not fits_on_totals(evaluation):
-            raise ValueError(
-                f"the chain {chain_names(evaluation)} cannot be fitted on totals: only "
-                f"{sorted(FITTED_ON_TOTALS)} can"
-            )
 
     def fit_kwargs(name: str) -> dict[str, Any]:
-        kwargs = {"content": {"items": items}, "segment_popularity": {"segments": segments}}
-        if totals is None:
-            return kwargs.get(name, {})
-        return {**kwargs.get(name, {}), "totals": totals}
+        return {"content": {"items": items}, "segment_popularity": {"segments": segments}}.get(
+            name, {}
+        )
 
     if evaluation is None:
         sample_people = (
@@ -218,12 +205,14 @@ def fit_serving_chain(
         )
         del selected
     chosen = chosen_algorithm(evaluation, default="popularity")
-    names = chain_names(evaluation)
-    every = build_candidates({**settings, "candidates": names})
+    chain_names = list(dict.fromkeys([chosen, "content", popularity_fallback(evaluation)]))
+    every = build_candidates({**settings, "candidates": chain_names})
     with shared_indexing():
-        chain = [every[name].fit(interactions, as_of=as_of, **fit_kwargs(name)) for name in names]
+        chain = [
+            every[name].fit(interactions, as_of=as_of, **fit_kwargs(name)) for name in chain_names
+        ]
     min_history = [
-        0 if name in FALLBACKS else int(settings.get("min_history", 2)) for name in names
+        0 if name in FALLBACKS else int(settings.get("min_history", 2)) for name in chain_names
     ]
     batch_people = int(settings.get("serve_batch_people") or DEFAULT_BATCH_PEOPLE)
     if batch_people < 1:
@@ -231,18 +220,6 @@ def fit_serving_chain(
     return ServingChain(
         evaluation, chosen, chain, min_history, int(settings["top_k"]), batch_people
     )
-
-
-def chain_names(evaluation: pd.DataFrame) -> list[str]:
-    """The serving chain an evaluation chose: its winner, content, then (segment) popularity."""
-    chosen = chosen_algorithm(evaluation, default="popularity")
-    return list(dict.fromkeys([chosen, "content", popularity_fallback(evaluation)]))
-
-
-def fits_on_totals(evaluation: pd.DataFrame) -> bool:
-    """Whether the chain `evaluation` chose can be fitted on InteractionTotals and the rows of
-    the people served (models_ml.recommenders.totals)."""
-    return set(chain_names(evaluation)) <= FITTED_ON_TOTALS
 
 
 def serve(

@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 from dagster import materialize
@@ -115,8 +114,8 @@ def _frame(data_dir: Path, sql: str) -> pd.DataFrame:
 
 def test_the_coded_read_of_the_interactions_is_the_read_of_interactions_sql(warehouse, tmp_path):
     """read_interactions: the rows and order of INTERACTIONS_SQL, ids as categoricals over the
-    sorted ids of every interaction; a person with neither consent is not read (their id is
-    an unused category)."""
+    sorted people of the consent tables and items of every interaction; a person with neither
+    consent is not read (their id is an unused category)."""
     from dagster_project.assets.recommendations import INTERACTIONS_SQL, read_interactions
 
     shutil.copytree(warehouse, tmp_path / "copy")
@@ -476,82 +475,3 @@ def test_tonights_fingerprints_are_reused_for_the_people_whose_interactions_were
         reused[~reused["person_id"].isin(["P02"])].reset_index(drop=True), others
     )
     assert len(others) > 30 and others["history_built_at"].notna().sum() > 30
-
-
-def test_a_night_between_selections_fits_a_popularity_chain_on_totals_summed_in_duckdb(
-    warehouse, tmp_path, monkeypatch
-):
-    """With a chain of (segment) popularity and content, a night between model selections
-    reads only the served people's interactions, with the item and segment totals summed in
-    DuckDB; their lists are the ones a night reading every interaction serves them."""
-    from dagster_project.assets.recommendations import (
-        INTERACTIONS_SQL,
-        SEGMENTS_SQL,
-        read_interactions,
-        read_totals,
-    )
-    from models_ml.recommenders.totals import InteractionTotals
-
-    _with_serving(monkeypatch, candidates=["popularity", "segment_popularity", "content"])
-    on_totals, every_row = tmp_path / "totals", tmp_path / "every_row"
-    shutil.copytree(warehouse, on_totals)
-    assert materialize(
-        [recommendations], resources={"warehouse": WarehouseResource(data_dir=str(on_totals))}
-    ).success  # the candidates changed: a model selection, everyone served
-    _night(on_totals, NEXT_NIGHT)
-    shutil.copytree(on_totals, every_row)
-
-    # the totals DuckDB sums are the ones of the rows in pandas
-    con = duckdb.connect(str(on_totals / "warehouse" / "warehouse.duckdb"))
-    try:
-        as_of = pd.Timestamp("2024-05-04 12:00")  # P40's later purchases are after it
-        rows = con.execute(INTERACTIONS_SQL).df()
-        segments = con.execute(SEGMENTS_SQL).df()
-        summed = read_totals(con, as_of=as_of, half_life_days=60, segments_sql=SEGMENTS_SQL)
-        coded = read_interactions(con, people=pd.Series(["P04", "P41", "P99"]), totals=summed)
-    finally:
-        con.close()
-    expected = InteractionTotals.from_interactions(rows, segments, as_of=as_of, half_life_days=60)
-    pd.testing.assert_index_equal(summed.item_index, expected.item_index)
-    assert "g0" in summed.item_index  # P38's item: read (personalization), in no total
-    np.testing.assert_allclose(summed.item_scores, expected.item_scores, rtol=1e-12)
-    assert summed.item_scores[summed.item_index.get_loc("g0")] == 0
-    pd.testing.assert_frame_equal(summed.segment_scores, expected.segment_scores, rtol=1e-12)
-    pd.testing.assert_series_equal(
-        summed.segment_sizes.sort_index(), expected.segment_sizes, check_names=False
-    )
-    assert set(coded["person_id"].astype(str)) == {"P04", "P41"}
-    assert coded["item_id"].cat.categories.equals(summed.item_index)
-
-    result = materialize(
-        [recommendations], resources={"warehouse": WarehouseResource(data_dir=str(on_totals))}
-    )
-    assert result.success
-    metadata = result.asset_materializations_for_node("recommendations")[0].metadata
-    assert metadata["fitted_on"].text.startswith("item totals summed in DuckDB")
-    assert metadata["chosen_algorithm"].text in {"popularity", "segment_popularity", "content"}
-    served = _frame(on_totals, "select * from ml.recommendations_served")
-    before = _frame(every_row, "select * from ml.recommendations_served")
-    fresh = set(served.person_id) - set(
-        served.merge(before, on=["person_id", "served_at"]).person_id
-    )
-    assert {"P04", "P40", "P41"} <= fresh and len(fresh) < len(served) - 5
-
-    _with_serving(
-        monkeypatch,
-        candidates=["popularity", "segment_popularity", "content"],
-        serve_changed_people_only=False,
-    )
-    result = materialize(
-        [recommendations], resources={"warehouse": WarehouseResource(data_dir=str(every_row))}
-    )
-    assert result.success
-    metadata = result.asset_materializations_for_node("recommendations")[0].metadata
-    assert metadata["fitted_on"].text == "every interaction"
-    query = "select * from ml.recommendations order by person_id, rank"
-    after, full = _frame(on_totals, query), _frame(every_row, query)
-    pd.testing.assert_frame_equal(
-        after[after.person_id.isin(fresh)].reset_index(drop=True),
-        full[full.person_id.isin(fresh)].reset_index(drop=True),
-        rtol=1e-9,
-    )

@@ -884,146 +884,20 @@ def test_age_in_days_is_pandas_timedelta_arithmetic():
     np.testing.assert_allclose(age_in_days(occurred, as_of), expected, rtol=1e-14)
 
 
-# --- a chain fitted on totals over everyone and the served people's rows -----------------------
-
-
-def _totals_case():
-    """Two taste groups; a few people without analytics consent (their rows are their own
-    history only), one person whose only cell nets to zero, segments by taste group for most
-    people, and an evaluation whose winner is segment popularity."""
+def test_item_totals_from_rows_read_in_order_with_people_outside_aggregates_are_by_hand():
+    """The nightly read: rows sorted by person and item (the csr made without coo), some of
+    people whose rows count in no aggregate, cells with several rows. Every model's aggregate
+    matrix (here popularity's totals) sums the decayed weights of the counted rows only."""
     interactions = _two_taste_groups()
-    revoked = interactions["person_id"].isin(["p001", "p002", "p010"])
-    interactions["has_analytics_consent"] = ~revoked
-    netted = pd.DataFrame(
-        {
-            "person_id": ["p500", "p500"],
-            "item_id": ["i03", "i03"],
-            "weight": [2.0, -2.0],
-            "occurred_at": pd.Timestamp("2024-03-05"),
-            "has_analytics_consent": True,
-        }
-    )
-    # sorted as the nightly step reads them (the csr is then made without the coo conversion)
-    interactions = pd.concat([interactions, netted], ignore_index=True)
+    interactions["has_analytics_consent"] = ~interactions["person_id"].isin(["p001", "p002"])
     interactions = interactions.sort_values(["person_id", "item_id", "occurred_at"])
-    people = sorted(set(interactions["person_id"]))
-    segments = pd.DataFrame(
-        {
-            "person_id": [p for p in people if p != "p299"] + ["new"],
-            "segment_id": [f"g{int(p[1:]) % 2}" for p in people if p != "p299"] + ["g1"],
-        }
-    )
-    evaluation = pd.DataFrame(
-        {
-            "algorithm": ["popularity", "segment_popularity", "content"],
-            "ndcg_at_k": [0.2, 0.4, 0.3],
-            "is_chosen": [False, True, False],
-        }
-    )
-    items = pd.DataFrame(
-        {
-            "item_id": [f"i{j:02d}" for j in range(45)],  # i40-i44: nobody's
-            "title": [f"thing {j % 7}" for j in range(45)],
-            "category": [f"c{j % 3}" for j in range(45)],
-            "tags": [f"t{j % 5}" for j in range(45)],
-        }
-    )
-    return interactions, segments, evaluation, items
-
-
-def test_totals_are_the_sums_the_models_make_from_every_row():
-    from models_ml.recommenders.totals import InteractionTotals
-
-    interactions, segments, _, _ = _totals_case()
     as_of = pd.Timestamp("2024-04-10")  # some rows are after it
-    model = SegmentPopularityRecommender(min_segment_people=1, half_life_days=20)
-    model.fit(interactions, as_of=as_of, segments=segments)
-    totals = InteractionTotals.from_interactions(
-        interactions, segments, as_of=as_of, half_life_days=20
-    )
-    pd.testing.assert_index_equal(totals.item_index, model.item_index_, check_exact=True)
-    np.testing.assert_allclose(totals.item_scores, model.item_scores_, rtol=1e-12)
+    model = PopularityRecommender(half_life_days=20).fit(interactions, as_of=as_of)
+    counted = interactions[interactions["has_analytics_consent"]]
+    counted = counted[counted["occurred_at"] <= as_of]
+    age = (as_of - counted["occurred_at"]).dt.total_seconds() / 86_400
+    by_hand = (counted["weight"] * np.exp2(-age / 20)).groupby(counted["item_id"]).sum()
+    assert counted.duplicated(["person_id", "item_id"]).sum() > 100
     np.testing.assert_allclose(
-        totals.segment_item_scores(model.segment_index_, model.item_index_),
-        model.segment_item_scores_,
-        rtol=1e-12,
+        model.item_scores_, by_hand.reindex(model.item_index_, fill_value=0.0), rtol=1e-12
     )
-    sizes = totals.segment_sizes.reindex(model.segment_index_, fill_value=0)
-    np.testing.assert_array_equal(sizes.to_numpy(), model.segment_sizes_)
-    # p500's one cell nets to zero: in a segment, counted in no size
-    assert "p500" in set(segments["person_id"])
-    with pytest.raises(ValueError, match="as of"):
-        totals.check_fit(as_of + pd.Timedelta(days=1), 20)
-    with pytest.raises(ValueError, match="half_life_days"):
-        totals.check_fit(as_of, None)
-
-
-@pytest.mark.parametrize("winner", ["segment_popularity", "content"])
-def test_a_chain_fitted_on_totals_serves_the_lists_of_one_fitted_on_every_row(winner):
-    """Segment popularity, content and popularity fitted on totals over everyone and the
-    served people's rows (as a night between model selections reads them) serve the same
-    lists as the chain fitted on every row; a chain with a collaborative model cannot."""
-    from models_ml.recommenders.serving import fit_serving_chain, fits_on_totals, serve
-    from models_ml.recommenders.totals import InteractionTotals
-    from models_ml.rules import RecommendationRules
-
-    interactions, segments, evaluation, items = _totals_case()
-    evaluation["is_chosen"] = evaluation["algorithm"] == winner
-    settings = {"top_k": 8, "half_life_days": 30, "min_segment_people": 5}
-    as_of = pd.Timestamp("2024-04-20")
-    people = [f"p{i:03d}" for i in range(0, 300, 7)] + ["p001", "p299", "p500", "new"]
-    rules = RecommendationRules.from_dict(
-        {"boosts": [{"name": "c1", "factor": 2.0, "categories": ["c1"]}]}
-    )
-    served = dict(
-        items=items,
-        exclude_pairs=interactions.iloc[::9][["person_id", "item_id"]],
-        exclude_items=["i02"],
-    )
-    every_row = fit_serving_chain(
-        interactions, items, settings, segments=segments, as_of=as_of, evaluation=evaluation
-    )
-    expected = pd.concat(list(serve(every_row, people, rules, **served)), ignore_index=True)
-
-    totals = InteractionTotals.from_interactions(
-        interactions, segments, as_of=as_of, half_life_days=30
-    )
-    theirs = interactions[interactions["person_id"].isin(people)]
-    theirs = theirs.sort_values(["person_id", "item_id", "occurred_at"]).assign(
-        item_id=lambda f: pd.Categorical(f["item_id"], categories=totals.item_index)
-    )
-    on_totals = fit_serving_chain(
-        theirs,
-        items,
-        settings,
-        segments=segments,
-        as_of=as_of,
-        evaluation=evaluation,
-        totals=totals,
-    )
-    assert len(on_totals.chain[0].person_index_) < len(every_row.chain[0].person_index_) / 5
-    actual = pd.concat(list(serve(on_totals, people, rules, **served)), ignore_index=True)
-    as_text = {"person_id": str, "item_id": str, "algorithm": str, "reason": str}
-    pd.testing.assert_frame_equal(actual.astype(as_text), expected.astype(as_text), rtol=1e-9)
-    assert winner in set(expected["algorithm"].astype(str))
-    assert expected["algorithm"].astype(str).value_counts().get("segment_popularity", 0) > 0
-    assert expected["person_id"].nunique() == len(people)
-
-    collaborative = evaluation.assign(
-        algorithm=["popularity", "item_cooccurrence", "content"], is_chosen=[False, True, False]
-    )
-    assert fits_on_totals(evaluation) and not fits_on_totals(collaborative)
-    with pytest.raises(ValueError, match="cannot be fitted on totals"):
-        fit_serving_chain(
-            theirs, items, settings, as_of=as_of, evaluation=collaborative, totals=totals
-        )
-    with pytest.raises(ValueError, match="as of"):
-        fit_serving_chain(
-            theirs,
-            items,
-            settings,
-            segments=segments,
-            as_of=as_of - pd.Timedelta(days=1),
-            evaluation=evaluation,
-            totals=totals,
-        )

@@ -64,7 +64,10 @@ _NOT_SERVED_WITH = (
 # order-independent XOR of row hashes. int_interactions_weighted recomputes a person's rows
 # only when int_person_activity recomputes them (a new `_built_at`), so a person whose
 # `_built_at` is the one their stored fingerprint was taken at keeps it ({reused}): at L that
-# hashes the rows of the 4 % of people a night changed, not all 11.7M (about 2 s).
+# hashes the rows of the 4 % of people a night changed, not all 11.7M (about 2 s). The rows are
+# picked by one semi join with the people to hash (`hashed`, tens of thousands), not a semi
+# join with every person and an anti join with the reused ones (a million each): at L with 187k
+# people to hash, 3.6 s against 5.5 s, the same state.
 _TONIGHT_SQL = """
 create or replace table {tonight} as
 with people as ({people}),
@@ -72,6 +75,10 @@ built as (
     select person_id, _built_at from {activity}
 ),
 reused as ({reused}),
+hashed as (
+    select people.person_id from people
+    anti join reused on people.person_id = reused.person_id
+),
 history as (
     select
         interactions.person_id,
@@ -79,8 +86,7 @@ history as (
             interactions.item_id, interactions.weight, interactions.occurred_at
         ))) as history
     from intermediate.int_interactions_weighted as interactions
-    semi join people on interactions.person_id = people.person_id
-    anti join reused on interactions.person_id = reused.person_id
+    semi join hashed on interactions.person_id = hashed.person_id
     where interactions.item_id is not null
     group by interactions.person_id
 ),
